@@ -1,0 +1,467 @@
+"""The repository config ``.mlgate.yml``: pydantic models, loading, and located errors.
+
+Pure core: parses text it is handed; the only I/O is :func:`load_file`, a thin
+wrapper that reads the file and calls :func:`parse`.
+
+``schemas/mlgate.schema.json`` is generated from :class:`Config` (``mlgate schema``);
+``tests/core/test_config.py`` fails when the committed schema drifts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlgate.errors import ConfigError, Problem
+
+SCHEMA_ID = "https://mlgate.dev/schemas/mlgate.schema.json"
+
+#: Names a user gives to models and environments: used in branch names, tags and
+#: aliases, so a closed form (MLflow aliases allow letters, digits, ``_`` and ``-``).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+ALIAS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"
+RELATIVE_AMOUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+DEFAULT_TRACKING_URI = "sqlite:///.mlgate/mlflow.db"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- gates
+
+
+class Gate(_Model):
+    """One metric gate.
+
+    ``min``/``max`` are absolute thresholds on the candidate's value. ``max_regression``
+    compares with the version that holds the ``champion`` alias: a number is an absolute
+    amount in the metric's own unit, a string ``"N%"`` is relative (percent 0-100 of the
+    champion's value). ``direction`` says which way is better.
+    """
+
+    metric: str = Field(min_length=1, description="Name of a metric the run logged (or the evaluator computed).")
+    direction: Literal["higher", "lower"] = Field(
+        "higher", description="Which way is better: 'higher' (accuracy) or 'lower' (loss, latency)."
+    )
+    min: float | None = Field(None, description="The candidate must be at least this value.")
+    max: float | None = Field(None, description="The candidate must be at most this value.")
+    max_regression: float | Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*%\s*$")] | None = Field(
+        None,
+        description=(
+            "Worst allowed change against the champion in the bad direction: a number is an "
+            "absolute amount in the metric's unit, a string like '2%' is relative to the champion's value."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _needs_a_check(self) -> "Gate":
+        if self.min is None and self.max is None and self.max_regression is None:
+            raise ValueError("a gate needs at least one of min, max, max_regression")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if isinstance(self.max_regression, (int, float)) and self.max_regression < 0:
+            raise ValueError("max_regression must not be negative")
+        return self
+
+    def regression_allowance(self) -> tuple[Literal["absolute", "relative"], float] | None:
+        """``("absolute", amount)`` or ``("relative", fraction 0-1)``, or None without max_regression."""
+        if self.max_regression is None:
+            return None
+        if isinstance(self.max_regression, str):
+            m = RELATIVE_AMOUNT.match(self.max_regression)
+            assert m is not None  # the field pattern guarantees it
+            return ("relative", float(m.group(1)) / 100.0)
+        return ("absolute", float(self.max_regression))
+
+
+class Evaluation(_Model):
+    """Score candidate and champion afresh on the same data with ``mlflow.models.evaluate``.
+
+    ``data`` is either a path to a CSV/Parquet file (relative to the config file) holding
+    features and a ``targets`` column, or ``module:function`` importable from the config's
+    directory, returning ``(features, targets)``.
+    """
+
+    data: str = Field(min_length=1, description="CSV/Parquet path, or 'module:function' returning (X, y).")
+    targets: str = Field("target", description="Name of the target column (file data).")
+    model_type: Literal["classifier", "regressor"] = Field("classifier", description="MLflow evaluator model type.")
+
+
+class Validate(_Model):
+    gates: list[Gate] = Field(default_factory=list, description="Metric gates; all must pass.")
+    evaluation: Evaluation | None = Field(
+        None, description="Score candidate and champion on the same dataset before gating."
+    )
+    registration_timeout: float = Field(
+        300.0, gt=0, description="Seconds to wait for a new model version to become READY."
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+class ArgoBackend(_Model):
+    """Where heavy training runs: an Argo Server and a WorkflowTemplate (see ``workflows/``)."""
+
+    server: str = Field(description="Argo Server base URL, e.g. https://argo.example.com:2746")
+    namespace: str = Field("argo", description="Kubernetes namespace of the workflows.")
+    template: str = Field("mlgate-train-gpu", description="WorkflowTemplate name.")
+    token_env: str | None = Field(
+        "ARGO_TOKEN", description="Environment variable holding the service-account bearer token."
+    )
+    token_file: str | None = Field(None, description="File holding the bearer token (used when token_env is unset).")
+    gpus: int = Field(1, ge=0, description="Number of nvidia.com/gpu to request.")
+    image: str | None = Field(None, description="Container image that has mlgate and the training code.")
+    parameters: dict[str, str] = Field(default_factory=dict, description="Extra WorkflowTemplate parameters.")
+    ui_url: str | None = Field(None, description="Argo UI base URL for links (default: the server URL).")
+    verify_tls: bool = Field(True, description="Verify the server's TLS certificate.")
+
+
+class Train(_Model):
+    command: list[str] | str | None = Field(
+        None, description="Training command (argv list or a shell-free string split like a shell)."
+    )
+    backend: Literal["local", "argo"] = Field("local", description="Run training here or on Argo Workflows.")
+    argo: ArgoBackend | None = None
+
+    @model_validator(mode="after")
+    def _argo_needs_settings(self) -> "Train":
+        if self.backend == "argo" and self.argo is None:
+            raise ValueError("backend 'argo' needs an 'argo' section (server, namespace, template)")
+        return self
+
+
+# --------------------------------------------------------------------------- GitOps targets
+
+_VALUE_HELP = (
+    "Value template; may use {model_uri} (models:/NAME/VERSION), {storage_uri} (the version's "
+    "artifact location), {version}, {model}, {run_id}."
+)
+
+
+class KServeTarget(_Model):
+    """A KServe ``InferenceService``: sets ``spec.predictor.model.storageUri``."""
+
+    kind: Literal["kserve"]
+    name: str | None = Field(None, description="metadata.name of the InferenceService (needed in multi-document files).")
+    value: str = Field("{storage_uri}", description=_VALUE_HELP)
+
+
+class HelmTarget(_Model):
+    """A Helm values file: sets a dotted key such as ``model.image.tag``."""
+
+    kind: Literal["helm"]
+    key: str = Field(min_length=1, description="Dotted key path in the values file, e.g. model.uri")
+    value: str = Field("{storage_uri}", description=_VALUE_HELP)
+    create: bool = Field(False, description="Create the key when it does not exist.")
+
+
+class KustomizeImageTarget(_Model):
+    """A Kustomize ``images:`` entry, chosen by ``name`` (never by index)."""
+
+    kind: Literal["kustomize-image"]
+    image: str = Field(min_length=1, description="The images[].name to edit.")
+    field: Literal["newTag", "newName", "digest"] = Field("newTag", description="Which field of the entry to set.")
+    value: str = Field("{version}", description=_VALUE_HELP)
+
+
+class KeyPathTarget(_Model):
+    """Any YAML file: a key path with list selectors, e.g. ``spec.containers[name=server].image``."""
+
+    kind: Literal["keypath"]
+    path: str = Field(min_length=1, description="Key path; [N] indexes a list, [key=value] selects an item.")
+    select: str | None = Field(None, description="KIND/NAME of the document in a multi-document file.")
+    value: str = Field(description=_VALUE_HELP)
+    create: bool = Field(False, description="Create the last key when it does not exist.")
+
+
+Target = Annotated[
+    Union[KServeTarget, HelmTarget, KustomizeImageTarget, KeyPathTarget], Field(discriminator="kind")
+]
+
+
+class GitOps(_Model):
+    repository: str = Field(min_length=1, description="git URL or local path (relative to the config file).")
+    branch: str = Field("main", description="Branch that the environment's deployment tool watches.")
+    path: str = Field(min_length=1, description="File inside the repository to edit.")
+    mode: Literal["push", "pull-request"] = Field(
+        "push", description="Push the commit to the branch, or open a promotion pull/merge request."
+    )
+    target: Target
+
+    @field_validator("path")
+    @classmethod
+    def _stays_inside(cls, v: str) -> str:
+        p = Path(v)
+        if p.is_absolute() or ".." in p.parts:
+            raise ValueError(f"path {v!r} leaves the repository (absolute or '..')")
+        return v
+
+
+# --------------------------------------------------------------------------- approval policy
+
+
+class Promoters(_Model):
+    """Who may run ``/promote`` (or ``/train``)."""
+
+    min_permission: Literal["read", "triage", "write", "maintain", "admin"] = Field(
+        "write", description="GitHub repository permission at least this (GitLab: developer=write, maintainer=maintain, owner=admin)."
+    )
+    users: list[str] = Field(default_factory=list, description="Named users who may, whatever their permission.")
+    teams: list[str] = Field(default_factory=list, description="GitHub teams (org/slug) or GitLab groups whose members may.")
+
+
+class Approvals(_Model):
+    """How many approvals from which reviewers, on the commit being promoted."""
+
+    required: int = Field(1, ge=0, description="Number of approvals needed on the PR's head commit.")
+    reviewers: list[str] = Field(
+        default_factory=list, description="Users whose approval counts; empty means anyone with write permission."
+    )
+    teams: list[str] = Field(default_factory=list, description="Teams/groups whose members' approvals count.")
+    author_counts: bool = Field(False, description="Whether the PR author's own approval counts.")
+    committers_count: bool = Field(False, description="Whether approvals by people who pushed commits to the PR count.")
+
+
+class Canary(_Model):
+    """Canary rollout of a new model version (see the canary issue); optional per environment."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Environment(_Model):
+    name: str = Field(pattern=NAME_PATTERN, description="Environment name, e.g. staging, production.")
+    alias: str | None = Field(
+        None, pattern=ALIAS_PATTERN, description="Registry alias the environment holds (default: its name; 'production' holds 'champion')."
+    )
+    requires: str | None = Field(None, description="Environment that must hold the version first (e.g. staging).")
+    gitops: GitOps
+    promoters: Promoters = Field(default_factory=Promoters)
+    approvals: Approvals = Field(default_factory=Approvals)
+    canary: Canary | None = None
+
+    @property
+    def registry_alias(self) -> str:
+        """The alias this environment holds: ``alias``, else ``champion`` for production, else the name."""
+        if self.alias:
+            return self.alias
+        return "champion" if self.name == "production" else self.name
+
+
+class Config(_Model):
+    """``.mlgate.yml``: one registered model, its gates and its environments."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, title="mlgate repository config (.mlgate.yml)")
+
+    model: str = Field(pattern=NAME_PATTERN, description="Registered model name in the MLflow Model Registry.")
+    tracking_uri: str = Field(
+        DEFAULT_TRACKING_URI,
+        description="MLflow tracking URI; the environment variable MLFLOW_TRACKING_URI overrides it.",
+    )
+    experiment: str | None = Field(None, description="MLflow experiment name (default: the model name).")
+    train: Train = Field(default_factory=Train)
+    validate_: Validate = Field(default_factory=Validate, alias="validate")
+    environments: list[Environment] = Field(default_factory=list)
+    train_permission: Promoters | None = Field(
+        None, description="Who may run /train (spend GPU time); default: the first environment's promoters."
+    )
+
+    @model_validator(mode="after")
+    def _environments_consistent(self) -> "Config":
+        names = [e.name for e in self.environments]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"environment names must be unique: {sorted(dup)}")
+        for e in self.environments:
+            if e.requires is not None and e.requires not in names:
+                raise ValueError(f"environment {e.name!r} requires unknown environment {e.requires!r}")
+        return self
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.model
+
+    def environment(self, name: str) -> Environment:
+        """The environment called ``name``; raises :class:`KeyError` naming the known ones."""
+        for e in self.environments:
+            if e.name == name:
+                return e
+        known = ", ".join(e.name for e in self.environments) or "none configured"
+        raise KeyError(f"unknown environment {name!r} (known: {known})")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``.mlgate.yml``, generated from :class:`Config`."""
+    schema = Config.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+
+
+def _position(node: Any, loc: tuple[Any, ...]) -> tuple[int, int]:
+    """Best 0-based (line, col) for a pydantic error location inside a ruamel node tree.
+
+    Walks ``loc`` as far as the tree goes; a mapping key points at the key, a list index
+    at the item. Union/discriminator tags in ``loc`` that are not keys are skipped.
+    """
+    line, col = 0, 0
+    if hasattr(node, "lc"):
+        line, col = node.lc.line, node.lc.col
+    for part in loc:
+        lc = getattr(node, "lc", None)
+        if isinstance(node, dict) and part in node:
+            if lc is not None:
+                kl = lc.key(part)
+                if kl is not None:
+                    line, col = kl
+            child = node[part]
+            node = child
+            continue
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            if lc is not None:
+                il = lc.item(part)
+                if il is not None:
+                    line, col = il
+            node = node[part]
+            continue
+        # a union branch name or a discriminator tag: stay on this node
+    return line, col
+
+
+def _value_position(node: Any, loc: tuple[Any, ...]) -> tuple[int, int] | None:
+    """0-based position of the *value* at ``loc`` (for type errors), if it is a mapping value."""
+    if not loc:
+        return None
+    parent = node
+    for part in loc[:-1]:
+        if isinstance(parent, dict) and part in parent:
+            parent = parent[part]
+        elif isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent):
+            parent = parent[part]
+    last = loc[-1]
+    if isinstance(parent, dict) and last in parent and hasattr(parent, "lc"):
+        return parent.lc.value(last)
+    return None
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Drop union-branch and discriminator-tag parts that are not keys of the document."""
+    out: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, (dict, list)):
+            # not in the document: either a missing/extra key (keep, last) or a branch tag (skip)
+            if part == loc[-1]:
+                out.append(part)
+    return tuple(out)
+
+
+def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key {loc[-1]!r} at {dotted}"
+    if kind == "missing":
+        return f"missing required key {loc[-1]!r} at {dotted}" if loc else "missing required key"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    got = err.get("input")
+    if kind not in ("value_error", "assertion_error") and not isinstance(got, (dict, list)):
+        return f"{dotted}: {msg} (got {got!r})"
+    return f"{dotted}: {msg}"
+
+
+def parse(text: str, filename: str = ".mlgate.yml") -> Config:
+    """Parse and validate ``.mlgate.yml`` text.
+
+    Args:
+        text: the file's contents.
+        filename: used in error messages only.
+
+    Returns:
+        The validated :class:`Config`.
+
+    Raises:
+        ConfigError: with one :class:`~mlgate.errors.Problem` (``file:line:col: message``,
+            1-based) per problem: YAML syntax errors, duplicate keys, unknown keys,
+            wrong types, missing keys, invalid values.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import MarkedYAMLError
+
+    yaml = YAML(typ="rt")
+    try:
+        data = yaml.load(text)
+    except DuplicateKeyError as e:
+        mark = e.problem_mark
+        raise ConfigError([Problem(filename, mark.line + 1, mark.column + 1, f"duplicate key: {e.problem}")]) from None
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise ConfigError([Problem(filename, line, col, f"YAML syntax error: {e.problem or e.context}")]) from None
+    if data is None:
+        raise ConfigError([Problem(filename, 1, 1, "the file is empty; it needs at least 'model:'")])
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(filename, 1, 1, f"the top level must be a mapping, not {type(data).__name__}")])
+    try:
+        return Config.model_validate(_plain(data))
+    except ValidationError as exc:
+        problems: list[Problem] = []
+        seen: set[tuple[Any, ...]] = set()
+        for err in exc.errors(include_url=False):
+            loc = _clean_loc(tuple(err["loc"]), data)
+            if loc in seen:  # one problem per place: union branches repeat the same loc
+                continue
+            seen.add(loc)
+            if err["type"] in ("extra_forbidden", "missing"):
+                line, col = _position(data, loc)
+            else:
+                pos = _value_position(data, loc)
+                line, col = pos if pos is not None else _position(data, loc)
+            msg = _message(err, loc)
+            problems.append(Problem(filename, line + 1, col + 1, msg))
+        problems.sort(key=lambda p: (p.line, p.col))
+        raise ConfigError(problems) from None
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip containers → plain dict/list/scalars for pydantic."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return node
+
+
+def load_file(path: str | Path) -> Config:
+    """Read and parse a config file; raises :class:`ConfigError` (also for a missing file)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), 1, 1, "file not found")]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([Problem(str(path), 1, 1, f"not UTF-8 text: {e.reason}")]) from None
+    return parse(text, str(path))
