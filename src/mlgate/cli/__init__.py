@@ -41,7 +41,7 @@ class LazyGroup(click.Group):
         if spec is None:
             return None
         target, help_text = spec
-        if ctx.resilient_parsing or "--help" in sys.argv[1:2]:
+        if ctx.resilient_parsing or (len(sys.argv) > 1 and sys.argv[1] in ("--help", "-h")):
             # listing only: a stub with the short help, no import
             return click.Command(cmd_name, help=help_text, short_help=help_text)
         module, attr = target.split(":")
@@ -91,3 +91,11 @@ def main() -> None:
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as e:  # a bug, not an expected failure: one line unless asked
+        import os
+
+        if os.environ.get("MLGATE_DEBUG"):
+            raise
+        click.echo(f"mlgate: internal error: {type(e).__name__}: {e} (set MLGATE_DEBUG=1 for the traceback; "
+                   "please report it)", err=True)
+        sys.exit(70)

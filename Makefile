@@ -1,0 +1,62 @@
+# mlgate: the two commands a new user needs are `make demo` and `make test`.
+# Every target installs what it needs itself (venv, pip, npm, Debian packages).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp
+
+.PHONY: demo test test-fast bench schemas system node venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Demo needs mlgate and scikit-learn only.
+$(VENV)/.demo: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[demo]'
+	touch $@
+
+# Tests need the dev extras too (linters, CI runners, bot libraries).
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.demo
+
+venv: $(STAMP)
+
+node_modules/.stamp: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: node_modules/.stamp
+
+# Debian packages the tests run for real: rsync (gitlab-ci-local), wrk (bench),
+# prometheus (canary analysis), postgresql (bot store). Installed only when missing.
+SYSTEM_TOOLS := rsync wrk prometheus
+system:
+	@missing=""; \
+	for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: $(VENV)/.demo
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/wine/demo.sh
+
+test: $(STAMP) node system
+	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The pure core only: seconds, no servers.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/core $(PYTEST_ARGS)
+
+bench: $(STAMP) node system
+	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python bench/cli_startup.py
+
+schemas: $(STAMP)
+	$(BIN)/mlgate schema > schemas/mlgate.schema.json
+
+clean:
+	rm -rf .mlgate .pytest_cache

@@ -1,0 +1,42 @@
+"""Options and output helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Mapping
+
+import click
+
+from mlgate.ci import github_output_lines
+
+config_option = click.option(
+    "--config", "-c", "config_path", default=".mlgate.yml", show_default=True, envvar="MLGATE_CONFIG",
+    type=click.Path(dir_okay=False), help="Path of the repository config (env MLGATE_CONFIG).",
+)
+output_option = click.option(
+    "--output", "-o", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="text for people, json for machines.",
+)
+
+
+def write_github_output(outputs: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+    """Append ``key=value`` lines to ``$GITHUB_OUTPUT`` when it is set (GitHub Actions)."""
+    env = os.environ if environ is None else environ
+    path = env.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(github_output_lines({k: "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+                                      for k, v in outputs.items()}))
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def info_printer(output: str) -> Callable[[str], None]:
+    """Progress lines go to stderr when stdout carries JSON, else to stdout."""
+    if output == "json":
+        return lambda msg: click.echo(msg, err=True)
+    return lambda msg: click.echo(msg)

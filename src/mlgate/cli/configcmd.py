@@ -1,0 +1,54 @@
+"""``mlgate config check`` and ``mlgate schema``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from mlgate.cli.common import emit_json, output_option
+
+
+@click.group("config")
+def config() -> None:
+    """Check the repository config (.mlgate.yml)."""
+
+
+@config.command("check")
+@click.argument("file", default=".mlgate.yml", required=False, type=click.Path(dir_okay=False))
+@output_option
+def check(file: str, output: str) -> None:
+    """Validate FILE (default .mlgate.yml).
+
+    Prints FILE:LINE:COL: message for every problem and exits 2; exits 0 when valid.
+    """
+    from mlgate.config import load_file
+    from mlgate.errors import ConfigError
+
+    try:
+        cfg = load_file(file)
+    except ConfigError as e:
+        if output == "json":
+            emit_json({"file": file, "valid": False, "problems": [p.__dict__ for p in e.problems]})
+            raise SystemExit(2)
+        raise
+    if output == "json":
+        emit_json({"file": file, "valid": True, "model": cfg.model,
+                   "gates": len(cfg.validate_.gates), "environments": [e.name for e in cfg.environments]})
+    else:
+        envs = ", ".join(e.name for e in cfg.environments) or "none"
+        click.echo(f"{file}: ok (model {cfg.model}, {len(cfg.validate_.gates)} gates, environments: {envs})")
+
+
+@click.command("schema")
+@click.option("--bot", is_flag=True, help="Print the schema of bot.yml instead of .mlgate.yml.")
+def schema(bot: bool) -> None:
+    """Print the JSON Schema of .mlgate.yml (or bot.yml with --bot)."""
+    if bot:
+        from mlgate.bot.settings import json_schema as bot_schema
+
+        click.echo(json.dumps(bot_schema(), indent=2))
+        return
+    from mlgate.config import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
