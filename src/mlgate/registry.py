@@ -307,14 +307,16 @@ class Registry:
         Raises:
             MlgateError (exit 3): FAILED_REGISTRATION, or still pending after ``timeout``.
         """
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
         while True:
             info = self.get_version(model, version)
-            if info.status == READY:
+            verdict = registration_verdict(info.status, time.monotonic() - start, timeout)
+            if verdict == "ready":
                 return info
-            if info.status == FAILED:
-                raise InfraError(f"{model} version {version} failed to register (FAILED_REGISTRATION)")
-            if time.monotonic() >= deadline:
+            if verdict == "failed":
+                raise InfraError(f"{model} version {version} failed to register (FAILED_REGISTRATION); "
+                                 "nothing was gated or promoted")
+            if verdict == "timeout":
                 raise InfraError(
                     f"{model} version {version} is still {info.status} after {timeout:g} s; nothing was gated or promoted"
                 )
@@ -328,6 +330,22 @@ class Registry:
         with self._calls(f"tag {model} version {version}"):
             for k, v in tags.items():
                 self.client.set_model_version_tag(model, str(version), k, str(v))
+
+
+def registration_verdict(status: str, elapsed: float, timeout: float) -> str:
+    """What to do with a model version in ``status`` after ``elapsed`` of ``timeout`` seconds.
+
+    Returns "ready" (READY), "failed" (FAILED_REGISTRATION), "timeout" (still pending, or an
+    unknown status, at or past the timeout) or "wait". MLflow model version statuses:
+    PENDING_REGISTRATION, FAILED_REGISTRATION, READY (MLflow REST API, ModelVersionStatus).
+    """
+    if status == READY:
+        return "ready"
+    if status == FAILED:
+        return "failed"
+    if elapsed >= timeout:
+        return "timeout"
+    return "wait"
 
 
 def _not_found_kind(exc: BaseException) -> str | None:

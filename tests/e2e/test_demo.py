@@ -41,7 +41,7 @@ def test_demo_runs_end_to_end_and_again(tmp_path):
     assert "promoted wine-classifier v1 to production" in out
     # the promotion diff changes only the model URI line
     diff = out[out.index("diff --git"):]
-    changed = [l for l in diff.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+    changed = [l for l in diff.splitlines() if l.startswith(("+", "-")) and not l.startswith(("+++", "---"))]
     assert len(changed) == 2 and all("storageUri:" in l for l in changed), changed
 
     versions, aliases, gates = registry_rows(work / ".mlgate" / "mlflow.db")

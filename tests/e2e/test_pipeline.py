@@ -161,7 +161,7 @@ def test_validate_promote_status_flow(project, tmp_path):
     assert result["changed"] is True and result["version"] == "1"
     # the promotion commit changes exactly the storageUri line
     diff = git("--git-dir", str(project.gitops), "show", "--format=", "-U0", "main")
-    changed = [l for l in diff.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+    changed = [l for l in diff.splitlines() if l.startswith(("+", "-")) and not l.startswith(("+++", "---"))]
     assert changed == [
         '-      storageUri: "s3://models/wine-classifier/initial"',
         f'+      storageUri: "models:/{project.model}/1"',
