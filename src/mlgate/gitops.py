@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from mlgate.errors import InfraError, ManifestError, UsageError
+from mlgate.manifest_files import read_text, resolve_in_repo, write_text
 
 #: How many times a push that lost a race (non-fast-forward) is re-read, re-applied and retried.
 PUSH_ATTEMPTS = 4
@@ -72,24 +73,6 @@ def resolve_repository(repository: str, base_dir: Path) -> str:
     return str((base_dir / repository).resolve())
 
 
-def safe_path(root: Path, rel: str) -> Path:
-    """``root/rel``, refusing absolute paths, ``..`` and symlinks that leave ``root``.
-
-    Raises:
-        ManifestError: the path leaves the repository.
-    """
-    p = Path(rel)
-    if p.is_absolute() or ".." in p.parts:
-        raise ManifestError(f"{rel}: the path leaves the repository (absolute or '..')")
-    full = root / p
-    real_root = root.resolve()
-    try:
-        full.resolve().relative_to(real_root)
-    except ValueError:
-        raise ManifestError(f"{rel}: the path leaves the repository through a symlink") from None
-    return full
-
-
 class PushWriter:
     """Mode ``push``: commit on the target branch and push it (any git remote).
 
@@ -113,16 +96,15 @@ class PushWriter:
                         f"cannot clone branch {change.branch!r} of GitOps repository {change.repository}: "
                         f"{clone.stderr.strip().splitlines()[-1] if clone.stderr.strip() else 'git clone failed'}"
                     )
-                target = safe_path(work, change.path)
+                target = resolve_in_repo(work, change.path)
                 if not target.is_file():
                     raise ManifestError(f"{change.path}: no such file in {change.repository} (branch {change.branch})")
-                old = target.read_bytes().decode("utf-8")
+                old = read_text(target, change.path)
                 new = change.edit(old)
                 if new == old:
                     head = _git(["rev-parse", "HEAD"], cwd=work).stdout.strip()
                     return PromotionResult(commit=head, url=None, changed=False)
-                with open(target, "w", encoding="utf-8", newline="") as fh:
-                    fh.write(new)
+                write_text(target, new, change.path)
                 _git(["add", "--", change.path], cwd=work)
                 _git(
                     ["-c", f"user.name={self.author_name}", "-c", f"user.email={self.author_email}",
