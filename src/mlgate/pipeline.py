@@ -124,8 +124,11 @@ def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str
         InfraError: MLflow unreachable, registration failed or timed out.
     """
     cfg = project.config
-    argv = _command(cfg, command)
     env = dict(os.environ if environ is None else environ)
+    if cfg.train.backend == "argo" and env.get("MLGATE_TRAIN_BACKEND") != "local":
+        # The WorkflowTemplate's step sets MLGATE_TRAIN_BACKEND=local, so the pod trains here.
+        return train_on_argo(project, command, environ=env, log=log)
+    argv = _command(cfg, command)
     ci = current_ci(project.base_dir, env)
     reg = project.registry
     exp_id = reg.ensure_experiment(cfg.experiment_name, project.artifact_location())
@@ -195,6 +198,56 @@ def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str
     return TrainResult(cfg.model, run_id, info.version, exp_id, info.model_uri, ci.commit)
 
 
+def train_on_argo(project: Project, command: Sequence[str] = (), *, environ: Mapping[str, str] | None = None,
+                  log: Callable[[str], None] = print, poll_seconds: float = 5.0) -> TrainResult:
+    """``train.backend: argo``: submit the WorkflowTemplate for this commit, follow it, and
+    return the model version its ``mlgate train`` step registered (tagged with the commit).
+
+    Submitting twice for the same commit follows the existing workflow (see
+    :func:`mlgate.argo.submit_for_commit`).
+
+    Raises:
+        UsageError: no commit or git remote; WorkflowFailed (exit 1): the workflow failed;
+        InfraError: Argo Server or MLflow unreachable; the workflow succeeded but registered nothing.
+    """
+    from mlgate import argo
+    from mlgate.argo_plan import progress_lines
+
+    cfg = project.config
+    assert cfg.train.argo is not None
+    env = dict(os.environ if environ is None else environ)
+    ci = current_ci(project.base_dir, env)
+    if not ci.commit:
+        raise UsageError("train.backend argo needs a git commit: run inside a git checkout")
+    repo_url = _git_value(["remote", "get-url", "origin"], project.base_dir)
+    if not repo_url:
+        raise UsageError(f"train.backend argo needs a git remote 'origin' in {project.base_dir} for the cluster to clone")
+    top = _git_value(["rev-parse", "--show-toplevel"], project.base_dir)
+    config_path = os.path.relpath(project.path, top) if top else None
+    sub = argo.submit_for_commit(
+        cfg.train.argo, model=cfg.model, repo_url=repo_url, commit=ci.commit,
+        command=list(command) or cfg.train.command, tracking_uri=project.tracking_uri, config_path=config_path,
+    )
+    log(f"mlgate: {'submitted' if sub.created else 'following'} Argo workflow {sub.name}: {sub.ui_url}")
+    previous: list[Any] = [None]
+
+    def progress(st: Any) -> None:
+        for line in progress_lines(previous[0], st):
+            log(line)
+        previous[0] = st
+
+    poll = float(env.get("MLGATE_ARGO_POLL_SECONDS") or poll_seconds)
+    final = argo.wait(cfg.train.argo, sub.name, poll_seconds=poll, on_progress=progress)
+    if not final.succeeded:
+        raise argo.WorkflowFailed(f"Argo workflow {sub.name} {final.phase}: {final.failure_message()} ({sub.ui_url})")
+    info = project.registry.find_by_commit(cfg.model, ci.commit)
+    if info is None:
+        raise InfraError(f"Argo workflow {sub.name} succeeded but no version of {cfg.model} is tagged "
+                         f"mlgate.git_commit={ci.commit} at {project.tracking_uri}")
+    log(f"mlgate: Argo workflow {sub.name} registered {cfg.model} version {info.version} from run {info.run_id}")
+    return TrainResult(cfg.model, info.run_id or "", info.version, "", info.model_uri, ci.commit)
+
+
 # --------------------------------------------------------------------------- validate
 
 
@@ -205,9 +258,15 @@ class ValidateResult:
     champion: VersionInfo | None
 
 
-def pick_version(project: Project, version: str | None, alias: str | None) -> VersionInfo:
-    """The version asked for: ``version``, else the one holding ``alias``, else the newest."""
+def pick_version(project: Project, version: str | None, alias: str | None, commit: str | None = None) -> VersionInfo:
+    """The version asked for: ``version``, else the one holding ``alias``, else the newest one
+    registered for ``commit`` (tag ``mlgate.git_commit``), else the newest."""
     reg, model = project.registry, project.config.model
+    if commit is not None:
+        info = reg.find_by_commit(model, commit)
+        if info is None:
+            raise UsageError(f"no version of {model} was registered for commit {commit} (tag mlgate.git_commit)")
+        return info
     if version is not None:
         if not str(version).isdigit():
             raise UsageError(f"--version must be a version number, not {version!r}")
@@ -285,7 +344,7 @@ def _evaluate_version(project: Project, info: VersionInfo, data: Any, target: st
 
 
 def validate(project: Project, *, version: str | None = None, alias: str | None = None,
-             log: Callable[[str], None] = print) -> ValidateResult:
+             commit: str | None = None, log: Callable[[str], None] = print) -> ValidateResult:
     """Gate a candidate version against the champion and record the outcome on it.
 
     Records ``mlgate.gates=passed|failed`` and one ``mlgate.gate.<metric>`` tag per gate on
@@ -296,7 +355,7 @@ def validate(project: Project, *, version: str | None = None, alias: str | None 
         InfraError: MLflow unreachable, version registration failed or timed out.
     """
     cfg, reg = project.config, project.registry
-    candidate = pick_version(project, version, alias)
+    candidate = pick_version(project, version, alias, commit)
     candidate = reg.wait_ready(cfg.model, candidate.version, cfg.validate_.registration_timeout)
     champion = reg.get_by_alias(cfg.model, "champion")
     if champion is not None and champion.version == candidate.version:

@@ -45,12 +45,22 @@ class LazyGroup(click.Group):
             # listing only: a stub with the short help, no import
             return click.Command(cmd_name, help=help_text, short_help=help_text)
         module, attr = target.split(":")
+        _log_to_stderr()
         try:
             return getattr(importlib.import_module(module), attr)
         except ModuleNotFoundError as e:
             if e.name and e.name.startswith("mlgate"):
                 return _unavailable(cmd_name, "is not implemented in this version")
             return _unavailable(cmd_name, f"needs the Python package {e.name!r}: pip install 'mlgate[bot]'")
+
+
+def _log_to_stderr() -> None:
+    """Library logs (structlog, e.g. stamina's retry warnings) go to stderr, keeping stdout for
+    results (``--output json``). ``mlgate bot serve`` configures its own JSON logging."""
+    import structlog
+
+    if not structlog.is_configured():
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 def _unavailable(name: str, why: str) -> click.Command:

@@ -49,12 +49,13 @@ def train(config_path: str, output: str, command: tuple[str, ...]) -> None:
 @config_option
 @click.option("--version", "version", default=None, help="Model version to gate (default: the newest).")
 @click.option("--alias", default=None, help="Gate the version that holds this alias instead.")
+@click.option("--commit", default=None, help="Gate the newest version registered for this git commit.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the Markdown report to this file.")
 @click.option("--chart/--no-chart", default=False, help="Append a Mermaid chart of candidate vs champion.")
 @output_option
-def validate(config_path: str, version: str | None, alias: str | None, report_path: str | None,
-             chart: bool, output: str) -> None:
+def validate(config_path: str, version: str | None, alias: str | None, commit: str | None,
+             report_path: str | None, chart: bool, output: str) -> None:
     """Check a model version against the metric gates and the champion.
 
     \b
@@ -67,7 +68,9 @@ def validate(config_path: str, version: str | None, alias: str | None, report_pa
     from mlgate.report import github_annotations, render_markdown, report_dict
 
     project = Project.load(config_path)
-    result = do_validate(project, version=version, alias=alias, log=info_printer(output))
+    if sum(x is not None for x in (version, alias, commit)) > 1:
+        raise click.UsageError("give at most one of --version, --alias, --commit")
+    result = do_validate(project, version=version, alias=alias, commit=commit, log=info_printer(output))
     report = result.report
     markdown = render_markdown(report, chart=chart)
     if report_path:
