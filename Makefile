@@ -49,7 +49,7 @@ test: $(STAMP) node system
 	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The pure core only: seconds, no servers.
-test-fast: $(STAMP)
+test-fast: $(STAMP) node
 	$(BIN)/python -m pytest tests/core $(PYTEST_ARGS)
 
 bench: $(STAMP) node system

@@ -47,10 +47,21 @@ class Project:
         return self.path.parent
 
     @classmethod
-    def load(cls, path: str | Path, environ: Mapping[str, str] | None = None) -> "Project":
-        """Load the config at ``path``; raises ConfigError (exit 2)."""
+    def load(cls, path: str | Path, environ: Mapping[str, str] | None = None, model: str | None = None) -> "Project":
+        """Load the config at ``path``; ``model`` overrides its registered model name.
+
+        Raises ConfigError (exit 2), UsageError for a ``model`` that is not a valid name.
+        """
         p = Path(path)
         cfg = load_file(p)
+        if model is not None and model != cfg.model:
+            import re
+
+            from mlgate.config import NAME_PATTERN
+
+            if not re.fullmatch(NAME_PATTERN, model):
+                raise UsageError(f"--model {model!r} is not a valid registered model name ({NAME_PATTERN})")
+            cfg = cfg.model_copy(update={"model": model})
         uri = resolve_tracking_uri(cfg.tracking_uri, p.resolve().parent, environ)
         return cls(cfg, p.resolve(), uri, Registry(uri))
 

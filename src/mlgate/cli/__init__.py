@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("mlgate.cli.botcmd:audit", "Export the bot's audit records."),
     "argo": ("mlgate.cli.argocmd:argo", "Submit and follow training on Argo Workflows."),
     "canary": ("mlgate.cli.canarycmd:canary", "Drive a canary rollout step by step."),
+    "report": ("mlgate.cli.reportcmd:report", "Publish the gate report on the pull/merge request; CI outputs (dotenv, verdict)."),
 }
 
 
@@ -64,11 +65,15 @@ def _log_to_stderr() -> None:
 
 
 def _unavailable(name: str, why: str) -> click.Command:
-    def run() -> None:
+    def run(args: tuple[str, ...] = ()) -> None:
         click.echo(f"mlgate {name}: {why}", err=True)
         sys.exit(2)
 
-    return click.Command(name, callback=run, help=why)
+    return click.Command(
+        name, callback=run, help=why,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -40,3 +40,8 @@ def info_printer(output: str) -> Callable[[str], None]:
     if output == "json":
         return lambda msg: click.echo(msg, err=True)
     return lambda msg: click.echo(msg)
+
+model_option = click.option(
+    "--model", "model", default=None,
+    help="Registered model name (default: 'model' in the config).",
+)

@@ -7,14 +7,15 @@ from dataclasses import asdict
 
 import click
 
-from mlgate.cli.common import config_option, emit_json, info_printer, output_option, write_github_output
+from mlgate.cli.common import config_option, emit_json, info_printer, model_option, output_option, write_github_output
 
 
 @click.command("train", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @config_option
+@model_option
 @output_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def train(config_path: str, output: str, command: tuple[str, ...]) -> None:
+def train(config_path: str, model: str | None, output: str, command: tuple[str, ...]) -> None:
     """Run COMMAND (after --, default train.command) in a tracked MLflow run and register a model version.
 
     \b
@@ -24,7 +25,7 @@ def train(config_path: str, output: str, command: tuple[str, ...]) -> None:
     """
     from mlgate.pipeline import Project, train as do_train
 
-    project = Project.load(config_path)
+    project = Project.load(config_path, model=model)
     log = info_printer(output)
     if output == "json":
         # keep stdout for the JSON document: the training command's output goes to stderr
@@ -47,6 +48,7 @@ def train(config_path: str, output: str, command: tuple[str, ...]) -> None:
 
 @click.command("validate")
 @config_option
+@model_option
 @click.option("--version", "version", default=None, help="Model version to gate (default: the newest).")
 @click.option("--alias", default=None, help="Gate the version that holds this alias instead.")
 @click.option("--commit", default=None, help="Gate the newest version registered for this git commit.")
@@ -54,7 +56,7 @@ def train(config_path: str, output: str, command: tuple[str, ...]) -> None:
               help="Also write the Markdown report to this file.")
 @click.option("--chart/--no-chart", default=False, help="Append a Mermaid chart of candidate vs champion.")
 @output_option
-def validate(config_path: str, version: str | None, alias: str | None, commit: str | None,
+def validate(config_path: str, model: str | None, version: str | None, alias: str | None, commit: str | None,
              report_path: str | None, chart: bool, output: str) -> None:
     """Check a model version against the metric gates and the champion.
 
@@ -67,7 +69,7 @@ def validate(config_path: str, version: str | None, alias: str | None, commit: s
     from mlgate.pipeline import Project, validate as do_validate
     from mlgate.report import github_annotations, render_markdown, report_dict
 
-    project = Project.load(config_path)
+    project = Project.load(config_path, model=model)
     if sum(x is not None for x in (version, alias, commit)) > 1:
         raise click.UsageError("give at most one of --version, --alias, --commit")
     result = do_validate(project, version=version, alias=alias, commit=commit, log=info_printer(output))
@@ -82,7 +84,7 @@ def validate(config_path: str, version: str | None, alias: str | None, commit: s
             fh.write(render_markdown(report, chart=True) + "\n")
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for line in github_annotations(report):
-            click.echo(line)
+            click.echo(line, err=output == "json")  # keep stdout parseable in JSON mode
     write_github_output({
         "gates_passed": report.passed,
         "model_version": report.candidate_version,
@@ -100,12 +102,13 @@ def validate(config_path: str, version: str | None, alias: str | None, commit: s
 
 @click.command("promote")
 @config_option
+@model_option
 @click.option("--to", "to", required=True, help="Environment to promote to (from .mlgate.yml).")
 @click.option("--version", "version", default=None, help="Model version to promote.")
 @click.option("--alias", default=None,
               help="Promote the version holding this alias (default: the required environment's, else 'challenger').")
 @output_option
-def promote(config_path: str, to: str, version: str | None, alias: str | None, output: str) -> None:
+def promote(config_path: str, model: str | None, to: str, version: str | None, alias: str | None, output: str) -> None:
     """Promote a model version to an environment through its GitOps repository.
 
     \b
@@ -118,7 +121,7 @@ def promote(config_path: str, to: str, version: str | None, alias: str | None, o
 
     if version is not None and alias is not None:
         raise click.UsageError("give --version or --alias, not both")
-    project = Project.load(config_path)
+    project = Project.load(config_path, model=model)
     result = do_promote(project, to, version=version, alias=alias)
     write_github_output({"promotion_commit": result.commit or "", "promotion_url": result.url or "",
                          "model_version": result.version})
@@ -136,12 +139,13 @@ def promote(config_path: str, to: str, version: str | None, alias: str | None, o
 
 @click.command("status")
 @config_option
+@model_option
 @output_option
-def status(config_path: str, output: str) -> None:
+def status(config_path: str, model: str | None, output: str) -> None:
     """For each environment: the version holding its alias, its gate result, the GitOps commit."""
     from mlgate.pipeline import Project, status as do_status
 
-    project = Project.load(config_path)
+    project = Project.load(config_path, model=model)
     rows = do_status(project)
     if output == "json":
         emit_json({"model": project.config.model, "environments": [asdict(r) for r in rows]})
