@@ -228,10 +228,155 @@ class Approvals(_Model):
     committers_count: bool = Field(False, description="Whether approvals by people who pushed commits to the PR count.")
 
 
-class Canary(_Model):
-    """Canary rollout of a new model version (see the canary issue); optional per environment."""
+_CHECK_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$"
+_QUERY_HELP = (
+    "PromQL evaluated as an instant query; {version}, {model} and {environment} are replaced by "
+    "the canary's version (the primary's in primary_query), the registered model and the environment. "
+    "It must return one number: a scalar or a single series (aggregate with sum/max/avg)."
+)
 
-    model_config = ConfigDict(extra="allow")
+
+class CanaryCheck(_Model):
+    """One live metric check, measured once per ``interval`` while a canary step is live.
+
+    A measurement passes when the canary's value is within ``min``/``max`` and, with
+    ``primary_query``, at most ``max_ratio`` times the primary's value. Too few samples makes
+    the step wait (neither pass nor fail); ``failure_limit`` consecutive failed measurements
+    roll the canary back.
+    """
+
+    name: str = Field(pattern=_CHECK_NAME, description="Short name shown in reports and charts, e.g. error_rate.")
+    query: str = Field(min_length=1, description=_QUERY_HELP)
+    max: float | None = Field(None, description="The canary's value must be at most this.")
+    min: float | None = Field(None, description="The canary's value must be at least this.")
+    primary_query: str | None = Field(
+        None, min_length=1, description="The same measurement for the primary version (needs max_ratio)."
+    )
+    max_ratio: float | None = Field(
+        None, gt=0, description="The canary's value may be at most this multiple of the primary's (e.g. 1.2)."
+    )
+    min_samples: float = Field(
+        0, ge=0,
+        description=(
+            "Below this many samples the step waits instead of passing. With samples_query, the "
+            "query's value (e.g. requests served by the canary); without it, the number of "
+            "measurements of this check taken in the current step."
+        ),
+    )
+    samples_query: str | None = Field(
+        None, min_length=1, description="PromQL returning the canary's sample count (same placeholders as query)."
+    )
+    failure_limit: int = Field(
+        1, ge=1, description="Consecutive failed measurements of this check that roll the canary back."
+    )
+
+    @model_validator(mode="after")
+    def _needs_a_threshold(self) -> "CanaryCheck":
+        if self.max is None and self.min is None and self.max_ratio is None:
+            raise ValueError("a canary check needs at least one of max, min, max_ratio")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if (self.max_ratio is None) != (self.primary_query is None):
+            raise ValueError("max_ratio and primary_query go together: the ratio compares the two queries")
+        return self
+
+
+class CanaryAnalysis(_Model):
+    """Where and what to measure: a Prometheus server (HTTP API ``/api/v1/query``) and checks."""
+
+    prometheus: str = Field(
+        pattern=r"^https?://\S+$", description="Prometheus base URL, e.g. http://prometheus.monitoring:9090"
+    )
+    token_env: str | None = Field(
+        None, description="Environment variable holding a bearer token for Prometheus (none: no auth header)."
+    )
+    timeout: float = Field(10.0, gt=0, description="Seconds to wait for each query.")
+    checks: list[CanaryCheck] = Field(min_length=1, description="Checks; every one must pass to advance a step.")
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_names(cls, v: list[CanaryCheck]) -> list[CanaryCheck]:
+        names = [c.name for c in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"check names must be unique: {dup}")
+        return v
+
+
+class CanaryKServeTarget(_Model):
+    """A KServe ``InferenceService`` in Serverless (Knative) mode.
+
+    The canary's model goes to ``spec.predictor.model.storageUri`` and its share of traffic to
+    ``spec.predictor.canaryTrafficPercent`` (KServe docs, "Canary Rollout Strategy"; Serverless
+    mode only: an InferenceService annotated ``serving.kserve.io/deploymentMode: Standard`` or
+    ``RawDeployment`` is refused).
+    """
+
+    kind: Literal["kserve"]
+    name: str | None = Field(None, description="metadata.name of the InferenceService (needed in multi-document files).")
+    value: str = Field("{storage_uri}", description=_VALUE_HELP)
+
+
+class CanaryWeightedTarget(_Model):
+    """A weighted pair of key paths, e.g. the two route weights of an Istio VirtualService or
+    two Helm values; the weights always sum to 100.
+
+    ``canary_value`` (optional) is where the canary's model URI goes; ``primary_value``
+    (optional) is the primary's: when set, the 100 % step moves the new version to the primary
+    and the weights back to primary 100 / canary 0, ready for the next canary.
+    """
+
+    kind: Literal["weighted"]
+    canary_weight: str = Field(min_length=1, description="Key path of the canary's weight, e.g. spec.http[0].route[1].weight")
+    primary_weight: str = Field(min_length=1, description="Key path of the primary's weight, e.g. spec.http[0].route[0].weight")
+    canary_value: str | None = Field(None, min_length=1, description="Key path of the canary's model URI (optional).")
+    primary_value: str | None = Field(None, min_length=1, description="Key path of the primary's model URI (optional).")
+    value: str = Field("{storage_uri}", description=_VALUE_HELP)
+    select: str | None = Field(None, description="KIND/NAME of the document holding the weights (multi-document files).")
+    value_select: str | None = Field(
+        None, description="KIND/NAME of the document holding canary_value/primary_value (default: select)."
+    )
+
+    @model_validator(mode="after")
+    def _distinct_paths(self) -> "CanaryWeightedTarget":
+        if self.canary_weight == self.primary_weight:
+            raise ValueError("canary_weight and primary_weight must be different key paths")
+        if self.canary_value is not None and self.canary_value == self.primary_value:
+            raise ValueError("canary_value and primary_value must be different key paths")
+        return self
+
+
+CanaryTarget = Annotated[Union[CanaryKServeTarget, CanaryWeightedTarget], Field(discriminator="kind")]
+
+
+class Canary(_Model):
+    """Canary rollout of a new model version to this environment, step by step, with live
+    metric analysis (see ``docs``/README "Canary"); optional per environment.
+
+    Each step is one commit in the environment's GitOps repository (``gitops`` settings:
+    repository, branch, path, mode). When a step is live, mlgate waits ``interval`` seconds,
+    measures every check in Prometheus, then advances, waits, holds or rolls back.
+    """
+
+    steps: list[int] = Field(
+        min_length=1,
+        description="Traffic percentages (0-100) of the canary, strictly increasing, ending at 100, e.g. [10, 50, 100].",
+    )
+    interval: float = Field(gt=0, description="Seconds to observe each step before each measurement.")
+    analysis: CanaryAnalysis
+    target: CanaryTarget
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_climb_to_100(cls, v: list[int]) -> list[int]:
+        for p in v:
+            if not 0 <= p <= 100:
+                raise ValueError(f"step {p} is not a percentage between 0 and 100")
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"steps must be strictly increasing, got {v}")
+        if v[-1] != 100:
+            raise ValueError(f"steps must end at 100 (full traffic), got {v}")
+        return v
 
 
 class Environment(_Model):

@@ -479,6 +479,11 @@ def promote(project: Project, to: str, *, version: str | None = None, alias: str
         env = cfg.environment(to)
     except KeyError as e:
         raise UsageError(str(e.args[0])) from None
+    if env.canary is not None:
+        raise Refused(
+            f"environment {to!r} promotes through a canary: use 'mlgate canary start --to {to}' "
+            "(or '/promote' in a pull request), which moves traffic step by step"
+        )
     if version is None and alias is None:
         version, alias = default_promotion_version(project, env)
     info = pick_version(project, version, alias)

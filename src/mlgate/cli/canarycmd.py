@@ -1,0 +1,299 @@
+"""``mlgate canary start|step|status|abort|rollback``: drive a canary rollout from a terminal or CI.
+
+Parses arguments, calls :mod:`mlgate.canary_runner`, prints, exits. State lives in the bot's
+database (``--database-url`` / ``$MLGATE_DATABASE_URL``, default ``sqlite:///.mlgate/bot.db``
+beside ``.mlgate.yml``): a CI job that drives a canary needs a database that outlives the job
+(PostgreSQL, or a cached SQLite file).
+
+Exit codes: 0 done or nothing due; 1 the canary was rolled back (a decision said no) or a
+request was refused; 2 usage/config/manifest error; 3 Prometheus, git, MLflow or the database
+unreachable (the canary is held; nothing was decided).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import sqlalchemy  # noqa: F401  (the canary state needs it: without it, 'mlgate canary' says to install mlgate[bot])
+
+from mlgate.cli.common import config_option, emit_json, output_option, write_github_output
+
+
+def _clock() -> datetime:
+    return datetime.now(UTC)
+
+
+database_option = click.option(
+    "--database-url", "database_url", envvar="MLGATE_DATABASE_URL", default=None,
+    help="SQLAlchemy URL of the bot's database (env MLGATE_DATABASE_URL; default sqlite:///.mlgate/bot.db "
+         "next to the config).",
+)
+to_option = click.option("--to", "to", required=True, help="Environment of the canary (from .mlgate.yml).")
+model_option = click.option("--model", "model", default=None, help="Registered model (default: the config's model).")
+report_option = click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+                             help="Also write the Markdown report to this file.")
+
+
+class _LazyWriter:
+    """The GitOps writer for a mode, built on first write (a tick that writes nothing needs no
+    forge credentials, even in pull-request mode)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self._writer: Any = None
+
+    def write(self, change: Any) -> Any:
+        if self._writer is None:
+            from mlgate.gitops import writer_for
+
+            self._writer = writer_for(self.mode)
+        return self._writer.write(change)
+
+
+def _db_url(database_url: str | None, base_dir: Path) -> str:
+    from mlgate.canary_store import DEFAULT_DATABASE_URL
+
+    url = database_url or DEFAULT_DATABASE_URL
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return f"sqlite:///{(base_dir / url[len('sqlite:///'):]).resolve()}"
+    return url
+
+
+def _project(config_path: str, model: str | None) -> Any:
+    from mlgate.pipeline import Project
+
+    project = Project.load(config_path)
+    if model and model != project.config.model:
+        project.config = project.config.model_copy(update={"model": model})
+    return project
+
+
+def _store(database_url: str | None, base_dir: Path) -> Any:
+    from mlgate.canary_store import CanaryStore
+
+    return CanaryStore(_db_url(database_url, base_dir))
+
+
+def _record_json(r: Any) -> dict[str, Any]:
+    cur = r.current
+    return {
+        "id": r.id, "model": r.model, "environment": r.environment, "version": r.version,
+        "primary_version": r.primary_version, "status": r.status, "step": r.step + 1, "steps": r.steps,
+        "percent": r.percent, "live": bool(cur is not None and cur.live_at is not None),
+        "next_due_at": datetime.fromtimestamp(r.next_due_at, UTC).isoformat() if r.next_due_at else None,
+        "reason": r.reason,
+        "changes": [{"step": s.index + 1, "percent": s.percent, "commit": s.commit, "url": s.url,
+                     "outcome": s.outcome} for s in r.steps_log],
+        "rollback": ({"commit": r.rollback.commit, "url": r.rollback.url} if r.rollback else None),
+    }
+
+
+def _emit(results: list[Any], output: str, report_path: str | None) -> None:
+    for res in results:
+        write_github_output({"canary_id": res.canary.id, "canary_status": res.canary.status,
+                             "canary_step": res.canary.step + 1, "canary_percent": res.canary.percent,
+                             "model_version": res.canary.version})
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary and results:
+        with open(summary, "a", encoding="utf-8") as fh:
+            for res in results:
+                fh.write(res.report + "\n")
+    if report_path:
+        with open(report_path, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(res.report for res in results))
+    if output == "json":
+        emit_json([{"action": res.action, "message": res.message, **_record_json(res.canary)} for res in results])
+        return
+    for res in results:
+        from mlgate.canary import status_line
+
+        click.echo(f"{res.canary.label}: {res.action}: {res.message}")
+        click.echo(f"  {status_line(res.canary)}")
+
+
+def _active(store: Any, model: str, env: str, version: str | None) -> Any:
+    from mlgate.errors import UsageError
+
+    rec = store.find_active(model, env)
+    if rec is None:
+        last = store.latest(model, env)
+        was = f"; the last one (v{last.version}) is {last.status}" if last else ""
+        raise UsageError(f"no canary of {model} is running in {env}{was}")
+    if version is not None and rec.version != str(version):
+        raise UsageError(f"the canary running in {env} is v{rec.version}, not v{version}")
+    return rec
+
+
+@click.group("canary")
+def canary() -> None:
+    """Drive a canary rollout step by step (start, step, status, abort, rollback).
+
+    \b
+    A canary moves a share of an environment's traffic to a new model version, step by
+    step (canary.steps in .mlgate.yml), through one GitOps commit per step. Each step is
+    observed for canary.interval seconds, checked against Prometheus, then advanced,
+    held or rolled back. At 100 % the version takes the environment's alias.
+    """
+
+
+@canary.command("start")
+@config_option
+@to_option
+@model_option
+@click.option("--version", "version", default=None, help="Model version (default: as 'mlgate promote' chooses).")
+@click.option("--alias", default=None, help="Start the version holding this alias instead.")
+@database_option
+@report_option
+@output_option
+def start(config_path: str, to: str, model: str | None, version: str | None, alias: str | None,
+          database_url: str | None, report_path: str | None, output: str) -> None:
+    """Start a canary of a model version in environment --to: write step 1.
+
+    \b
+    Refuses (exit 1) a version whose gates did not pass, that the required environment does
+    not hold, or when another canary runs there. Outputs: canary_id, canary_status,
+    canary_step, canary_percent, model_version.
+    """
+    from mlgate.canary_runner import start_canary
+    from mlgate.errors import UsageError
+    from mlgate.gitops import writer_for
+    from mlgate.pipeline import default_promotion_version, pick_version
+
+    if version is not None and alias is not None:
+        raise click.UsageError("give --version or --alias, not both")
+    project = _project(config_path, model)
+    try:
+        env = project.config.environment(to)
+    except KeyError as e:
+        raise UsageError(str(e.args[0])) from None
+    if version is None and alias is None:
+        version, alias = default_promotion_version(project, env)
+    info = pick_version(project, version, alias)
+    store = _store(database_url, project.base_dir)
+    result = start_canary(store, project.registry, writer_for(env.gitops.mode), _clock, config=project.config,
+                          environment=to, version=info.version, base_dir=project.base_dir,
+                          source={"by": "cli"}, actor=os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN")
+                          or "cli")
+    _emit([result], output, report_path)
+
+
+@canary.command("step")
+@config_option
+@to_option
+@model_option
+@click.option("--version", "version", default=None, help="Check that the running canary is this version.")
+@click.option("--wait/--no-wait", default=False, show_default=True,
+              help="Sleep until the next measurement is due (at most --max-wait) instead of returning at once.")
+@click.option("--max-wait", type=float, default=900.0, show_default=True, help="Seconds --wait may sleep.")
+@database_option
+@report_option
+@output_option
+def step(config_path: str, to: str, model: str | None, version: str | None, wait: bool, max_wait: float,
+         database_url: str | None, report_path: str | None, output: str) -> None:
+    """One tick of the running canary in --to: observe, decide, act.
+
+    \b
+    Writes a pending step, notices a merged step (pull-request mode), measures when a
+    measurement is due and then advances, waits, holds or rolls back. Exit codes: 0 advanced,
+    waiting or nothing due; 1 rolled back; 3 Prometheus/git/MLflow unreachable (held).
+    """
+    from mlgate.canary_runner import read_branch_file, tick, wait_until_due
+
+    project = _project(config_path, model)
+    store = _store(database_url, project.base_dir)
+    rec = _active(store, project.config.model, to, version)
+    if wait:
+        wait_until_due(rec, _clock, max_wait=max_wait)
+    results = tick(store, project.registry, _LazyWriter(rec.settings.mode), _clock, canary_id=rec.id,
+                   reader=read_branch_file, actor="cli")
+    _emit(results, output, report_path)
+    for res in results:
+        if res.error is not None:
+            raise res.error
+        if res.action == "rolled_back" or res.canary.status in ("rolled_back", "rolling_back"):
+            click.echo(f"mlgate: the canary of {res.canary.label} was rolled back: {res.canary.reason}", err=True)
+            raise SystemExit(1)
+
+
+@canary.command("status")
+@click.option("--config", "-c", "config_path", default=".mlgate.yml", show_default=True, envvar="MLGATE_CONFIG",
+              type=click.Path(dir_okay=False), help="Path of the repository config (used to find the database).")
+@click.option("--to", "to", default=None, help="Only this environment.")
+@model_option
+@click.option("--version", "version", default=None, help="Only this model version.")
+@click.option("--all", "show_all", is_flag=True, help="Also list finished canaries (promoted, rolled back, aborted).")
+@database_option
+@output_option
+def status(config_path: str, to: str | None, model: str | None, version: str | None, show_all: bool,
+           database_url: str | None, output: str) -> None:
+    """Every running canary (with --all, finished ones too): step, traffic, latest reason."""
+    from mlgate.canary import status_line
+
+    base = Path(config_path).resolve().parent
+    store = _store(database_url, base)
+    records = store.list(active_only=not show_all, model=model, environment=to, limit=1000)
+    if version is not None:
+        records = [r for r in records if r.version == str(version)]
+    if output == "json":
+        emit_json([_record_json(r) for r in records])
+        return
+    if not records:
+        click.echo("no running canary" if not show_all else "no canary")
+        return
+    for r in records:
+        click.echo(f"#{r.id} {r.label} (primary v{r.primary_version}) {status_line(r)}")
+
+
+def _stop(kind: str, config_path: str, to: str, model: str | None, version: str | None, reason: str,
+          database_url: str | None, report_path: str | None, output: str) -> Any:
+    from mlgate import canary_runner
+
+    project = _project(config_path, model)
+    store = _store(database_url, project.base_dir)
+    rec = store.find_active(project.config.model, to)
+    if rec is None and kind == "rollback":
+        last = store.latest(project.config.model, to)
+        if last is not None and last.status == "aborted":
+            rec = last  # an aborted canary may still be rolled back
+    if rec is None or (version is not None and rec.version != str(version)):
+        rec = _active(store, project.config.model, to, version)  # raises the explanatory UsageError
+    actor = os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN") or "cli"
+    fn = canary_runner.rollback if kind == "rollback" else canary_runner.abort
+    result = fn(store, project.registry, _LazyWriter(rec.settings.mode), _clock, rec.id, reason=reason, actor=actor)
+    _emit([result], output, report_path)
+    if result.error is not None:
+        raise result.error
+
+
+@canary.command("abort")
+@config_option
+@to_option
+@model_option
+@click.option("--version", "version", default=None, help="Check that the running canary is this version.")
+@click.option("--reason", default="", help="Why, recorded with the canary and on the model version.")
+@database_option
+@report_option
+@output_option
+def abort_cmd(config_path: str, to: str, model: str | None, version: str | None, reason: str,
+              database_url: str | None, report_path: str | None, output: str) -> None:
+    """Stop driving the running canary in --to, leaving the manifest as it is (a person takes over)."""
+    _stop("abort", config_path, to, model, version, reason, database_url, report_path, output)
+
+
+@canary.command("rollback")
+@config_option
+@to_option
+@model_option
+@click.option("--version", "version", default=None, help="Check that the canary is this version.")
+@click.option("--reason", default="", help="Why, recorded with the canary and on the model version.")
+@database_option
+@report_option
+@output_option
+def rollback_cmd(config_path: str, to: str, model: str | None, version: str | None, reason: str,
+                 database_url: str | None, report_path: str | None, output: str) -> None:
+    """Roll the canary in --to back now: traffic to the primary, the canary's model removed."""
+    _stop("rollback", config_path, to, model, version, reason, database_url, report_path, output)
