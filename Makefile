@@ -54,9 +54,11 @@ test-fast: $(STAMP) node
 
 bench: $(STAMP) node system
 	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python bench/cli_startup.py
+	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python bench/webhook_intake.py
 
 schemas: $(STAMP)
 	$(BIN)/mlgate schema > schemas/mlgate.schema.json
+	$(BIN)/mlgate schema --bot > schemas/bot.schema.json
 
 clean:
 	rm -rf .mlgate .pytest_cache

@@ -1,0 +1,272 @@
+"""Promotions: from gathered facts to a decision, a promotion PR/MR, and the replies.
+
+The pure part (no I/O): :class:`Snapshot` (what the handler gathered from the forge and
+the registry, or what ``mlgate bot explain --facts`` read from a file), :func:`resolve_target`,
+:func:`facts_for`, and the Markdown renderers (gates table, promotion PR body, replies).
+The I/O part, :func:`open_promotion`, edits the manifest with
+:func:`mlgate.manifests.target_edit` and hands the commit to a forge.
+
+Promotion PR/MR (issue 3, "Promotion pull requests"): branch
+``mlgate/promote/<model>/<env>/v<version>`` in the environment's GitOps repository, one
+edit (the environment's target), a body with the gates table, the approvers, links to the
+source PR and to the MLflow run and model version, the label ``mlgate-promotion``, and a
+hidden JSON block that the merge handler reads to find the source repository.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from mlgate.commands import Command
+from mlgate.config import Config, Environment
+from mlgate.policy import Decision, Facts, Review, VersionFacts
+
+LABEL = "mlgate-promotion"
+_HIDDEN = re.compile(r"<!-- mlgate-promotion (\{.*?\}) -->", re.S)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Facts gathered for one command, as plain data (see :class:`mlgate.policy.Facts`).
+
+    ``aliases``: environment name → version that holds that environment's alias now.
+    ``gitlab_approved_by`` is None on GitHub.
+    """
+
+    config: Config
+    head_sha: str | None = None
+    pr_author: str | None = None
+    actor_permission: str = "none"
+    actor_teams: frozenset[str] = frozenset()
+    reviews: tuple[Review, ...] = ()
+    gitlab_approved_by: tuple[str, ...] | None = None
+    gitlab_approval_commits: Mapping[str, str] = field(default_factory=dict)
+    committers: frozenset[str] = frozenset()
+    user_permissions: Mapping[str, str] = field(default_factory=dict)
+    user_teams: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    head_candidate: VersionFacts | None = None
+    candidate: VersionFacts | None = None
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    bots: frozenset[str] = frozenset()
+
+
+def resolve_target(cmd: Command, cfg: Config) -> tuple[str, Environment] | str:
+    """(model, environment) a command is about, or a reply explaining what is wrong.
+
+    MODEL defaults to the configured model; ENV to the first environment (issue 3, "Commands").
+    """
+    model = cmd.model or cfg.model
+    if not cfg.environments:
+        return "`.mlgate.yml` on the default branch has no `environments`: nothing can be promoted"
+    names = [e.name for e in cfg.environments]
+    env_name = cmd.environment or names[0]
+    if env_name not in names:
+        return f"unknown environment `{env_name}` (known: {', '.join(names)})"
+    if model != cfg.model:
+        hint = f"; did you mean `/{cmd.name} to {model}`?" if model in names else ""
+        return f"model `{model}` is not configured in `.mlgate.yml` (this repository promotes `{cfg.model}`){hint}"
+    return model, cfg.environment(env_name)
+
+
+def environment_for_command(cfg: Config, env: Environment, command: str) -> Environment:
+    """``/train`` is checked against ``train_permission`` (default: the environment's promoters)."""
+    if command == "train" and cfg.train_permission is not None:
+        return env.model_copy(update={"promoters": cfg.train_permission})
+    return env
+
+
+def facts_for(forge: str, command: str, actor: str, model: str, env: Environment, version: str | None,
+              snap: Snapshot) -> Facts:
+    """Assemble :class:`mlgate.policy.Facts` from a :class:`Snapshot` (pure)."""
+    required = snap.aliases.get(env.requires) if env.requires else None
+    return Facts(
+        forge="gitlab" if forge == "gitlab" else "github",
+        command=command,
+        environment=environment_for_command(snap.config, env, command),
+        configured_model=snap.config.model,
+        model=model,
+        version=version,
+        actor=actor,
+        actor_permission=snap.actor_permission,
+        actor_teams=snap.actor_teams,
+        pr_author=snap.pr_author,
+        committers=snap.committers,
+        head_sha=snap.head_sha,
+        head_candidate=snap.head_candidate.version if snap.head_candidate else None,
+        reviews=snap.reviews,
+        gitlab_approved_by=snap.gitlab_approved_by,
+        gitlab_approval_commits=snap.gitlab_approval_commits,
+        user_teams=snap.user_teams,
+        user_permissions=snap.user_permissions,
+        bots=snap.bots,
+        candidate=snap.candidate,
+        required_env_version=required,
+        current_env_version=snap.aliases.get(env.name),
+    )
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def gates_table(decision: Decision) -> str:
+    """The checks as a Markdown table (✅/❌ per row)."""
+    rows = ["| check | result | detail |", "|---|---|---|"]
+    for c in decision.checks:
+        detail = c.detail.replace("|", "\\|").replace("\n", " ")
+        rows.append(f"| {c.name} | {'✅' if c.ok else '❌'} | {detail} |")
+    return "\n".join(rows)
+
+
+def _safe_url(uri: str | None) -> str | None:
+    """An http(s) URL without user:password, else None (never print credentials)."""
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return None
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def mlflow_links(tracking_uri: str | None, model: str, version: str, run_id: str | None) -> list[str]:
+    """Markdown links to the MLflow UI (model version page, run page ``#/runs/<id>``)."""
+    base = _safe_url(tracking_uri)
+    out = []
+    if base:
+        out.append(f"[{model} version {version}]({base}/#/models/{quote(model)}/versions/{version})")
+        if run_id:
+            out.append(f"[MLflow run {run_id[:12]}]({base}/#/runs/{run_id})")
+    elif run_id:
+        out.append(f"MLflow run `{run_id}`")
+    return out
+
+
+def hidden_block(data: Mapping[str, Any]) -> str:
+    """``<!-- mlgate-promotion {json} -->``: machine-readable facts in a PR body."""
+    text = json.dumps(dict(data), sort_keys=True, separators=(",", ":")).replace("--", "\\u002d\\u002d")
+    return f"<!-- mlgate-promotion {text} -->"
+
+
+def parse_hidden(body: str | None) -> dict[str, Any] | None:
+    """The hidden block of a promotion PR body, or None."""
+    m = _HIDDEN.search(body or "")
+    if not m:
+        return None
+    try:
+        data = json.loads(m.group(1))
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def promotion_body(*, model: str, version: str, env: Environment, decision: Decision, source_url: str | None,
+                   source_repo: str, source_number: int | None, forge: str, actor: str, tracking_uri: str | None,
+                   run_id: str | None, command: str = "promote") -> str:
+    """Markdown body of the promotion PR/MR (the change line is filled in by the forge from the real diff)."""
+    from mlgate.forges.base import CHANGE_PLACEHOLDER
+
+    links = mlflow_links(tracking_uri, model, version, run_id)
+    approvers = ", ".join(f"@{a}" for a in decision.approvers) or "none required"
+    lines = [
+        f"## {'Roll back' if command == 'rollback' else 'Promote'} `{model}` version {version} to `{env.name}`",
+        "",
+        f"Requested by @{actor} on {source_url or source_repo}"
+        + (f" with `/{command}`." if command else "."),
+        "",
+        gates_table(decision),
+        "",
+        f"**Approved by:** {approvers}",
+        f"**Source PR:** {source_url or source_repo}",
+    ]
+    if links:
+        lines.append("**MLflow:** " + " · ".join(links))
+    lines += [
+        f"**Change:** {CHANGE_PLACEHOLDER}",
+        "",
+        f"Merging this PR moves the registry alias `{env.registry_alias}` of `{model}` to version {version}.",
+        "",
+        hidden_block({
+            "model": model, "version": version, "environment": env.name, "forge": forge,
+            "source_repo": source_repo, "source_number": source_number, "command": command,
+        }),
+    ]
+    return "\n".join(lines)
+
+
+def reply(title: str, body: str = "", decision: Decision | None = None) -> str:
+    """mlgate's comment text (the marker is added by the forge)."""
+    parts = [f"**mlgate** · {title}"]
+    if body:
+        parts += ["", body]
+    if decision is not None:
+        parts += ["", gates_table(decision)]
+        if decision.not_counted:
+            parts += ["", "Approvals not counted: " + "; ".join(decision.not_counted)]
+    return "\n".join(parts)
+
+
+def refusal(cmd_text: str, decision: Decision) -> str:
+    """Reply for a refused command: what to do, first."""
+    todo = "\n".join(f"- {r}" for r in decision.reasons)
+    return reply(f"`{cmd_text}` was refused", "To go ahead:\n" + todo, decision)
+
+
+# --------------------------------------------------------------------------- I/O: the promotion itself
+
+
+def manifest_editor(env: Environment, values: Mapping[str, str]):
+    """A pure ``text -> new text`` function applying the environment's GitOps target."""
+    from mlgate.manifests import target_edit
+
+    def apply(text: str) -> str:
+        return target_edit(text, env.gitops.target, values, env.gitops.path).text
+
+    return apply
+
+
+def values_for(model: str, version: str, storage_uri: str, run_id: str | None) -> dict[str, str]:
+    """Placeholders of a target's value template (see :func:`mlgate.manifests.render_value`)."""
+    return {
+        "model_uri": f"models:/{model}/{version}",
+        "storage_uri": storage_uri,
+        "version": str(version),
+        "model": model,
+        "run_id": run_id or "",
+    }
+
+
+def open_promotion(forge: Any, *, env: Environment, model: str, version: str, storage_uri: str,
+                   run_id: str | None, body: str, command: str = "promote"):
+    """Edit the environment's manifest and open (or reuse) the promotion PR/MR.
+
+    Args:
+        forge: a :class:`mlgate.forges.base.Forge` for the GitOps repository's forge.
+        env: the environment (its ``gitops`` section says where and what to edit).
+        body: the PR body (:func:`promotion_body`).
+
+    Returns:
+        :class:`mlgate.forges.base.PromotionResult`.
+
+    Raises:
+        ManifestError/UsageError: the edit cannot be made; ForgeError/ForgeBusy: forge trouble.
+    """
+    from mlgate.forges.base import FileEdit, PromotionRequest, promotion_branch, repo_path
+
+    g = env.gitops
+    editor = manifest_editor(env, values_for(model, version, storage_uri, run_id))
+    repo = repo_path(g.repository)
+    branch = promotion_branch(model, env.name, version)
+    verb = "Roll back" if command == "rollback" else "Promote"
+    req = PromotionRequest(
+        repo=repo, base=g.branch, branch=branch, edits=(FileEdit(g.path, editor),),
+        message=f"{verb} {model} to version {version} in {env.name}\n\nmlgate: {model}@{version} -> {env.name}",
+        title=f"{verb} {model} to version {version} in {env.name}",
+        body=body, labels=(LABEL,), mode=g.mode,
+    )
+    return forge.open_promotion(req), req

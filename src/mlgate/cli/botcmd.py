@@ -1,0 +1,284 @@
+"""``mlgate bot ...`` (serve, deliveries, show, retry, explain) and ``mlgate audit``.
+
+Settings come from ``--config bot.yml`` (or ``MLGATE_BOT_CONFIG``) plus ``MLGATE_*`` environment
+variables (see :mod:`mlgate.bot.settings`). Heavy imports (uvicorn, SQLAlchemy, the forges)
+happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlgate.errors import InfraError, UsageError
+
+_config_option = click.option(
+    "--config",
+    "-c",
+    "config",
+    type=click.Path(dir_okay=False),
+    envvar="MLGATE_BOT_CONFIG",
+    default=None,
+    help="bot.yml (default: none; environment variables MLGATE_* only).",
+)
+
+
+def _settings(config: str | None):  # -> BotSettings
+    from mlgate.bot.settings import load_settings
+
+    return load_settings(config, os.environ)
+
+
+def _open_store(settings: Any):  # -> Store
+    """The store of an existing bot database (read commands never create one)."""
+    from sqlalchemy.engine import make_url
+
+    from mlgate.bot.store import Store, normalize_url
+
+    url = normalize_url(settings.database_url)
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise UsageError(f"database_url {settings.safe_database_url()!r} is not a valid SQLAlchemy URL") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        if not Path(parsed.database).expanduser().exists():
+            raise UsageError(
+                f"no bot database at {parsed.database} (run from the bot's directory, or set "
+                "MLGATE_DATABASE_URL / database_url in --config)"
+            )
+    return Store(url)
+
+
+@click.group("bot")
+def bot() -> None:
+    """Run and inspect the GitOps bot (webhooks, queue, audit)."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host!r}: {e.strerror}") from None
+    family, socktype, proto, _, addr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        raise InfraError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+@bot.command("serve")
+@_config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 in a container).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port, logged).")
+def serve(config: str | None, host: str, port: int) -> None:
+    """Run the webhook server and its workers until SIGINT/SIGTERM.
+
+    Needs at least one webhook secret (MLGATE_GITHUB_WEBHOOK_SECRET and/or
+    MLGATE_GITLAB_WEBHOOK_TOKEN); logs are JSON lines on stdout, secrets redacted.
+    """
+    import importlib.util
+
+    import structlog
+    import uvicorn
+
+    from mlgate.bot.app import configure_logging, create_app
+    from mlgate.bot.settings import check_servable
+    from mlgate.bot.store import Store
+
+    settings = _settings(config)
+    check_servable(settings)
+    configure_logging(settings.log_level, settings.secret_values())
+    log = structlog.get_logger("mlgate.bot.serve")
+    store = Store(settings.database_url)
+    app = create_app(settings, store)
+    sock = _bind(host, port)
+    bound_port = sock.getsockname()[1]
+    ucfg = uvicorn.Config(
+        app,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        log_config=None,
+        access_log=settings.access_log,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=15,
+    )
+    log.info("listening", host=host, port=bound_port, url=f"http://{host}:{bound_port}")
+    server = uvicorn.Server(ucfg)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise InfraError("the bot did not start (see the log above)")
+
+
+@bot.command("deliveries")
+@_config_option
+@click.option("--status", type=click.Choice(["queued", "running", "done", "failed"]), default=None, help="Only this status.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000), help="Newest N deliveries.")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def deliveries(config: str | None, status: str | None, limit: int, output: str) -> None:
+    """List stored deliveries, newest first, with their status, attempts and last error."""
+    store = _open_store(_settings(config))
+    rows = store.list_deliveries(status, limit)
+    if output == "json":
+        click.echo(json.dumps([r.as_json() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no deliveries" + (f" with status {status}" if status else ""))
+        return
+    table = [
+        [
+            r.id,
+            r.forge,
+            r.event,
+            r.status,
+            str(r.attempts),
+            r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+            _short(r.error if r.status in ("failed", "queued") and r.error else (r.outcome or "")),
+        ]
+        for r in rows
+    ]
+    click.echo(_table(["DELIVERY", "FORGE", "EVENT", "STATUS", "ATTEMPTS", "RECEIVED (UTC)", "OUTCOME / ERROR"], table))
+
+
+@bot.command("show")
+@_config_option
+@click.argument("delivery_id")
+def show(config: str | None, delivery_id: str) -> None:
+    """Print one stored delivery as JSON (forge, event, headers, payload): input for `mlgate bot explain`."""
+    store = _open_store(_settings(config))
+    d = store.load(delivery_id)
+    if d is None:
+        raise UsageError(f"no delivery with id {delivery_id!r}")
+    info = store.get(delivery_id)
+    click.echo(
+        json.dumps(
+            {
+                "id": d.id,
+                "forge": d.forge,
+                "event": d.event,
+                "status": info.status if info else None,
+                "received_at": d.received_at.isoformat(),
+                "headers": d.headers,
+                "payload": d.payload,
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
+
+
+@bot.command("retry")
+@_config_option
+@click.argument("delivery_id")
+def retry(config: str | None, delivery_id: str) -> None:
+    """Queue a failed delivery again (a running bot picks it up at its next poll)."""
+    store = _open_store(_settings(config))
+    if not store.retry(delivery_id, datetime.now(UTC)):
+        info = store.get(delivery_id)
+        if info is None:
+            raise UsageError(f"no delivery with id {delivery_id!r}")
+        raise UsageError(f"delivery {delivery_id} is {info.status}, not failed: only failed deliveries are retried")
+    click.echo(f"delivery {delivery_id} queued again")
+
+
+@bot.command("explain")
+@_config_option
+@click.argument("delivery_file", metavar="DELIVERY.json", type=click.Path(exists=True, dir_okay=False))
+@click.option("--event", default=None, help="Event name (X-GitHub-Event / X-Gitlab-Event) when the file holds only a payload.")
+@click.option("--forge", type=click.Choice(["github", "gitlab"]), default=None, help="Forge (default: from the file, else guessed from the payload).")
+@click.option("--facts", "facts_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON of reviews, permissions and registry state to run the policy too.")
+def explain_cmd(config: str | None, delivery_file: str, event: str | None, forge: str | None, facts_file: str | None) -> None:
+    """Say what the bot would do with a saved delivery, and why (no network, no writes).
+
+    DELIVERY.json is a webhook payload, or the output of `mlgate bot show`. The bot's own
+    account (bot_login, to ignore its comments) comes from --config / MLGATE_BOT_LOGIN.
+    """
+    from mlgate.bot.explain import explain
+
+    doc = _read_json(delivery_file)
+    payload = doc
+    if isinstance(doc, dict) and "payload" in doc and isinstance(doc["payload"], dict) and ("event" in doc or "forge" in doc):
+        payload = doc["payload"]
+        event = event or doc.get("event")
+        forge = forge or doc.get("forge")
+    if not isinstance(payload, dict):
+        raise UsageError(f"{delivery_file}: expected a JSON object (a webhook payload)")
+    facts = _read_json(facts_file) if facts_file else None
+    if facts is not None and not isinstance(facts, dict):
+        raise UsageError(f"{facts_file}: expected a JSON object")
+    bot_login = _settings(config).bot_login
+    click.echo(explain(payload, event=event, forge=forge, facts=facts, bot_login=bot_login))
+
+
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except ValueError as e:
+        raise UsageError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise UsageError(f"{path}: {e.strerror}") from None
+
+
+@click.command("audit")
+@_config_option
+@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True)
+def audit(config: str | None, fmt: str) -> None:
+    """Export the bot's audit records (every decision: who, what, when, why), oldest first."""
+    store = _open_store(_settings(config))
+    records = store.audit_records()
+    if fmt == "json":
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+        return
+    if not records:
+        click.echo("no audit records")
+        return
+    columns = ["id", "recorded_at"]
+    for r in records:
+        for k in r:
+            if k not in columns:
+                columns.append(k)
+    rows = [[_short(_cell(r.get(c))) for c in columns] for r in records]
+    click.echo(_table([c.upper() for c in columns], rows))
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return "; ".join(v)
+    return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    bot(sys.argv[1:])
