@@ -1,0 +1,513 @@
+"""A fake GitLab REST API v4 on 127.0.0.1, backed by real git repositories.
+
+GitLab publishes no complete OpenAPI description of these endpoints (see
+shared/specs/gitlab/SOURCE.md), so each route here declares the documented request shape
+(path, allowed and required query/body fields with their types, from docs.gitlab.com/api:
+merge_requests, merge_request_approvals, members, notes, commits, repository_files,
+commits#set-the-pipeline-status-of-a-commit, branches, users) and answers with the
+documented response shape; the approvals and member answers start from the documented
+examples copied into tests/fixtures/gitlab/. A request to an unknown route, with an unknown
+or missing field, or a wrongly typed one is answered 400/404 **and recorded in ``errors``**.
+
+Authentication: ``PRIVATE-TOKEN`` header, a token from ``tokens`` (token → username).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.github_server import Git, GitError
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab"
+
+
+def _example(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+# route: (method, regex, handler name, allowed query {name: type}, body {name: (type, required)})
+_S, _I, _B, _L = str, int, bool, list
+ROUTES: list[tuple[str, str, str, dict[str, type], dict[str, tuple[type, bool]]]] = [
+    ("GET", r"/projects/(?P<id>[^/]+)", "project_get", {}, {}),
+    ("GET", r"/projects/(?P<id>[^/]+)/repository/files/(?P<path>[^/]+)", "get_file", {"ref": _S}, {}),
+    ("GET", r"/projects/(?P<id>[^/]+)/repository/branches/(?P<branch>[^/]+)", "get_branch", {}, {}),
+    ("POST", r"/projects/(?P<id>[^/]+)/repository/commits", "post_commit", {},
+     {"branch": (_S, True), "commit_message": (_S, True), "actions": (_L, True), "start_branch": (_S, False),
+      "start_sha": (_S, False), "author_email": (_S, False), "author_name": (_S, False), "force": (_B, False)}),
+    ("GET", r"/projects/(?P<id>[^/]+)/merge_requests", "list_mrs",
+     {"source_branch": _S, "target_branch": _S, "state": _S, "per_page": _I, "page": _I}, {}),
+    ("POST", r"/projects/(?P<id>[^/]+)/merge_requests", "create_mr", {},
+     {"source_branch": (_S, True), "target_branch": (_S, True), "title": (_S, True), "description": (_S, False),
+      "labels": (_S, False), "remove_source_branch": (_B, False), "squash": (_B, False)}),
+    ("GET", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)", "get_mr", {}, {}),
+    ("PUT", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)", "update_mr", {},
+     {"description": (_S, False), "title": (_S, False), "state_event": (_S, False), "labels": (_S, False)}),
+    ("GET", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/approvals", "approvals", {}, {}),
+    ("GET", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/notes", "list_notes",
+     {"per_page": _I, "page": _I, "sort": _S, "order_by": _S}, {}),
+    ("POST", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/notes", "create_note", {},
+     {"body": (_S, True), "internal": (_B, False)}),
+    ("PUT", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/notes/(?P<note>\d+)", "update_note", {},
+     {"body": (_S, True)}),
+    ("POST", r"/projects/(?P<id>[^/]+)/statuses/(?P<sha>[0-9a-f]{40})", "post_status", {},
+     {"state": (_S, True), "name": (_S, False), "context": (_S, False), "description": (_S, False),
+      "target_url": (_S, False), "ref": (_S, False), "pipeline_id": (_I, False)}),
+    ("GET", r"/projects/(?P<id>[^/]+)/members/all/(?P<user_id>\d+)", "member", {}, {}),
+    ("GET", r"/groups/(?P<id>[^/]+)/members/all/(?P<user_id>\d+)", "group_member", {}, {}),
+    ("GET", r"/users", "users", {"username": _S}, {}),
+]
+_COMPILED = [(m, re.compile("^/api/v4" + rx + "$"), h, q, b) for m, rx, h, q, b in ROUTES]
+_ACTIONS = {"create", "delete", "move", "update", "chmod"}
+_STATUS_STATES = {"pending", "running", "success", "failed", "canceled", "skipped"}
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: Any):
+        super().__init__(str(message))
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class MR:
+    iid: int
+    id: int
+    title: str
+    description: str
+    source_branch: str
+    target_branch: str
+    author: str
+    state: str = "opened"
+    labels: list[str] = field(default_factory=list)
+    approved_by: list[str] = field(default_factory=list)
+    merge_commit_sha: str | None = None
+    created_at: str = ""
+
+
+@dataclass
+class Note:
+    id: int
+    mr: int
+    author: str
+    body: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass
+class Project:
+    id: int
+    path: str
+    git: Git
+    default_branch: str = "main"
+    members: dict[str, int] = field(default_factory=dict)  # username -> access level
+    mrs: dict[int, MR] = field(default_factory=dict)
+    notes: dict[int, Note] = field(default_factory=dict)
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    approvals_required: int = 1
+
+
+class FakeGitLab:
+    """The fake; ``url`` is the instance root (python-gitlab appends ``/api/v4``)."""
+
+    def __init__(self, workdir: Path, *, tokens: dict[str, str] | None = None):
+        self.workdir = Path(workdir)
+        self.tokens = dict(tokens or {})
+        self.projects: dict[str, Project] = {}
+        self.users: dict[str, int] = {}
+        self.groups: dict[str, set[str]] = {}
+        self.errors: list[str] = []
+        self.requests: list[tuple[str, str, int]] = []
+        self._faults: list[dict[str, Any]] = []
+        self._ids = itertools.count(100)
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self.url = ""
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> "FakeGitLab":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                fake._serve(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _any
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    # ---------------------------------------------------------------- test controls
+
+    def user(self, username: str) -> int:
+        with self._lock:
+            if username not in self.users:
+                self.users[username] = next(self._ids)
+            return self.users[username]
+
+    def add_project(self, path: str, files: dict[str, str], *, default_branch: str = "main") -> Project:
+        g = Git(self.workdir / (path.replace("/", "__") + ".git"), default_branch)
+        blobs = {p: g.hash_blob(t.encode()) for p, t in files.items()}
+        sha = g.commit_tree(g.make_tree(None, blobs), [], "initial commit")
+        g.set_ref(default_branch, sha)
+        p = Project(id=next(self._ids), path=path, git=g, default_branch=default_branch)
+        self.projects[path] = p
+        return p
+
+    def commit(self, path: str, branch: str, files: dict[str, str | None], *, author: str = "root",
+               message: str = "change") -> str:
+        p = self.projects[path]
+        g = p.git
+        with g.lock:
+            parent = g.branch(branch) or g.branch(p.default_branch)
+            tree = g.make_tree(g.tree_of(parent), {k: (g.hash_blob(v.encode()) if v is not None else None)
+                                                   for k, v in files.items()})
+            sha = g.commit_tree(tree, [parent], message, author)
+            g.set_ref(branch, sha)
+        return sha
+
+    def open_mr(self, path: str, source: str, *, author: str = "root", title: str = "Change",
+                description: str = "") -> MR:
+        p = self.projects[path]
+        self.user(author)
+        with self._lock:
+            iid = len(p.mrs) + 1
+            mr = MR(iid=iid, id=next(self._ids), title=title, description=description, source_branch=source,
+                    target_branch=p.default_branch, author=author, created_at=_now())
+            p.mrs[iid] = mr
+        return mr
+
+    def set_access(self, path: str, username: str, level: int) -> None:
+        self.user(username)
+        self.projects[path].members[username] = level
+
+    def approve(self, path: str, iid: int, username: str) -> None:
+        self.user(username)
+        self.projects[path].mrs[iid].approved_by.append(username)
+
+    def fail_next(self, method: str, path_regex: str, status: int, count: int = 1) -> None:
+        self._faults.append({"method": method, "rx": re.compile(path_regex), "status": status, "count": count})
+
+    # ---------------------------------------------------------------- HTTP
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        split = urlsplit(h.path)
+        method, path = h.command, split.path
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        status: int
+        body: Any
+        try:
+            try:
+                data = json.loads(raw) if raw else None
+            except ValueError:
+                raise HTTPError(400, "body is not JSON")
+            login = self.tokens.get(h.headers.get("PRIVATE-TOKEN") or "")
+            if login is None:
+                raise HTTPError(401, "401 Unauthorized")
+            route = None
+            for m, rx, name, allowed_q, allowed_b in _COMPILED:
+                mm = rx.match(path)
+                if mm and m == method:
+                    route = (name, {k: unquote(v) for k, v in mm.groupdict().items()}, allowed_q, allowed_b)
+                    break
+            if route is None:
+                self.errors.append(f"{method} {path}: not a GitLab API route the fake knows")
+                raise HTTPError(404, "404 Not Found")
+            name, params, allowed_q, allowed_b = route
+            problems = self._check(query, data, allowed_q, allowed_b)
+            if problems:
+                self.errors.append(f"{method} {path}: invalid request: {'; '.join(problems)}")
+                raise HTTPError(400, {"error": "; ".join(problems)})
+            for f in self._faults:
+                if f["method"] == method and f["rx"].search(path) and f["count"] > 0:
+                    f["count"] -= 1
+                    raise HTTPError(f["status"], "fault injected")
+            status, body = getattr(self, "_" + name)(params=params, query=query, body=data or {}, login=login)
+        except HTTPError as e:
+            status, body = e.status, e.message if isinstance(e.message, dict) else {"message": e.message}
+        except Exception as e:
+            self.errors.append(f"{method} {path}: fake crashed: {type(e).__name__}: {e}")
+            status, body = 500, {"message": "500 Internal Server Error"}
+        self.requests.append((method, path, status))
+        out = json.dumps(body).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(out)))
+        h.end_headers()
+        h.wfile.write(out)
+
+    @staticmethod
+    def _check(query: dict[str, str], data: Any, allowed_q: dict[str, type], allowed_b: dict[str, tuple[type, bool]]) -> list[str]:
+        out = []
+        for k, v in query.items():
+            if k not in allowed_q:
+                out.append(f"unknown query parameter {k!r}")
+            elif allowed_q[k] is int and not v.isdigit():
+                out.append(f"query parameter {k!r} must be an integer")
+        if data is not None and not isinstance(data, dict):
+            return out + ["body must be a JSON object"]
+        data = data or {}
+        for k, v in data.items():
+            if k not in allowed_b:
+                out.append(f"unknown body field {k!r}")
+            elif not isinstance(v, allowed_b[k][0]) or (allowed_b[k][0] is int and isinstance(v, bool)):
+                out.append(f"body field {k!r} must be {allowed_b[k][0].__name__}")
+        for k, (_, required) in allowed_b.items():
+            if required and k not in data:
+                out.append(f"missing required body field {k!r}")
+        return out
+
+    # ---------------------------------------------------------------- shapes
+
+    def _project(self, params: dict[str, str]) -> Project:
+        key = params["id"]
+        for p in self.projects.values():
+            if key == p.path or key == str(p.id):
+                return p
+        raise HTTPError(404, "404 Project Not Found")
+
+    def _user_obj(self, username: str) -> dict[str, Any]:
+        uid = self.user(username)
+        return {"id": uid, "username": username, "name": username.title(), "state": "active",
+                "avatar_url": None, "web_url": f"{self.url}/{username}"}
+
+    def _mr_obj(self, p: Project, mr: MR) -> dict[str, Any]:
+        sha = p.git.branch(mr.source_branch)
+        return {
+            "id": mr.id, "iid": mr.iid, "project_id": p.id, "title": mr.title, "description": mr.description,
+            "state": mr.state, "created_at": mr.created_at, "updated_at": _now(), "target_branch": mr.target_branch,
+            "source_branch": mr.source_branch, "author": self._user_obj(mr.author), "source_project_id": p.id,
+            "target_project_id": p.id, "labels": list(mr.labels), "draft": False, "work_in_progress": False,
+            "merge_when_pipeline_succeeds": False, "merge_status": "can_be_merged",
+            "detailed_merge_status": "mergeable", "sha": sha, "merge_commit_sha": mr.merge_commit_sha,
+            "squash_commit_sha": None, "user_notes_count": len([n for n in p.notes.values() if n.mr == mr.iid]),
+            "should_remove_source_branch": None, "force_remove_source_branch": True,
+            "web_url": f"{self.url}/{p.path}/-/merge_requests/{mr.iid}", "references": {
+                "short": f"!{mr.iid}", "relative": f"!{mr.iid}", "full": f"{p.path}!{mr.iid}"},
+        }
+
+    def _note_obj(self, n: Note) -> dict[str, Any]:
+        return {"id": n.id, "type": None, "body": n.body, "attachment": None, "author": self._user_obj(n.author),
+                "created_at": n.created_at, "updated_at": n.updated_at, "system": False, "noteable_id": n.mr,
+                "noteable_type": "MergeRequest", "noteable_iid": n.mr, "resolvable": False, "confidential": False,
+                "internal": False}
+
+    # ---------------------------------------------------------------- routes
+
+    def _project_get(self, params, **_):
+        p = self._project(params)
+        return 200, {"id": p.id, "path_with_namespace": p.path, "default_branch": p.default_branch,
+                     "web_url": f"{self.url}/{p.path}", "name": p.path.rsplit("/", 1)[-1]}
+
+    def _get_file(self, params, query, **_):
+        p = self._project(params)
+        ref = query.get("ref")
+        if not ref:
+            raise HTTPError(400, {"error": "ref is missing"})
+        commit = p.git.branch(ref) or p.git.rev(ref)
+        if commit is None:
+            raise HTTPError(404, "404 Commit Not Found")
+        path = params["path"]
+        data = p.git.read(commit, path)
+        if data is None:
+            raise HTTPError(404, "404 File Not Found")
+        return 200, {"file_name": path.rsplit("/", 1)[-1], "file_path": path, "size": len(data), "encoding": "base64",
+                     "content": base64.b64encode(data).decode(), "content_sha256": "", "ref": ref,
+                     "blob_id": p.git.blob_sha(commit, path), "commit_id": commit, "last_commit_id": commit}
+
+    def _get_branch(self, params, **_):
+        p = self._project(params)
+        sha = p.git.branch(params["branch"])
+        if sha is None:
+            raise HTTPError(404, "404 Branch Not Found")
+        return 200, {"name": params["branch"], "commit": {"id": sha}, "merged": False, "protected": False,
+                     "default": params["branch"] == p.default_branch, "web_url": f"{self.url}/{p.path}/-/tree/{params['branch']}"}
+
+    def _post_commit(self, params, body, login, **_):
+        p = self._project(params)
+        g = p.git
+        for a in body["actions"]:
+            if not isinstance(a, dict) or a.get("action") not in _ACTIONS or not isinstance(a.get("file_path"), str):
+                self.errors.append(f"POST commits: invalid action {a!r}")
+                raise HTTPError(400, {"error": "actions is invalid"})
+            extra = set(a) - {"action", "file_path", "previous_path", "content", "encoding", "last_commit_id",
+                              "execute_filemode"}
+            if extra:
+                self.errors.append(f"POST commits: unknown action fields {sorted(extra)}")
+                raise HTTPError(400, {"error": f"unknown action fields {sorted(extra)}"})
+        branch = body["branch"]
+        with g.lock:
+            tip = g.branch(branch)
+            if body.get("start_branch"):
+                if tip is not None:
+                    raise HTTPError(400, {"message": f"A branch called '{branch}' already exists. Switch to that branch in order to make changes"})
+                tip = g.branch(body["start_branch"])
+                if tip is None:
+                    raise HTTPError(400, {"message": "You can only create or edit files when you are on a branch"})
+            elif tip is None:
+                raise HTTPError(400, {"message": "You can only create or edit files when you are on a branch"})
+            entries: dict[str, str | None] = {}
+            for a in body["actions"]:
+                exists = g.blob_sha(tip, a["file_path"]) is not None
+                if a["action"] == "update" and not exists:
+                    raise HTTPError(400, {"message": "A file with this name doesn't exist"})
+                if a.get("last_commit_id") and a["last_commit_id"] != tip and exists:
+                    changed = g.log(a["last_commit_id"], tip)
+                    if any(g.blob_sha(c, a["file_path"]) != g.blob_sha(a["last_commit_id"], a["file_path"]) for c in changed):
+                        raise HTTPError(400, {"message": "You are attempting to update a file that has changed since you started editing it."})
+                entries[a["file_path"]] = None if a["action"] == "delete" else g.hash_blob((a.get("content") or "").encode())
+            sha = g.commit_tree(g.make_tree(g.tree_of(tip), entries), [tip], body["commit_message"], login)
+            if not g.set_ref(branch, sha, g.branch(branch) or ""):
+                raise HTTPError(409, {"message": "branch moved"})
+        return 201, {"id": sha, "short_id": sha[:8], "title": body["commit_message"].splitlines()[0],
+                     "message": body["commit_message"], "author_name": login, "parent_ids": [tip],
+                     "created_at": _now(), "web_url": f"{self.url}/{p.path}/-/commit/{sha}"}
+
+    def _list_mrs(self, params, query, **_):
+        p = self._project(params)
+        out = [m for m in p.mrs.values()
+               if (not query.get("source_branch") or m.source_branch == query["source_branch"])
+               and (not query.get("target_branch") or m.target_branch == query["target_branch"])
+               and (not query.get("state") or query["state"] == "all" or m.state == query["state"])]
+        return 200, [self._mr_obj(p, m) for m in out]
+
+    def _create_mr(self, params, body, login, **_):
+        p = self._project(params)
+        if p.git.branch(body["source_branch"]) is None:
+            raise HTTPError(400, {"message": {"source_branch": ["is invalid"]}})
+        for m in p.mrs.values():
+            if m.state == "opened" and m.source_branch == body["source_branch"] and m.target_branch == body["target_branch"]:
+                raise HTTPError(409, {"message": [f"Another open merge request already exists for this source branch: !{m.iid}"]})
+        mr = self.open_mr(p.path, body["source_branch"], author=login, title=body["title"],
+                          description=body.get("description", ""))
+        mr.target_branch = body["target_branch"]
+        mr.labels = [x for x in (body.get("labels") or "").split(",") if x]
+        return 201, self._mr_obj(p, mr)
+
+    def _mr(self, p: Project, params: dict[str, str]) -> MR:
+        mr = p.mrs.get(int(params["iid"]))
+        if mr is None:
+            raise HTTPError(404, "404 Not found")
+        return mr
+
+    def _get_mr(self, params, **_):
+        p = self._project(params)
+        return 200, self._mr_obj(p, self._mr(p, params))
+
+    def _update_mr(self, params, body, **_):
+        p = self._project(params)
+        mr = self._mr(p, params)
+        if "description" in body:
+            mr.description = body["description"]
+        if "title" in body:
+            mr.title = body["title"]
+        return 200, self._mr_obj(p, mr)
+
+    def _approvals(self, params, **_):
+        p = self._project(params)
+        mr = self._mr(p, params)
+        ex = copy.deepcopy(_example("merge-request-approvals.json"))
+        ex.update(id=mr.id, iid=mr.iid, project_id=p.id, title=mr.title, description=mr.description, state=mr.state,
+                  approvals_required=p.approvals_required,
+                  approvals_left=max(0, p.approvals_required - len(mr.approved_by)),
+                  approved_by=[{"user": self._user_obj(u)} for u in mr.approved_by])
+        return 200, ex
+
+    def _list_notes(self, params, query, **_):
+        p = self._project(params)
+        mr = self._mr(p, params)
+        notes = [self._note_obj(n) for n in p.notes.values() if n.mr == mr.iid]
+        per = int(query.get("per_page", 20))
+        page = int(query.get("page", 1))
+        return 200, notes[(page - 1) * per: page * per]
+
+    def _create_note(self, params, body, login, **_):
+        p = self._project(params)
+        mr = self._mr(p, params)
+        n = Note(id=next(self._ids), mr=mr.iid, author=login, body=body["body"], created_at=_now(), updated_at=_now())
+        p.notes[n.id] = n
+        return 201, self._note_obj(n)
+
+    def _update_note(self, params, body, login, **_):
+        p = self._project(params)
+        n = p.notes.get(int(params["note"]))
+        if n is None:
+            raise HTTPError(404, "404 Note Not Found")
+        if n.author != login:
+            raise HTTPError(403, "403 Forbidden")
+        n.body, n.updated_at = body["body"], _now()
+        return 200, self._note_obj(n)
+
+    def _post_status(self, params, body, login, **_):
+        p = self._project(params)
+        if body["state"] not in _STATUS_STATES:
+            self.errors.append(f"POST statuses: state {body['state']!r} is not one of {sorted(_STATUS_STATES)}")
+            raise HTTPError(400, {"error": "state does not have a valid value"})
+        if p.git.rev(params["sha"]) is None:
+            raise HTTPError(404, "404 References for commit Not Found")
+        st = {"id": next(self._ids), "sha": params["sha"], "ref": None, "status": body["state"],
+              "name": body.get("name") or body.get("context") or "default", "target_url": body.get("target_url"),
+              "description": body.get("description"), "created_at": _now(), "started_at": None, "finished_at": None,
+              "allow_failure": False, "coverage": None, "author": self._user_obj(login)}
+        p.statuses.setdefault(params["sha"], []).append(st)
+        return 201, st
+
+    def _member(self, params, **_):
+        p = self._project(params)
+        uid = int(params["user_id"])
+        name = next((u for u, i in self.users.items() if i == uid), None)
+        if name is None or name not in p.members:
+            raise HTTPError(404, "404 Not found")
+        ex = copy.deepcopy(_example("project-member.json"))
+        ex.update(id=uid, username=name, name=name.title(), access_level=p.members[name], state="active")
+        return 200, ex
+
+    def _group_member(self, params, **_):
+        members = self.groups.get(unquote(params["id"]), set())
+        uid = int(params["user_id"])
+        name = next((u for u, i in self.users.items() if i == uid), None)
+        if name is None or name not in members:
+            raise HTTPError(404, "404 Not found")
+        ex = copy.deepcopy(_example("project-member.json"))
+        ex.update(id=uid, username=name, access_level=30, state="active")
+        return 200, ex
+
+    def _users(self, query, **_):
+        name = query.get("username")
+        if name in self.users:
+            return 200, [self._user_obj(name)]
+        return 200, []
+
+
+__all__ = ["FakeGitLab", "GitError"]
