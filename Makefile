@@ -55,6 +55,7 @@ test-fast: $(STAMP) node
 bench: $(STAMP) node system
 	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python bench/cli_startup.py
 	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python bench/webhook_intake.py
+	$(BIN)/python bench/promotion_api_calls.py
 
 schemas: $(STAMP)
 	$(BIN)/mlgate schema > schemas/mlgate.schema.json
