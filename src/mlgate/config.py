@@ -544,24 +544,9 @@ def parse(text: str, filename: str = ".mlgate.yml") -> Config:
             1-based) per problem: YAML syntax errors, duplicate keys, unknown keys,
             wrong types, missing keys, invalid values.
     """
-    from ruamel.yaml import YAML
-    from ruamel.yaml.constructor import DuplicateKeyError
-    from ruamel.yaml.error import MarkedYAMLError
-
-    yaml = YAML(typ="rt")
-    try:
-        data = yaml.load(text)
-    except DuplicateKeyError as e:
-        mark = e.problem_mark
-        raise ConfigError([Problem(filename, mark.line + 1, mark.column + 1, f"duplicate key: {e.problem}")]) from None
-    except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise ConfigError([Problem(filename, line, col, f"YAML syntax error: {e.problem or e.context}")]) from None
+    data = load_yaml_mapping(text, filename)
     if data is None:
         raise ConfigError([Problem(filename, 1, 1, "the file is empty; it needs at least 'model:'")])
-    if not isinstance(data, dict):
-        raise ConfigError([Problem(filename, 1, 1, f"the top level must be a mapping, not {type(data).__name__}")])
     try:
         return Config.model_validate(_plain(data))
     except ValidationError as exc:
@@ -572,15 +557,50 @@ def parse(text: str, filename: str = ".mlgate.yml") -> Config:
             if loc in seen:  # one problem per place: union branches repeat the same loc
                 continue
             seen.add(loc)
-            if err["type"] in ("extra_forbidden", "missing"):
-                line, col = _position(data, loc)
-            else:
-                pos = _value_position(data, loc)
-                line, col = pos if pos is not None else _position(data, loc)
-            msg = _message(err, loc)
-            problems.append(Problem(filename, line + 1, col + 1, msg))
+            problems.append(locate(err, loc, data, filename))
         problems.sort(key=lambda p: (p.line, p.col))
         raise ConfigError(problems) from None
+
+
+def load_yaml_mapping(text: str, filename: str) -> Any:
+    """Load YAML text with ruamel.yaml round-trip (positions kept) for a user-written file.
+
+    Returns:
+        The top-level mapping (a ruamel ``CommentedMap``), or None for an empty document.
+
+    Raises:
+        ConfigError: duplicate keys, YAML syntax errors, or a top level that is not a mapping,
+            each as ``file:line:col`` (1-based).
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import MarkedYAMLError
+
+    try:
+        data = YAML(typ="rt").load(text)
+    except DuplicateKeyError as e:
+        mark = e.problem_mark
+        raise ConfigError([Problem(filename, mark.line + 1, mark.column + 1, f"duplicate key: {e.problem}")]) from None
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise ConfigError([Problem(filename, line, col, f"YAML syntax error: {e.problem or e.context}")]) from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError([Problem(filename, 1, 1, f"the top level must be a mapping, not {type(data).__name__}")])
+    return data
+
+
+def locate(err: dict[str, Any], loc: tuple[Any, ...], data: Any, filename: str,
+           message: Any = None) -> Problem:
+    """A :class:`Problem` for one pydantic error at (cleaned) ``loc`` inside ruamel ``data``:
+    unknown and missing keys point at the key, wrong values at the value."""
+    if err["type"] in ("extra_forbidden", "missing") or not loc:
+        line, col = _position(data, loc)
+    else:
+        pos = _value_position(data, loc)
+        line, col = pos if pos is not None else _position(data, loc)
+    text = (message or _message)(err, loc)
+    return Problem(filename, line + 1, col + 1, text)
 
 
 def _plain(node: Any) -> Any:
@@ -600,13 +620,22 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def load_file(path: str | Path) -> Config:
-    """Read and parse a config file; raises :class:`ConfigError` (also for a missing file)."""
+def read_user_file(path: str | Path) -> str:
+    """The UTF-8 text of a user-written file; ConfigError (``file:1:1``) when it is missing,
+    a directory, unreadable or not UTF-8."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([Problem(str(path), 1, 1, "file not found")]) from None
+    except IsADirectoryError:
+        raise ConfigError([Problem(str(path), 1, 1, "is a directory, not a file")]) from None
+    except PermissionError:
+        raise ConfigError([Problem(str(path), 1, 1, "permission denied")]) from None
     except UnicodeDecodeError as e:
         raise ConfigError([Problem(str(path), 1, 1, f"not UTF-8 text: {e.reason}")]) from None
-    return parse(text, str(path))
+
+
+def load_file(path: str | Path) -> Config:
+    """Read and parse a config file; raises :class:`ConfigError` (also for a missing file)."""
+    return parse(read_user_file(path), str(path))

@@ -92,6 +92,35 @@ class BotSettings(BaseModel):
     github_write_interval: float = Field(
         1.0, ge=0, description="Seconds between content-creating GitHub requests (GitHub asks for at least 1)."
     )
+    # ---- background follow-up (a thread beside the workers; never on the event loop)
+    canary_tick_seconds: float = Field(
+        15.0, ge=0,
+        description=(
+            "Seconds between two passes over the running canaries (measure, advance, roll back, report); "
+            "0 disables canary ticks."
+        ),
+    )
+    train_poll_seconds: float = Field(
+        15.0, ge=0,
+        description=(
+            "Seconds between two reads of the Argo workflows started with /train (to update the "
+            "mlgate/train commit status); 0 disables the follow-up."
+        ),
+    )
+    argo_token_envs: list[str] = Field(
+        default_factory=lambda: ["ARGO_TOKEN"],
+        description=(
+            "Environment variables of the bot that a repository's train.argo.token_env may name as the "
+            "Argo token (never an MLGATE_* variable; train.argo.token_file is not read by the bot)."
+        ),
+    )
+    argo_servers: list[str] | None = Field(
+        None,
+        description=(
+            "Argo Server URLs the bot may send its Argo token to (train.argo.server must start with one); "
+            "unset: any server a repository's .mlgate.yml names."
+        ),
+    )
     # ---- logging
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level written to the JSON log.")
     access_log: bool = Field(False, description="Write one uvicorn access-log line per HTTP request.")
@@ -101,6 +130,14 @@ class BotSettings(BaseModel):
     def _not_blank(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not v.get_secret_value().strip():
             raise ValueError("is empty: set a non-empty secret or leave the key out (an empty secret would accept every request)")
+        return v
+
+    @field_validator("argo_token_envs", "argo_servers", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        """An environment variable gives a list as comma-separated text."""
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
         return v
 
     @model_validator(mode="after")
@@ -180,34 +217,14 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> BotSet
             secret that is set but empty, an App id without a private key. Secret values are
             never part of the message.
     """
-    from mlgate.config import _clean_loc, _plain, _position, _value_position
+    from mlgate.config import _clean_loc, _plain, _position, _value_position, load_yaml_mapping, locate, read_user_file
 
     filename = str(path) if path is not None else "bot.yml"
     data: Any = {}
     if path is not None:
-        from ruamel.yaml import YAML
-        from ruamel.yaml.constructor import DuplicateKeyError
-        from ruamel.yaml.error import MarkedYAMLError
-
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError([Problem(filename, 1, 1, "file not found")]) from None
-        except UnicodeDecodeError as e:
-            raise ConfigError([Problem(filename, 1, 1, f"not UTF-8 text: {e.reason}")]) from None
-        try:
-            data = YAML(typ="rt").load(text)
-        except DuplicateKeyError as e:
-            mark = e.problem_mark
-            raise ConfigError([Problem(filename, mark.line + 1, mark.column + 1, f"duplicate key: {e.problem}")]) from None
-        except MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            raise ConfigError([Problem(filename, line, col, f"YAML syntax error: {e.problem or e.context}")]) from None
+        data = load_yaml_mapping(read_user_file(path), filename)
         if data is None:
             data = {}
-        if not isinstance(data, dict):
-            raise ConfigError([Problem(filename, 1, 1, f"the top level must be a mapping, not {type(data).__name__}")])
 
     problems: list[Problem] = []
     # A secret key that is present but null is "configured empty", not "not configured".
@@ -245,12 +262,7 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> BotSet
             if not data:
                 problems.append(Problem(filename, 1, 1, _error_message(err, loc)))
                 continue
-            if err["type"] in ("extra_forbidden", "missing") or not loc:
-                line, col = _position(data, loc)
-            else:
-                pos = _value_position(data, loc)
-                line, col = pos if pos is not None else _position(data, loc)
-            problems.append(Problem(filename, line + 1, col + 1, _error_message(err, loc)))
+            problems.append(locate(err, loc, data, filename, _error_message))
         problems.sort(key=lambda p: (p.file, p.line, p.col))
         raise ConfigError(problems) from None
 
