@@ -29,7 +29,8 @@ DEFAULT_TRACKING_URI = "sqlite:///.mlgate/mlflow.db"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # NaN/inf thresholds would make every comparison false and silently pass gates.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- gates
@@ -401,7 +402,8 @@ class Environment(_Model):
 class Config(_Model):
     """``.mlgate.yml``: one registered model, its gates and its environments."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, title="mlgate repository config (.mlgate.yml)")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False,
+                              title="mlgate repository config (.mlgate.yml)")
 
     model: str = Field(pattern=NAME_PATTERN, description="Registered model name in the MLflow Model Registry.")
     tracking_uri: str = Field(
@@ -415,17 +417,6 @@ class Config(_Model):
     train_permission: Promoters | None = Field(
         None, description="Who may run /train (spend GPU time); default: the first environment's promoters."
     )
-
-    @model_validator(mode="after")
-    def _environments_consistent(self) -> "Config":
-        names = [e.name for e in self.environments]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"environment names must be unique: {sorted(dup)}")
-        for e in self.environments:
-            if e.requires is not None and e.requires not in names:
-                raise ValueError(f"environment {e.name!r} requires unknown environment {e.requires!r}")
-        return self
 
     @property
     def experiment_name(self) -> str:
@@ -548,7 +539,7 @@ def parse(text: str, filename: str = ".mlgate.yml") -> Config:
     if data is None:
         raise ConfigError([Problem(filename, 1, 1, "the file is empty; it needs at least 'model:'")])
     try:
-        return Config.model_validate(_plain(data))
+        cfg = Config.model_validate(_plain(data))
     except ValidationError as exc:
         problems: list[Problem] = []
         seen: set[tuple[Any, ...]] = set()
@@ -560,6 +551,10 @@ def parse(text: str, filename: str = ".mlgate.yml") -> Config:
             problems.append(locate(err, loc, data, filename))
         problems.sort(key=lambda p: (p.line, p.col))
         raise ConfigError(problems) from None
+    semantic = semantic_problems(cfg, data, filename)
+    if semantic:
+        raise ConfigError(sorted(semantic, key=lambda p: (p.line, p.col)))
+    return cfg
 
 
 def load_yaml_mapping(text: str, filename: str) -> Any:
@@ -576,8 +571,16 @@ def load_yaml_mapping(text: str, filename: str) -> Any:
     from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.error import MarkedYAMLError
 
+    from ruamel.yaml.reader import ReaderError
+
     try:
         data = YAML(typ="rt").load(text)
+    except ReaderError as e:
+        line, col = _line_col(text, e.position)
+        raise ConfigError([Problem(filename, line, col, f"unacceptable character {e.character!r} (control "
+                                   "characters are not allowed in YAML)")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(filename, 1, 1, "the document is nested too deeply")]) from None
     except DuplicateKeyError as e:
         mark = e.problem_mark
         raise ConfigError([Problem(filename, mark.line + 1, mark.column + 1, f"duplicate key: {e.problem}")]) from None
@@ -588,6 +591,12 @@ def load_yaml_mapping(text: str, filename: str) -> Any:
     if data is not None and not isinstance(data, dict):
         raise ConfigError([Problem(filename, 1, 1, f"the top level must be a mapping, not {type(data).__name__}")])
     return data
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of character offset ``position`` in ``text``."""
+    before = text[: max(position, 0)]
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
 
 
 def locate(err: dict[str, Any], loc: tuple[Any, ...], data: Any, filename: str,
@@ -601,6 +610,127 @@ def locate(err: dict[str, Any], loc: tuple[Any, ...], data: Any, filename: str,
         line, col = pos if pos is not None else _position(data, loc)
     text = (message or _message)(err, loc)
     return Problem(filename, line + 1, col + 1, text)
+
+
+TEMPLATE_PLACEHOLDERS = ("model_uri", "storage_uri", "version", "model", "run_id")
+_RESERVED_ALIASES = {"challenger": "mlgate validate moves to every version that passes its gates"}
+
+
+def _at(data: Any, loc: tuple[Any, ...], filename: str, message: str, value: bool = True) -> Problem:
+    pos = _value_position(data, loc) if value else None
+    line, col = pos if pos is not None else _position(data, loc)
+    return Problem(filename, line + 1, col + 1, message)
+
+
+def _template_problem(template: str) -> str | None:
+    import string
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e:
+        return f"bad value template {template!r}: {e}"
+    unknown = [f for f in fields if f not in TEMPLATE_PLACEHOLDERS]
+    if unknown:
+        known = ", ".join("{" + k + "}" for k in TEMPLATE_PLACEHOLDERS)
+        return f"unknown placeholder {{{unknown[0]}}} in {template!r} (known: {known})"
+    return None
+
+
+def _path_problem(path: str) -> str | None:
+    from mlgate.errors import MlgateError
+    from mlgate.manifests import parse_path
+
+    try:
+        parse_path(path)
+    except MlgateError as e:
+        return f"bad key path {path!r}: {e}"
+    return None
+
+
+_SELECT = re.compile(r"^[A-Za-z][A-Za-z0-9]*/[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+
+
+def semantic_problems(cfg: Config, data: Any, filename: str) -> list[Problem]:
+    """Whole-config checks with positions: unique environment names, ``requires`` that exist
+    and do not loop, one environment per registry alias (and none on reserved aliases), value
+    templates with known placeholders, key paths and ``select`` that parse, a training command
+    that splits. Pure over the validated config and its ruamel tree."""
+    import shlex
+
+    problems: list[Problem] = []
+    envs = cfg.environments
+    names = [e.name for e in envs]
+    seen: dict[str, int] = {}
+    for i, e in enumerate(envs):
+        if e.name in seen:
+            problems.append(_at(data, ("environments", i, "name"), filename,
+                                f"environment name {e.name!r} is used twice (first as environments.{seen[e.name]})"))
+        else:
+            seen[e.name] = i
+    aliases: dict[str, int] = {}
+    for i, e in enumerate(envs):
+        where = ("environments", i, "alias") if e.alias else ("environments", i, "name")
+        alias = e.registry_alias
+        if alias in _RESERVED_ALIASES:
+            problems.append(_at(data, where, filename, f"environment {e.name!r} would hold alias {alias!r}, which "
+                                f"{_RESERVED_ALIASES[alias]}; choose another name or alias"))
+        elif alias in aliases and envs[aliases[alias]].name != e.name:
+            problems.append(_at(data, where, filename, f"environment {e.name!r} holds alias {alias!r} like environment "
+                                f"{envs[aliases[alias]].name!r}: each environment needs its own alias"))
+        else:
+            aliases.setdefault(alias, i)
+        if e.requires is not None:
+            loc = ("environments", i, "requires")
+            if e.requires not in names:
+                known = ", ".join(dict.fromkeys(names))
+                problems.append(_at(data, loc, filename, f"requires unknown environment {e.requires!r} (known: {known})"))
+            else:
+                chain, cur = [e.name], e.requires
+                while cur is not None and cur not in chain:
+                    chain.append(cur)
+                    cur = next((x.requires for x in envs if x.name == cur), None)
+                if cur is not None:
+                    problems.append(_at(data, loc, filename,
+                                        f"requires forms a loop ({' -> '.join(chain + [cur])}): no version could ever be promoted"))
+        target = e.gitops.target
+        tloc = ("environments", i, "gitops", "target")
+        msg = _template_problem(target.value)
+        if msg:
+            problems.append(_at(data, tloc + ("value",), filename, msg))
+        for key in ("path", "key"):
+            if hasattr(target, key):
+                msg = _path_problem(getattr(target, key))
+                if msg:
+                    problems.append(_at(data, tloc + (key,), filename, msg))
+        if getattr(target, "select", None) and not _SELECT.match(target.select):
+            problems.append(_at(data, tloc + ("select",), filename,
+                                f"select {target.select!r} must be KIND/NAME, e.g. InferenceService/wine"))
+        if e.canary is not None:
+            ct = getattr(e.canary, "target", None)
+            if ct is not None and getattr(ct, "value", None):
+                msg = _template_problem(ct.value)
+                if msg:
+                    problems.append(_at(data, ("environments", i, "canary", "target", "value"), filename, msg))
+            for key in ("canary_weight", "primary_weight", "canary_value", "primary_value"):
+                if ct is not None and getattr(ct, key, None):
+                    msg = _path_problem(getattr(ct, key))
+                    if msg:
+                        problems.append(_at(data, ("environments", i, "canary", "target", key), filename, msg))
+    cmd = cfg.train.command
+    if cmd is not None:
+        loc = ("train", "command")
+        if isinstance(cmd, str):
+            try:
+                words = shlex.split(cmd)
+            except ValueError as e:
+                problems.append(_at(data, loc, filename, f"train.command cannot be split like a shell would: {e}"))
+                words = ["x"]
+        else:
+            words = cmd
+        if not words or not str(words[0]).strip():
+            problems.append(_at(data, loc, filename, "train.command is empty: give the training command, "
+                                "e.g. python train.py"))
+    return problems
 
 
 def _plain(node: Any) -> Any:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-from mlgate.errors import InfraError, ManifestError, UsageError
+from mlgate.errors import InfraError, ManifestError, MlgateError, UsageError
+from mlgate.urls import redact_url
 from mlgate.manifest_files import read_text, resolve_in_repo, write_text
 
 #: How many times a push that lost a race (non-fast-forward) is re-read, re-applied and retried.
@@ -73,6 +74,20 @@ def resolve_repository(repository: str, base_dir: Path) -> str:
     return str((base_dir / repository).resolve())
 
 
+def clone_error(repository: str, branch: str, stderr: str) -> MlgateError:
+    """The error for a failed ``git clone``: a missing local repository or branch is a
+    configuration error (exit 2); anything else (network, auth, server) is infrastructure (3)."""
+    shown = redact_url(repository)
+    text = redact_url(stderr.strip())
+    last = text.splitlines()[-1] if text else "git clone failed"
+    local = "://" not in repository and not repository.startswith("git@")
+    if local and not Path(repository).exists():
+        return UsageError(f"GitOps repository {shown} does not exist (gitops.repository in .mlgate.yml)")
+    if "Remote branch" in text and "not found" in text:
+        return UsageError(f"GitOps repository {shown} has no branch {branch!r} (gitops.branch in .mlgate.yml)")
+    return InfraError(f"cannot clone branch {branch!r} of GitOps repository {shown}: {last}")
+
+
 class PushWriter:
     """Mode ``push``: commit on the target branch and push it (any git remote).
 
@@ -92,13 +107,10 @@ class PushWriter:
                 work = Path(tmp) / "repo"
                 clone = _git(["clone", "--quiet", "--depth", "1", "--branch", change.branch, "--", change.repository, str(work)], check=False)
                 if clone.returncode != 0:
-                    raise InfraError(
-                        f"cannot clone branch {change.branch!r} of GitOps repository {change.repository}: "
-                        f"{clone.stderr.strip().splitlines()[-1] if clone.stderr.strip() else 'git clone failed'}"
-                    )
+                    raise clone_error(change.repository, change.branch, clone.stderr)
                 target = resolve_in_repo(work, change.path)
                 if not target.is_file():
-                    raise ManifestError(f"{change.path}: no such file in {change.repository} (branch {change.branch})")
+                    raise ManifestError(f"{change.path}: no such file in {redact_url(change.repository)} (branch {change.branch})")
                 old = read_text(target, change.path)
                 new = change.edit(old)
                 if new == old:
@@ -118,9 +130,11 @@ class PushWriter:
                     return PromotionResult(commit=sha, url=None, changed=True, diff=diff)
                 last_error = push.stderr.strip()
                 if "non-fast-forward" not in last_error and "fetch first" not in last_error and "rejected" not in last_error:
-                    raise InfraError(f"push to {change.repository} ({change.branch}) failed: {last_error.splitlines()[-1] if last_error else 'unknown error'}")
+                    raise InfraError(f"push to {redact_url(change.repository)} ({change.branch}) failed: "
+                                     f"{redact_url(last_error.splitlines()[-1]) if last_error else 'unknown error'}")
         raise InfraError(
-            f"push to {change.repository} ({change.branch}) lost the race {PUSH_ATTEMPTS} times: the branch keeps moving"
+            f"push to {redact_url(change.repository)} ({change.branch}) lost the race {PUSH_ATTEMPTS} times: "
+            "the branch keeps moving"
         )
 
 

@@ -47,7 +47,8 @@ class Project:
         return self.path.parent
 
     @classmethod
-    def load(cls, path: str | Path, environ: Mapping[str, str] | None = None, model: str | None = None) -> "Project":
+    def load(cls, path: str | Path, environ: Mapping[str, str] | None = None, model: str | None = None,
+             *, create_store: bool = False) -> "Project":
         """Load the config at ``path``; ``model`` overrides its registered model name.
 
         Raises ConfigError (exit 2), UsageError for a ``model`` that is not a valid name.
@@ -62,7 +63,7 @@ class Project:
             if not re.fullmatch(NAME_PATTERN, model):
                 raise UsageError(f"--model {model!r} is not a valid registered model name ({NAME_PATTERN})")
             cfg = cfg.model_copy(update={"model": model})
-        uri = resolve_tracking_uri(cfg.tracking_uri, p.resolve().parent, environ)
+        uri = resolve_tracking_uri(cfg.tracking_uri, p.resolve().parent, environ, create=create_store)
         return cls(cfg, p.resolve(), uri, Registry(uri))
 
     def artifact_location(self) -> str | None:
@@ -113,11 +114,18 @@ class TrainResult:
 
 def _command(cfg: Config, override: Sequence[str]) -> list[str]:
     if override:
-        return list(override)
-    cmd = cfg.train.command
-    if cmd is None:
-        raise UsageError("no training command: give one after '--' or set train.command in .mlgate.yml")
-    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        argv = list(override)
+    else:
+        cmd = cfg.train.command
+        if cmd is None:
+            raise UsageError("no training command: give one after '--' or set train.command in .mlgate.yml")
+        try:
+            argv = shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
+        except ValueError as e:
+            raise UsageError(f"train.command cannot be split like a shell would: {e}") from None
+    if not argv or not argv[0].strip():
+        raise UsageError("the training command is empty: give one after '--' or set train.command")
+    return argv
 
 
 def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str, str] | None = None,
@@ -155,7 +163,7 @@ def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str
     if ci.system:
         run_tags["mlgate.ci"] = ci.system
     run_id = reg.create_run(exp_id, run_tags)
-    log(f"mlgate: run {run_id} started in experiment {cfg.experiment_name!r} ({project.tracking_uri})")
+    log(f"mlgate: run {run_id} started in experiment {cfg.experiment_name!r} ({reg.shown_uri})")
 
     child_env = dict(env)
     child_env.update(
@@ -171,7 +179,10 @@ def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str
         code = proc.returncode
     except FileNotFoundError:
         reg.end_run(run_id, "FAILED")
-        raise UsageError(f"training command not found: {argv[0]!r}") from None
+        raise UsageError(f"training command not found: {argv[0]!r}; run {run_id} marked FAILED") from None
+    except OSError as e:  # not executable, a directory, exec format error
+        reg.end_run(run_id, "FAILED")
+        raise UsageError(f"cannot run training command {argv[0]!r}: {e.strerror or e}; run {run_id} marked FAILED") from None
     except KeyboardInterrupt:
         reg.end_run(run_id, "KILLED")
         raise
@@ -254,7 +265,7 @@ def train_on_argo(project: Project, command: Sequence[str] = (), *, environ: Map
     info = project.registry.find_by_commit(cfg.model, ci.commit)
     if info is None:
         raise InfraError(f"Argo workflow {sub.name} succeeded but no version of {cfg.model} is tagged "
-                         f"mlgate.git_commit={ci.commit} at {project.tracking_uri}")
+                         f"mlgate.git_commit={ci.commit} at {project.registry.shown_uri}")
     log(f"mlgate: Argo workflow {sub.name} registered {cfg.model} version {info.version} from run {info.run_id}")
     return TrainResult(cfg.model, info.run_id or "", info.version, "", info.model_uri, ci.commit)
 
@@ -289,7 +300,7 @@ def pick_version(project: Project, version: str | None, alias: str | None, commi
         return info
     latest = reg.latest_version(model)
     if latest is None:
-        raise UsageError(f"{model} has no versions yet at {project.tracking_uri}: run 'mlgate train' first")
+        raise UsageError(f"{model} has no versions yet at {reg.shown_uri}: run 'mlgate train' first")
     return reg.get_version(model, latest.version)
 
 
@@ -312,15 +323,23 @@ def _evaluation_data(project: Project) -> tuple[Any, str, str]:
             raise UsageError(f"validate.evaluation.data: cannot import {spec!r}: {e}") from None
         finally:
             sys.path.remove(str(project.base_dir))
-        X, y = func()
-        df = pd.DataFrame(X).copy()
+        try:
+            X, y = func()
+            df = pd.DataFrame(X).copy()
+        except Exception as e:  # user code: any failure is a usage problem, in one line
+            raise UsageError(f"validate.evaluation.data: {spec}() failed or did not return (features, targets): "
+                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         target = ev.targets if ev.targets not in df.columns else "__mlgate_target__"
         df[target] = list(y)
         return df, target, spec
     path = (project.base_dir / spec).resolve()
     if not path.is_file():
         raise UsageError(f"validate.evaluation.data: no such file {spec!r}")
-    df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    try:
+        df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except Exception as e:
+        raise UsageError(f"validate.evaluation.data: cannot read {spec!r}: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
     if ev.targets not in df.columns:
         raise UsageError(f"validate.evaluation.data: {spec!r} has no target column {ev.targets!r}")
     return df, ev.targets, spec
@@ -339,6 +358,17 @@ def _evaluate_version(project: Project, info: VersionInfo, data: Any, target: st
     ev = project.config.validate_.evaluation
     assert ev is not None
     exp_id = project.registry.ensure_experiment(project.config.experiment_name, project.artifact_location())
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _run_evaluation(mlflow, warnings, exp_id, info, data, target, ev)
+    except (ValueError, TypeError, KeyError, MlflowException) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"scoring {info.model} v{info.version} on validate.evaluation.data failed: {first}") from None
+
+
+def _run_evaluation(mlflow: Any, warnings: Any, exp_id: str, info: VersionInfo, data: Any, target: str,
+                    ev: Any) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mlflow.start_run(experiment_id=exp_id, run_name=f"mlgate-evaluate-v{info.version}",

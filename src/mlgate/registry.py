@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from urllib.parse import urlparse
 
 from mlgate.errors import InfraError, MlgateError, UsageError
+from mlgate.urls import redact_url
 
 T = TypeVar("T")
 
@@ -53,21 +54,49 @@ class VersionInfo:
         return f"models:/{self.model}/{self.version}"
 
 
-def resolve_tracking_uri(configured: str, base_dir: Path, environ: Mapping[str, str] | None = None) -> str:
+def resolve_tracking_uri(configured: str, base_dir: Path, environ: Mapping[str, str] | None = None,
+                         *, create: bool = True) -> str:
     """The tracking URI to use: ``$MLFLOW_TRACKING_URI`` if set, else ``configured``.
 
-    A relative ``sqlite:///path`` or plain path is made absolute against ``base_dir`` (the
-    directory of ``.mlgate.yml``) and its directory is created, so the embedded store is
-    the same whatever the working directory.
+    A relative ``sqlite:///path`` is made absolute against ``base_dir`` (the directory of
+    ``.mlgate.yml``), so the embedded store is the same whatever the working directory. With
+    ``create`` its directory is created (``mlgate train``); without, a store file that does
+    not exist is a UsageError (a typo must not read as an empty registry).
+
+    Raises:
+        UsageError: a URI MLflow cannot use (scheme), or a missing store when ``create`` is False.
     """
     env = os.environ if environ is None else environ
-    uri = env.get("MLFLOW_TRACKING_URI") or configured
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        rel = uri[len("sqlite:///") :]
-        path = (base_dir / rel).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
+    uri = (env.get("MLFLOW_TRACKING_URI") or configured).strip()
+    if uri in ("databricks", "databricks-uc") or uri.startswith(("databricks://", "databricks-uc://")):
+        return uri
+    try:
+        scheme = urlparse(uri).scheme.split("+")[0] if "://" in uri else ""
+    except ValueError as e:
+        raise UsageError(f"tracking URI {redact_url(uri)!r} is not a valid URL: {e}") from None
+    if scheme not in SUPPORTED_SCHEMES:
+        raise UsageError(f"tracking URI {redact_url(uri)!r} is not one MLflow can use here "
+                         f"(supported: {', '.join(s + '://' for s in SUPPORTED_SCHEMES)})")
+    if scheme == "sqlite":
+        raw = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
+        if not raw:
+            raise UsageError(f"tracking URI {uri!r}: give a file, e.g. sqlite:///.mlgate/mlflow.db")
+        path = Path(raw) if uri.startswith("sqlite:////") else (base_dir / raw)
+        path = path.resolve()
+        if create:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"cannot create the MLflow store directory {path.parent}: {e.strerror}") from None
+        elif not path.is_file():
+            raise UsageError(f"no MLflow store at {path} (tracking URI {uri}): run 'mlgate train' first, "
+                             "or fix tracking_uri / MLFLOW_TRACKING_URI")
         return f"sqlite:///{path}"
     return uri
+
+
+#: Tracking URI schemes mlgate supports (MLflow "Where runs are recorded").
+SUPPORTED_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks", "file")
 
 
 def _is_not_found(exc: BaseException) -> bool:
@@ -88,6 +117,7 @@ class Registry:
 
     def __init__(self, tracking_uri: str, *, timeout: float = 10.0):
         self.tracking_uri = tracking_uri
+        self.shown_uri = redact_url(tracking_uri)  # for messages: no credentials
         self.timeout = timeout
         self._client: Any = None
 
@@ -117,9 +147,9 @@ class Registry:
         try:
             r = httpx.get(url, timeout=self.timeout)
         except httpx.HTTPError as e:
-            raise InfraError(f"MLflow tracking server {self.tracking_uri} is unreachable: {type(e).__name__}: {e}") from None
+            raise InfraError(f"MLflow tracking server {self.shown_uri} is unreachable: {type(e).__name__}: {e}") from None
         if r.status_code >= 500:
-            raise InfraError(f"MLflow tracking server {self.tracking_uri} answered {r.status_code} on /health")
+            raise InfraError(f"MLflow tracking server {self.shown_uri} answered {r.status_code} on /health")
 
     @contextmanager
     def _calls(self, what: str) -> Iterator[None]:
@@ -134,13 +164,13 @@ class Registry:
                 raise
             code = getattr(e, "error_code", "")
             if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_ALREADY_EXISTS"):
-                raise UsageError(f"MLflow at {self.tracking_uri} refused to {what}: {e.message}") from None
-            raise InfraError(f"MLflow at {self.tracking_uri} failed to {what}: {_short(e)}") from None
+                raise UsageError(f"MLflow at {self.shown_uri} refused to {what}: {e.message}") from None
+            raise InfraError(f"MLflow at {self.shown_uri} failed to {what}: {_short(e)}") from None
         except (OSError, ConnectionError) as e:
-            raise InfraError(f"MLflow at {self.tracking_uri} is unreachable ({what}): {_short(e)}") from None
+            raise InfraError(f"MLflow at {self.shown_uri} is unreachable ({what}): {_short(e)}") from None
         except Exception as e:  # requests/urllib3 errors surface as various types
             if type(e).__module__.split(".")[0] in ("requests", "urllib3"):
-                raise InfraError(f"MLflow at {self.tracking_uri} is unreachable ({what}): {_short(e)}") from None
+                raise InfraError(f"MLflow at {self.shown_uri} is unreachable ({what}): {_short(e)}") from None
             raise
 
     def _info(self, mv: Any, storage: bool = False) -> VersionInfo:
@@ -235,7 +265,7 @@ class Registry:
                 return self._info(self.client.get_model_version(model, str(version)), storage=True)
         except MlflowException as e:
             if _is_not_found(e):
-                raise UsageError(f"{model} has no version {version} at {self.tracking_uri}") from None
+                raise UsageError(f"{model} has no version {version} at {self.shown_uri}") from None
             raise
 
     def get_by_alias(self, model: str, alias: str) -> VersionInfo | None:

@@ -124,3 +124,48 @@ def test_config_check_cli_prints_every_problem_and_exits_2(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 2 and all(l.startswith(f"{bad}:") for l in lines)
     assert "Traceback" not in proc.stderr
+
+
+TWO_ENVS = GOOD + """\
+  - name: production
+    requires: staging
+    gitops:
+      repository: ../gitops
+      path: prod/isvc.yaml
+      target: {kind: kserve, name: wine}
+"""
+
+
+@pytest.mark.parametrize("edit,expected", [
+    # non-finite thresholds would make every comparison false and pass the gate
+    (lambda t: t.replace("min: 0.8", "min: .nan"), "f.yml:5:12: validate.gates.0.min: Input should be a finite number"),
+    (lambda t: t.replace("min: 0.8", "max_regression: .inf"), "f.yml:5:23:"),
+    # an environment must not share its alias with another, nor take 'challenger'
+    (lambda t: t.replace("  - name: staging\n", "  - name: staging\n    alias: champion\n"),
+     "f.yml:13:11: environment 'production' holds alias 'champion' like environment 'staging'"),
+    (lambda t: t.replace("name: staging\n", "name: challenger\n").replace("requires: staging", "requires: challenger"),
+     "f.yml:7:11: environment 'challenger' would hold alias 'challenger'"),
+    (lambda t: t.replace("  - name: staging\n", "  - name: staging\n    requires: production\n"),
+     "requires forms a loop (staging -> production -> staging)"),
+    (lambda t: t.replace("name: production", "name: staging").replace("requires: staging", "requires: qa"),
+     "f.yml:12:11: environment name 'staging' is used twice (first as environments.0)"),
+    (lambda t: t.replace("kind: kserve, name: wine}\n", 'kind: kserve, name: wine, value: "{nope}"}\n', 1),
+     "f.yml:11:49: unknown placeholder {nope}"),
+    (lambda t: t.replace("target: {kind: kserve, name: wine}\n", "target: {kind: keypath, path: 'a..b', value: x}\n", 1),
+     "f.yml:11:37: bad key path 'a..b'"),
+    (lambda t: t.replace("target: {kind: kserve, name: wine}\n", "target: {kind: keypath, path: a, select: nope, value: x}\n", 1),
+     "select 'nope' must be KIND/NAME"),
+    (lambda t: t.replace("model: wine\n", "model: wine\ntrain:\n  command: 'python \"unterminated'\n"),
+     "f.yml:3:12: train.command cannot be split like a shell would: No closing quotation"),
+    (lambda t: t.replace("model: wine\n", "model: wine\ntrain:\n  command: []\n"), "f.yml:3:12: train.command is empty"),
+])
+def test_whole_config_problems_are_located(edit, expected):
+    msgs = problems(edit(TWO_ENVS))
+    assert any(m.startswith(expected) or expected in m for m in msgs), msgs
+
+
+def test_control_characters_and_deep_nesting_are_config_errors():
+    [msg] = problems("model: x\x01\n")
+    assert msg.startswith("f.yml:1:9: unacceptable character")
+    [msg] = problems("model: " + "[" * 2000 + "]" * 2000 + "\n")
+    assert "nested too deeply" in msg or "YAML" in msg

@@ -269,3 +269,48 @@ def test_a_5xx_on_the_champion_lookup_is_exit_3_never_a_pass(project):
     assert "alias 'champion'" in proc.stderr
     tags = project.client().get_model_version(project.model, "1").tags
     assert "mlgate.gates" not in tags
+
+
+@pytest.mark.parametrize("uri,needle", [
+    ("ftp://x", "is not one MLflow can use here"),
+    ("garbage-string", "is not one MLflow can use here"),
+    ("https://[::1", "is not a valid URL"),
+])
+def test_unusable_tracking_uris_are_usage_errors(project, uri, needle):
+    proc = project.run("status", tracking_uri=uri)
+    assert proc.returncode == 2 and needle in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_read_only_commands_do_not_create_a_store_for_a_typo(project, tmp_path):
+    typo = tmp_path / "typo" / "mlfow.db"
+    proc = project.run("status", tracking_uri=f"sqlite:///{typo}")
+    assert proc.returncode == 2 and "no MLflow store at" in proc.stderr
+    assert not typo.parent.exists()
+
+
+def test_credentials_in_urls_are_never_printed(project):
+    proc = project.run("status", tracking_uri=f"http://user:S3CRETPW@127.0.0.1:{free_port()}")
+    assert proc.returncode == 3
+    assert "S3CRETPW" not in proc.stderr + proc.stdout and "user:***@" in proc.stderr
+
+
+def test_a_command_that_cannot_run_fails_the_run_cleanly(project):
+    (project.root / "noexec.sh").write_text("#!/bin/sh\necho hi\n")
+    proc = project.run("train", "--", "./noexec.sh")
+    assert proc.returncode == 2 and "Permission denied" in proc.stderr
+    c = project.client()
+    runs = c.search_runs([c.get_experiment_by_name(project.model).experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_missing_gitops_branch_or_repository_is_a_config_error(project):
+    assert project.train(0.9).returncode == 0
+    assert project.run("validate").returncode == 0
+    cfg = project.root / ".mlgate.yml"
+    text = cfg.read_text()
+    cfg.write_text(text.replace("path: staging/", "branch: nope\n      path: staging/", 1))
+    proc = project.run("promote", "--to", "staging")
+    assert proc.returncode == 2 and "has no branch 'nope'" in proc.stderr
+    cfg.write_text(text.replace(str(project.gitops), str(project.gitops) + "-missing"))
+    proc = project.run("promote", "--to", "staging")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr

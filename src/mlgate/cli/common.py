@@ -26,9 +26,15 @@ def write_github_output(outputs: Mapping[str, Any], environ: Mapping[str, str] |
     path = env.get("GITHUB_OUTPUT")
     if not path:
         return
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(github_output_lines({k: "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
-                                      for k, v in outputs.items()}))
+    text = github_output_lines({k: "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+                                for k, v in outputs.items()})
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as e:
+        from mlgate.errors import UsageError
+
+        raise UsageError(f"cannot write outputs to $GITHUB_OUTPUT ({path}): {e.strerror}") from None
 
 
 def emit_json(data: Any) -> None:

@@ -25,7 +25,7 @@ def train(config_path: str, model: str | None, output: str, command: tuple[str, 
     """
     from mlgate.pipeline import Project, train as do_train
 
-    project = Project.load(config_path, model=model)
+    project = Project.load(config_path, model=model, create_store=True)
     log = info_printer(output)
     if output == "json":
         # keep stdout for the JSON document: the training command's output goes to stderr
@@ -150,7 +150,7 @@ def status(config_path: str, model: str | None, output: str) -> None:
     if output == "json":
         emit_json({"model": project.config.model, "environments": [asdict(r) for r in rows]})
         return
-    click.echo(f"{project.config.model} ({project.tracking_uri})")
+    click.echo(f"{project.config.model} ({project.registry.shown_uri})")
     header = f"{'ENVIRONMENT':<14}{'ALIAS':<12}{'VERSION':<9}{'GATES':<9}{'COMMIT':<14}PROMOTED"
     click.echo(header)
     for r in rows:
