@@ -61,5 +61,6 @@ schemas: $(STAMP)
 	$(BIN)/mlgate schema > schemas/mlgate.schema.json
 	$(BIN)/mlgate schema --bot > schemas/bot.schema.json
 
+# Removes the demo's state (MLflow store, GitOps repository, artifacts) and test caches.
 clean:
-	rm -rf .mlgate .pytest_cache
+	rm -rf examples/wine/.mlgate .pytest_cache

@@ -35,7 +35,7 @@ mlgate config check .mlgate.yml
 step "1. train a first model (a shallow decision tree)"
 mlgate train -- python train.py --model tree
 
-step "1. validate it (no champion yet)"
+step "1. validate it (against the champion, if there is one: on the first run there is none)"
 mlgate validate
 
 step "1. promote it to staging, then production (it becomes the champion)"

@@ -511,6 +511,9 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
         return f"unknown key {loc[-1]!r} at {dotted}"
     if kind == "missing":
         return f"missing required key {loc[-1]!r} at {dotted}" if loc else "missing required key"
+    if loc and loc[-1] == "max_regression" and kind not in ("value_error",):
+        return (f"{dotted}: must be a number (an absolute amount) or a string like '2%' "
+                f"(relative to the champion) (got {err.get('input')!r})")
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]

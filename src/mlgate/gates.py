@@ -90,6 +90,8 @@ def evaluate_gate(
     *,
     candidate_run: str | None = None,
     champion_version: str | None = None,
+    source: str = "logged",
+    available: Sequence[str] | None = None,
 ) -> GateResult:
     """Evaluate one gate.
 
@@ -127,8 +129,13 @@ def evaluate_gate(
         return GateResult(name, gate.direction, cand, champ_value, delta, threshold, passed, message)
 
     if name not in candidate:
-        run = f" by run {candidate_run}" if candidate_run else ""
-        return result(False, f"metric '{name}' was not logged{run}", None)
+        if source == "evaluation":
+            msg = f"metric '{name}' was not computed by mlflow.models.evaluate"
+        else:
+            msg = f"metric '{name}' was not logged" + (f" by run {candidate_run}" if candidate_run else "")
+        if available:
+            msg += f" (available: {', '.join(sorted(available))})"
+        return result(False, msg, None)
     value = candidate[name]
     if not _is_number(value):
         return result(False, f"metric '{name}' is not a number ({value!r})", None)
@@ -180,6 +187,8 @@ def evaluate(
     champion_version: str | None = None,
     source: Literal["logged", "evaluation"] = "logged",
     evaluation_data: str | None = None,
+    candidate_is_champion: bool = False,
+    available: Sequence[str] | None = None,
 ) -> GateReport:
     """Evaluate every gate for a candidate model version.
 
@@ -190,16 +199,21 @@ def evaluate(
         model: registered model name. candidate_version / champion_version: version numbers.
         candidate_run: the candidate's run id. source: where the numbers came from.
         evaluation_data: the dataset both were scored on, when ``source == "evaluation"``.
+        candidate_is_champion: the candidate holds the champion alias itself (no comparison).
+        available: metric names the candidate has, listed when a gated metric is missing.
 
     Returns:
         A :class:`GateReport` whose ``passed`` is True when every gate passed.
     """
     results = tuple(
-        evaluate_gate(g, candidate, champion, candidate_run=candidate_run, champion_version=champion_version)
+        evaluate_gate(g, candidate, champion, candidate_run=candidate_run, champion_version=champion_version,
+                      source=source, available=available)
         for g in gates
     )
     notes: list[str] = []
-    if champion is None:
+    if candidate_is_champion:
+        notes.append(f"v{candidate_version} holds the champion alias itself: relative gates do not apply.")
+    elif champion is None:
         notes.append(f"No version of {model} holds the champion alias yet: relative gates pass for this first model.")
     if source == "evaluation":
         both = "candidate and champion" if champion is not None else "the candidate"
@@ -224,8 +238,11 @@ def outcome_tags(report: GateReport) -> dict[str, str]:
     """Model-version tags that record a report: ``mlgate.gates`` and one ``mlgate.gate.<metric>`` each."""
     tags = {"mlgate.gates": "passed" if report.passed else "failed", "mlgate.gates.source": report.source}
     for r in report.results:
+        key = f"mlgate.gate.{r.metric}"
+        if key in tags and tags[key].startswith("failed"):
+            continue  # several gates on one metric: the tag says failed if any failed
         value = "passed" if r.passed else "failed"
-        tags[f"mlgate.gate.{r.metric}"] = value if r.candidate is None else f"{value} ({_fmt(r.candidate)})"
+        tags[key] = value if r.candidate is None else f"{value} ({_fmt(r.candidate)})"
     if report.champion_version:
         tags["mlgate.gates.champion"] = report.champion_version
     return tags

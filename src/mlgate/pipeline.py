@@ -148,6 +148,13 @@ def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str
         # The WorkflowTemplate's step sets MLGATE_TRAIN_BACKEND=local, so the pod trains here.
         return train_on_argo(project, command, environ=env, log=log)
     argv = _command(cfg, command)
+    import shutil
+
+    exe = argv[0]
+    found = shutil.which(exe, path=env.get("PATH")) if os.sep not in exe else (exe if os.path.exists(
+        os.path.join(project.base_dir, exe)) else None)
+    if found is None:
+        raise UsageError(f"training command not found: {exe!r} (looked in PATH from {project.base_dir})")
     ci = current_ci(project.base_dir, env)
     reg = project.registry
     exp_id = reg.ensure_experiment(cfg.experiment_name, project.artifact_location())
@@ -399,8 +406,9 @@ def validate(project: Project, *, version: str | None = None, alias: str | None 
     candidate = pick_version(project, version, alias, commit)
     candidate = reg.wait_ready(cfg.model, candidate.version, cfg.validate_.registration_timeout)
     champion = reg.get_by_alias(cfg.model, "champion")
-    if champion is not None and champion.version == candidate.version:
-        log(f"mlgate: version {candidate.version} is the champion itself; comparing against no champion")
+    is_champion = champion is not None and champion.version == candidate.version
+    if is_champion:
+        log(f"mlgate: version {candidate.version} holds the champion alias itself: relative gates do not apply")
         champion = None
     ev = cfg.validate_.evaluation
     if ev is not None:
@@ -424,14 +432,27 @@ def validate(project: Project, *, version: str | None = None, alias: str | None 
         champion_version=champion.version if champion else None,
         source=source,
         evaluation_data=evaluation_data,
+        candidate_is_champion=is_champion,
+        available=sorted(cand_metrics),
     )
-    reg.set_tags(cfg.model, candidate.version, gates_mod.outcome_tags(report))
+    tags = gates_mod.outcome_tags(report)
+    tags["mlgate.gates.fingerprint"] = gates_fingerprint(cfg)
+    reg.set_tags(cfg.model, candidate.version, tags)
     if report.passed:
         reg.set_alias(cfg.model, "challenger", candidate.version)
     return ValidateResult(report, candidate, champion)
 
 
 # --------------------------------------------------------------------------- promote
+
+
+def gates_fingerprint(cfg: Config) -> str:
+    """A short hash of ``validate`` (gates and evaluation): a version validated under other
+    gates must be validated again before it is promoted."""
+    import hashlib
+
+    blob = json.dumps(cfg.validate_.model_dump(mode="json", exclude={"registration_timeout"}), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -520,8 +541,19 @@ def promote(project: Project, to: str, *, version: str | None = None, alias: str
     info = reg.wait_ready(cfg.model, info.version, cfg.validate_.registration_timeout)
     gates = info.tags.get("mlgate.gates")
     if gates != "passed":
-        why = "were not evaluated (run 'mlgate validate')" if gates is None else f"are {gates!r}"
+        if gates is None:
+            why = f"were not evaluated: run 'mlgate validate --version {info.version}' first"
+        else:
+            failed = sorted(k[len("mlgate.gate."):] for k, v in info.tags.items()
+                            if k.startswith("mlgate.gate.") and v.startswith("failed"))
+            why = f"failed ({', '.join(failed) or 'see its mlgate.gate.* tags'})"
         raise Refused(f"refusing to promote {cfg.model} v{info.version} to {to}: its gates {why}")
+    recorded = info.tags.get("mlgate.gates.fingerprint")
+    if recorded is not None and recorded != gates_fingerprint(cfg):
+        raise Refused(
+            f"refusing to promote {cfg.model} v{info.version} to {to}: validate.gates changed since it was "
+            f"validated; run 'mlgate validate --version {info.version}' again"
+        )
     if env.requires:
         req = cfg.environment(env.requires)
         holder = reg.get_by_alias(cfg.model, req.registry_alias)
@@ -541,12 +573,16 @@ def promote(project: Project, to: str, *, version: str | None = None, alias: str
     change = Change(repo, env.gitops.branch, env.gitops.path, promotion_message(info, env, gate_summary(info)), edit)
     result = writer_for(env.gitops.mode).write(change)
     reg.set_alias(cfg.model, env.registry_alias, info.version)
-    tags = {f"mlgate.promoted.{env.name}.at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now()))}
-    if result.commit:
-        tags[f"mlgate.promoted.{env.name}.commit"] = result.commit
-    if result.url:
-        tags[f"mlgate.promoted.{env.name}.url"] = result.url
-    reg.set_tags(cfg.model, info.version, tags)
+    tags: dict[str, str] = {}
+    if result.changed or f"mlgate.promoted.{env.name}.at" not in info.tags:
+        # a no-op promotion keeps the time and commit of the one that put the version there
+        tags[f"mlgate.promoted.{env.name}.at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now()))
+        if result.commit:
+            tags[f"mlgate.promoted.{env.name}.commit"] = result.commit
+        if result.url:
+            tags[f"mlgate.promoted.{env.name}.url"] = result.url
+    if tags:
+        reg.set_tags(cfg.model, info.version, tags)
     return PromoteResult(cfg.model, info.version, env.name, env.registry_alias, result.commit, result.url,
                          result.changed, result.diff, repo, env.gitops.path)
 

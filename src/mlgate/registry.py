@@ -131,7 +131,12 @@ class Registry:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(self.timeout, 1) * 3)))
+            import logging
+
             from mlflow import MlflowClient
+
+            # MLflow's INFO lines ("Creating initial MLflow database tables...") are noise here.
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
 
             self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         return self._client

@@ -84,7 +84,8 @@ def render_chart(report: GateReport) -> str:
     out = [
         "```mermaid",
         "xychart-beta",
-        f'    title "{report.model}: candidate v{report.candidate_version} (first bar) vs champion"',
+        (f'    title "{report.model}: candidate v{report.candidate_version} (first bar) vs champion v{report.champion_version}"'
+         if any(r.champion is not None for r in rows) else f'    title "{report.model}: candidate v{report.candidate_version}"'),
         f"    x-axis [{metrics}]",
         f'    y-axis "value" {lo:.4g} --> {hi * 1.05:.4g}',
         "    bar [" + ", ".join(f"{r.candidate:.4g}" for r in rows) + "]",

@@ -171,11 +171,14 @@ def test_validate_promote_status_flow(project, tmp_path):
     assert c.get_model_version_by_alias(project.model, "staging").version == "1"
     assert c.get_model_version(project.model, "1").tags["mlgate.promoted.staging.commit"] == result["commit"]
 
-    # promoting the same version again commits nothing
+    # promoting the same version again commits nothing and keeps the recorded promotion
     n = len(project.gitops_log())
+    before_tags = c.get_model_version(project.model, "1").tags
     proc = project.run("promote", "--to", "staging", "--version", "1")
     assert proc.returncode == 0 and "nothing to commit" in proc.stdout
     assert len(project.gitops_log()) == n
+    after_tags = c.get_model_version(project.model, "1").tags
+    assert after_tags["mlgate.promoted.staging.at"] == before_tags["mlgate.promoted.staging.at"]
 
     # production takes the version staging holds, and the champion alias
     proc = project.run("promote", "--to", "production")
@@ -191,7 +194,7 @@ def test_validate_promote_status_flow(project, tmp_path):
     assert c.get_model_version(project.model, "2").tags["mlgate.gates"] == "failed"
     assert c.get_model_version_by_alias(project.model, "challenger").version == "1"
     proc = project.run("promote", "--to", "staging", "--version", "2")
-    assert proc.returncode == 1 and "its gates are 'failed'" in proc.stderr
+    assert proc.returncode == 1 and "its gates failed (acc)" in proc.stderr
 
     proc = project.run("status", "--output", "json")
     envs = {e["environment"]: e for e in json.loads(proc.stdout)["environments"]}
@@ -314,3 +317,16 @@ def test_missing_gitops_branch_or_repository_is_a_config_error(project):
     cfg.write_text(text.replace(str(project.gitops), str(project.gitops) + "-missing"))
     proc = project.run("promote", "--to", "staging")
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_a_version_validated_under_other_gates_is_not_promoted(project):
+    assert project.train(0.9).returncode == 0
+    assert project.run("validate").returncode == 0
+    cfg = project.root / ".mlgate.yml"
+    cfg.write_text(cfg.read_text().replace("min: 0.5", "min: 0.95"))
+    proc = project.run("promote", "--to", "staging", "--version", "1")
+    assert proc.returncode == 1 and "validate.gates changed since it was validated" in proc.stderr
+    proc = project.run("validate", "--version", "1")
+    assert proc.returncode == 1  # the stricter gate now fails
+    proc = project.run("promote", "--to", "staging", "--version", "1")
+    assert proc.returncode == 1 and "its gates failed (acc)" in proc.stderr

@@ -83,7 +83,11 @@ def cli() -> None:
 
     \b
     Exit codes: 0 success, 1 a gate failed or a promotion was refused,
-    2 usage/config/manifest error, 3 infrastructure error (MLflow, git, Argo unreachable).
+    2 usage/config/manifest error, 3 infrastructure error (MLflow, git, Argo unreachable),
+    70 internal error (a bug; MLGATE_DEBUG=1 shows the traceback); 'mlgate train' passes
+    through the training command's own non-zero exit code.
+    \b
+    The main job, in order: train → validate → promote → status.
     """
 
 
