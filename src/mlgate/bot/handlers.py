@@ -18,6 +18,20 @@ Safety properties (issue 3):
   updated in place; the ``mlgate/gates`` commit status follows reviews and pushes.
 - Every decision, allowed or refused, is appended to the audit table.
 
+Canaries (issue 5): ``/promote`` to an environment with a ``canary:`` section starts a canary
+(:func:`mlgate.canary_runner.start_canary`) after the same policy checks; each step is written
+through the forge (:class:`mlgate.bot.promotion.CanaryWriter`); the merge of a step's PR
+(``pull_request`` closed+merged on the GitOps repository) makes it live
+(:func:`~mlgate.canary_runner.on_step_live`); :func:`tick_canaries`, run every
+``canary_tick_seconds`` by a worker-pool thread, measures, advances and rolls back; ``/rollback``
+and ``/abort`` stop a running canary. The canary's report is the source PR's one mlgate
+comment, edited in place; every canary transition is appended to the audit table.
+
+Training (issue 6): ``/train [--gpus N]`` submits the WorkflowTemplate of ``train.argo`` for
+the PR head commit (:func:`mlgate.argo.submit_for_commit`; once per commit on the Argo side,
+once per comment here), keeps the ``mlgate/train`` commit status (pending with the Argo link,
+then success/failure, followed by :func:`poll_trains`), and ``/abort`` stops it.
+
 Errors: forge rate limits/outages and an unreachable registry raise :class:`Retryable`
 (the worker retries the delivery later); a refusal, a bad config or a manifest that cannot
 be edited is answered in the PR and ends the delivery.
@@ -25,8 +39,14 @@ be edited is answered in the PR and ends the delivery.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
-from dataclasses import dataclass, replace
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Callable
 
@@ -35,7 +55,7 @@ import structlog
 from mlgate import commands as cmdparse
 from mlgate.commands import Command, CommandError
 from mlgate.config import Config, Environment
-from mlgate.errors import ConfigError, InfraError, MlgateError
+from mlgate.errors import ConfigError, InfraError, MlgateError, UsageError
 from mlgate.events import Event, Ignored, normalize
 from mlgate.policy import Decision, VersionFacts, decide, latest_states
 from mlgate.bot import promotion as promo
@@ -45,6 +65,22 @@ log = structlog.get_logger("mlgate.bot.handlers")
 CONFIG_FILE = ".mlgate.yml"
 #: Seconds a (model, environment) promotion lock lives unless released (a crashed worker's lock expires).
 LOCK_TTL = 900.0
+#: Commit status context of /train (the gates keep ``mlgate/gates``).
+TRAIN_CONTEXT = "mlgate/train"
+#: Store key listing the /train workflows whose final state is not known yet.
+TRAIN_INDEX = "train:active"
+#: A step PR not reported merged by a webhook within this many seconds is looked for on the
+#: GitOps branch by the periodic tick (a lost webhook delays a canary, it does not stall it).
+MERGE_FALLBACK_SECONDS = 120.0
+#: Seconds a periodic task's lock lives (one bot replica at a time runs a task).
+PERIODIC_LOCK_TTL = 300.0
+#: Seconds a delivery waits for a canary the periodic tick is working on before it is retried later.
+CANARY_LOCK_WAIT = 10.0
+
+
+def canary_lock_name(model: str, environment: str) -> str:
+    """The lock held by whoever acts on the canary of (model, environment): a delivery or the tick."""
+    return f"canary:{model}:{environment}"
 
 
 class Retryable(Exception):
@@ -74,6 +110,110 @@ class HandlerContext:
     forges: Callable[[str, int | None], Any] | None = None
     registry_factory: Callable[[str], Any] | None = None
     lock_ttl: float = LOCK_TTL
+    _canaries: Any = field(default=None, repr=False)
+    _guard: Any = field(default_factory=threading.Lock, repr=False)
+
+
+def canary_store(ctx: HandlerContext) -> Any:
+    """The :class:`mlgate.canary_store.CanaryStore` on the bot's own database (created once)."""
+    with ctx._guard:
+        if ctx._canaries is None:
+            from mlgate.canary_store import CanaryStore
+
+            ctx._canaries = CanaryStore(ctx.store.engine)
+        return ctx._canaries
+
+
+def post_comment(ctx: HandlerContext, forge: Any, forge_name: str, repo: str, number: int, text: str) -> None:
+    """Create or update mlgate's one comment on PR/MR ``number`` of ``repo`` (its id is kept in the store)."""
+    key = f"comment:{forge_name}:{repo}:{number}"
+    known = ctx.store.kv_get(key)
+    cid, _url = forge.upsert_comment(repo, number, text, int(known) if known else None)
+    if str(cid) != known:
+        ctx.store.kv_set(key, str(cid))
+
+
+def set_commit_status(forge: Any, repo: str, sha: str, state: str, description: str, target_url: str | None = None,
+                      context: str | None = None) -> None:
+    """A commit status with ``context`` (default the forge's ``mlgate/gates``).
+
+    ``state``: pending, success or failure. GitHub REST "Create a commit status"
+    (``context``); GitLab "Set the pipeline status of a commit" (``name``).
+    """
+    import inspect
+
+    from mlgate.forges.base import STATUS_CONTEXT
+
+    if context is None or context == STATUS_CONTEXT:
+        forge.set_status(repo, sha, state, description, target_url)
+        return
+    if "context" in inspect.signature(forge.set_status).parameters:
+        forge.set_status(repo, sha, state, description, target_url, context=context)
+        return
+    # Bridge until Forge.set_status takes a context (requested from the forges' owner): the same
+    # request the forge adapters send, with another context name.
+    if getattr(forge, "name", "") == "gitlab":
+        from mlgate.forges.gitlab import _STATE, _enc
+
+        body: dict[str, Any] = {"state": _STATE.get(state, state), "name": context, "description": description[:255]}
+        if target_url:
+            body["target_url"] = target_url
+        forge._api("post", f"/projects/{_enc(repo)}/statuses/{sha}", body=body)
+        return
+    body = {"state": state, "description": description[:140], "context": context}
+    if target_url:
+        body["target_url"] = target_url
+    forge._api("POST", f"/repos/{repo}/statuses/{sha}", body=body)
+
+
+def _kv_update(ctx: HandlerContext, key: str, change: Callable[[Any], Any]) -> Any:
+    """Read-modify-write of a JSON value in the store, under a short lock (workers and the
+    periodic thread update the same keys)."""
+    owner = uuid.uuid4().hex
+    deadline = time.monotonic() + 15.0
+    while not ctx.store.acquire_lock(f"kv:{key}", owner, 30.0, _utcnow()):
+        if time.monotonic() > deadline:
+            raise InfraError(f"the bot's state {key!r} stayed locked for 15 s")
+        time.sleep(0.05)
+    try:
+        raw = ctx.store.kv_get(key)
+        new = change(json.loads(raw) if raw else None)
+        ctx.store.kv_set(key, json.dumps(new, sort_keys=True))
+        return new
+    finally:
+        ctx.store.release_lock(f"kv:{key}", owner)
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
+
+
+def audit_canary(ctx: HandlerContext, canary_id: int | None, base: dict[str, Any]) -> int:
+    """Append one audit record per canary transition not audited yet; returns how many."""
+    if canary_id is None:
+        return 0
+    cstore = canary_store(ctx)
+    key = f"canary:audited:{canary_id}"
+    added = 0
+
+    def change(done: Any) -> int:
+        nonlocal added
+        done = int(done or 0)
+        transitions = cstore.transitions(canary_id)
+        rec = cstore.get(canary_id)
+        for t in transitions[done:]:
+            ctx.store.audit({
+                **base, "at": _iso(t.at), "actor": t.actor, "event": "canary", "canary": canary_id,
+                "model": rec.model if rec else None, "environment": rec.environment if rec else None,
+                "version": rec.version if rec else None, "from_status": t.from_status, "status": t.to_status,
+                "step": t.step + 1, "percent": t.percent, "action": t.action, "reason": t.reason,
+                "allowed": True, "reasons": [], "outcome": f"canary {t.action}",
+            })
+            added += 1
+        return len(transitions)
+
+    _kv_update(ctx, key, change)
+    return added
 
 
 def make_context(settings: Any, store: Any) -> HandlerContext:
@@ -111,6 +251,7 @@ def handle(delivery: Any, ctx: HandlerContext) -> str:
     if isinstance(ev, Ignored):
         log.info("delivery ignored", delivery=delivery.id, reason=ev.reason)
         return f"ignored: {ev.reason}"
+    from mlgate.canary_store import Conflict
     from mlgate.forges.base import ForgeBusy
 
     try:
@@ -127,6 +268,8 @@ def handle(delivery: Any, ctx: HandlerContext) -> str:
         raise Retryable(str(e), e.retry_after) from None
     except InfraError as e:
         raise Retryable(str(e)) from None
+    except Conflict as e:  # a canary changed under us (the periodic tick acted first): read it again
+        raise Retryable(str(e), 1.0) from None
     except MlgateError:
         raise
     except Exception as e:
@@ -176,13 +319,7 @@ class _Run:
 
     def say(self, text: str, number: int | None = None, repo: str | None = None) -> None:
         """Create or update mlgate's one comment on the PR/MR."""
-        repo = repo or self.ev.repo
-        number = number or self.ev.number
-        key = f"comment:{self.ev.forge}:{repo}:{number}"
-        known = self.store.kv_get(key)
-        cid, _url = self.forge.upsert_comment(repo, number, text, int(known) if known else None)
-        if str(cid) != known:
-            self.store.kv_set(key, str(cid))
+        post_comment(self.ctx, self.forge, self.ev.forge, repo or self.ev.repo, number or self.ev.number, text)  # type: ignore[arg-type]
 
     def audit(self, **record: Any) -> None:
         base = {
@@ -257,19 +394,20 @@ class _Run:
         if cmd.name == "help":
             self.say(promo.reply("help", cmdparse.help_text()))
             return "help: replied"
-        if cmd.name in ("train", "abort"):
-            msg = (f"`/{cmd.name}` needs an Argo Workflows training backend, which this bot does not run; "
-                   "start training from CI with `mlgate train`")
-            self.say(promo.reply(f"`{cmd.text}` is not available", msg))
-            self.audit(command=cmd.text, allowed=False, reasons=[msg], outcome="not available")
-            return f"{cmd.name}: not available"
         try:
+            if cmd.name == "train":
+                return self.train(cmd)
+            if cmd.name == "abort":
+                return self.abort(cmd)
             return self.promote_or_status(cmd)
         except MlgateError as e:
+            from mlgate.canary_store import Conflict
             from mlgate.forges.base import ForgeBusy
 
             if isinstance(e, (ForgeBusy, InfraError)):
                 raise
+            if isinstance(e, Conflict):
+                raise Retryable(str(e), 1.0) from None
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             self.say(promo.reply(f"`{cmd.text}` failed", str(e)))
             self.audit(command=cmd.text, allowed=False, reasons=[text], outcome="failed")
@@ -283,6 +421,10 @@ class _Run:
             return f"{cmd.name}: {cfg.splitlines()[0]}"
         if cmd.name == "rollback":
             cmd = cmdparse.resolve_rollback_word(cmd, cfg.model, [e.name for e in cfg.environments])
+            if cmd.environment is None and (cmd.model is None or cmd.model == cfg.model):
+                mine = self.canaries_from_this_pr(cfg.model)
+                if len(mine) == 1:  # `/rollback` on the PR that started a canary rolls that canary back
+                    cmd = replace(cmd, environment=mine[0].environment)
         target = promo.resolve_target(cmd, cfg)
         if isinstance(target, str):
             self.say(promo.reply(f"`{cmd.text}`", target))
@@ -300,6 +442,13 @@ class _Run:
             self.audit(command=cmd.text, model=model, environment=env.name, allowed=False, reasons=[msg], outcome="busy")
             return f"{cmd.name}: busy ({model} to {env.name} is already being promoted)"
         try:
+            if cmd.name == "rollback" and canary_store(self.ctx).find_active(model, env.name) is not None:
+                with self.canary_lock(model, env.name):
+                    running = canary_store(self.ctx).find_active(model, env.name)
+                    if running is not None:
+                        outcome, text = self.stop_canary("rollback", running, env)
+                        self.say(text)
+                        return outcome
             return self.promote(cmd, cfg, model, env)
         finally:
             self.store.release_lock(lock, self.delivery.id)
@@ -414,6 +563,9 @@ class _Run:
             log.info("command refused", delivery=self.delivery.id, command=cmd.text, reasons=decision.reasons)
             return f"{cmd.name}: refused ({decision.reasons[0]})"
 
+        if env.canary is not None and cmd.name == "promote":
+            with self.canary_lock(model, env.name):
+                return self.start_canary(cmd, cfg, model, env, version, decision, record)
         cand = self._candidate_info
         tracking = self.tracking_uri(cfg)
         pr = self.pr()
@@ -464,7 +616,7 @@ class _Run:
             self.store.kv_set(key, (ev.head_sha or "") if ev.review_state == "approved" else "")
         from mlgate.forges.base import parse_promotion_branch
 
-        if parse_promotion_branch(ev.head_ref):
+        if parse_promotion_branch(ev.head_ref) or promo.is_canary_branch(ev.head_ref):
             return f"{ev.kind} {ev.action} on a promotion PR: nothing to check"
         cfg = self.config()
         if isinstance(cfg, str):
@@ -483,6 +635,8 @@ class _Run:
         from mlgate.forges.base import parse_promotion_branch
 
         ev = self.ev
+        if promo.is_canary_branch(ev.head_ref):
+            return self.on_canary_merged()
         parsed = parse_promotion_branch(ev.head_ref)
         if parsed is None:
             return f"merged PR #{ev.number} is not a promotion PR"
@@ -518,6 +672,348 @@ class _Run:
             ), number=int(number), repo=source_repo)
         return f"merged #{ev.number}: alias {env.registry_alias} of {model} -> {version}"
 
+    @contextmanager
+    def canary_lock(self, model: str, environment: str) -> Iterator[None]:
+        """Hold the canary lock of (model, environment) while this delivery acts on its canary.
+
+        The periodic tick holds it while it works on that canary (a fraction of a second, a git
+        write at most); this waits up to :data:`CANARY_LOCK_WAIT` seconds, then retries the
+        delivery later (:class:`Retryable`). Never the cause of a "busy" reply.
+        """
+        name = canary_lock_name(model, environment)
+        deadline = time.monotonic() + CANARY_LOCK_WAIT
+        while not self.store.acquire_lock(name, self.delivery.id, self.ctx.lock_ttl, self.now()):
+            if time.monotonic() > deadline:
+                raise Retryable(f"the canary of {model} in {environment} is busy (the periodic tick is acting on it)", 1.0)
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            self.store.release_lock(name, self.delivery.id)
+
+    # ---------------------------------------------------------------- permission without review
+
+    def permission_for(self, command: str, promoters: Any, scope: str) -> Decision:
+        """Whether the comment's author may run ``command`` under ``promoters`` (no review needed)."""
+        from mlgate.policy import permission_rank
+
+        ev, f = self.ev, self.forge
+        perm = f.permission(ev.repo, ev.actor, ev.actor_id)
+        teams: frozenset[str] = frozenset()
+        if (ev.actor not in promoters.users and permission_rank(perm) < permission_rank(promoters.min_permission)
+                and promoters.teams):
+            teams = frozenset(t for t in promoters.teams if f.in_team(t, ev.actor, ev.actor_id))
+        return promo.permission_decision(command, ev.actor, promoters, perm, teams, scope)
+
+    # ---------------------------------------------------------------- canaries
+
+    def canaries_from_this_pr(self, model: str) -> list[Any]:
+        """Running canaries of ``model`` that were started from this PR/MR."""
+        ev = self.ev
+        return [r for r in canary_store(self.ctx).list(active_only=True, model=model, limit=1000)
+                if r.source.get("forge") == ev.forge and r.source.get("repo") == ev.repo
+                and r.source.get("number") == ev.number]
+
+    def start_canary(self, cmd: Command, cfg: Config, model: str, env: Environment, version: str | None,
+                     decision: Decision, record: dict[str, Any]) -> str:
+        """The policy allowed ``/promote`` to an environment with a canary: start it (step 1)."""
+        from mlgate import canary_runner as runner
+        from mlgate.forges.base import repo_path
+
+        ev = self.ev
+        cstore = canary_store(self.ctx)
+        running = cstore.find_active(model, env.name)
+        if running is not None and running.source.get("delivery") == self.delivery.id:
+            # this delivery started it in an attempt that did not finish: report it, start nothing
+            self.say(promo.canary_comment(_canary_title(running), runner.report(cstore, running)))
+            return f"{cmd.name}: canary {running.id} already started by this comment ({running.status})"
+        gitops_repo = repo_path(env.gitops.repository)
+        tracking = self.tracking_uri(cfg)
+        reg = self.registry(cfg)
+        pr = self.pr()
+        source = {
+            "forge": ev.forge, "repo": ev.repo, "number": ev.number, "url": pr.url, "comment": ev.url,
+            "comment_id": ev.comment_id, "installation_id": ev.installation_id, "gitops_repo": gitops_repo,
+            "tracking_uri": tracking, "actor": ev.actor, "delivery": self.delivery.id,
+        }
+        # the runner keeps the GitOps repository as a URL (a bare owner/name would be taken for a local path)
+        web_env = env.model_copy(update={"gitops": env.gitops.model_copy(
+            update={"repository": self.forge.web_url(gitops_repo)})})
+        run_cfg = cfg.model_copy(update={"environments": [web_env if e.name == env.name else e
+                                                          for e in cfg.environments]})
+        writer = promo.CanaryWriter(self.forge, gitops_repo, env.gitops.mode, source)
+        base = self._audit_base()
+        try:
+            res = runner.start_canary(cstore, reg, writer, self.ctx.clock, config=run_cfg, environment=env.name,
+                                      version=version or "", source=source, actor=ev.actor, check_policy=False,
+                                      notify=None)
+        except InfraError as e:
+            stored = cstore.find_active(model, env.name)
+            if stored is None or stored.source.get("delivery") != self.delivery.id:
+                raise
+            audit_canary(self.ctx, stored.id, base)
+            msg = f"{e}"
+            self.say(promo.canary_comment(_canary_title(stored), msg + "\n\n" + runner.report(cstore, stored)))
+            self.audit(**record, outcome="canary started, step 1 pending", canary=stored.id)
+            return f"{cmd.name}: canary {stored.id} stored; step 1 not written yet ({msg.splitlines()[0]})"
+        except MlgateError as e:
+            latest = cstore.latest(model, env.name)
+            if latest is not None and latest.source.get("delivery") == self.delivery.id:
+                if latest.status == "started":
+                    # e.g. the forge refused the step's branch: nothing was written; do not leave it to the tick
+                    from mlgate import canary as core
+
+                    why = f"could not write step 1, nothing was changed: {str(e).splitlines()[0]}"
+                    cstore.save(core.to_aborted(latest, now=self.now().timestamp(), reason=why), expected=latest,
+                                actor=ev.actor, action="abort")
+                audit_canary(self.ctx, latest.id, base)
+            raise
+        rec = res.canary
+        audit_canary(self.ctx, rec.id, base)
+        self.say(promo.canary_comment(_canary_title(rec), res.report))
+        cur = rec.current
+        where = (cur.url or cur.commit) if cur is not None else None
+        self.audit(**record, outcome=f"canary {res.action}", canary=rec.id, step_change=where)
+        return f"{cmd.name}: canary {rec.id} {res.action} ({rec.status}, step {rec.step + 1} at {rec.percent} %: {where})"
+
+    def stop_canary(self, kind: str, rec: Any, env: Environment | None) -> tuple[str, str]:
+        """``/rollback`` or ``/abort`` of a running canary; returns (outcome, comment text)."""
+        from mlgate import canary_runner as runner
+        from mlgate.config import Promoters
+
+        ev = self.ev
+        promoters = env.promoters if env is not None else Promoters()
+        decision = self.permission_for(kind, promoters, f"promoters of {rec.environment}")
+        record = dict(command=f"/{kind}", model=rec.model, version=rec.version, environment=rec.environment,
+                      canary=rec.id, allowed=decision.allowed, reasons=decision.reasons)
+        if not decision.allowed:
+            self.audit(**record, outcome="refused")
+            return f"{kind}: refused ({decision.reasons[0]})", promo.refusal(f"/{kind}", decision)
+        forge, reg, writer = _canary_tools(self.ctx, rec)
+        fn = runner.rollback if kind == "rollback" else runner.abort
+        where = ev.url or self.pr().url
+        try:
+            res = fn(canary_store(self.ctx), reg, writer, self.ctx.clock, rec.id, reason=f"/{kind} on {where}",
+                     actor=ev.actor, notify=_canary_notify(self.ctx, forge, rec.source))
+        finally:
+            audit_canary(self.ctx, rec.id, self._audit_base())
+        self.audit(**record, outcome=f"canary {res.action}")
+        return (f"{kind}: canary {rec.id} {res.canary.status} ({res.message})",
+                promo.canary_comment(_canary_title(res.canary), res.report))
+
+    def on_canary_merged(self) -> str:
+        """A canary step's (or rollback's) PR/MR was merged: the change is live.
+
+        The canary is named by the PR's branch (:func:`mlgate.bot.promotion.canary_branch`) and
+        must have recorded this PR's address (the forge's web URL, as the webhook or the API
+        gives it). Read under the canary's lock (:meth:`canary_lock`), so a step the periodic
+        tick is writing right now is seen complete.
+        """
+        ev = self.ev
+        cstore = canary_store(self.ctx)
+        cid = promo.canary_id_from_branch(ev.head_ref)
+        named = cstore.get(cid) if cid is not None else (cstore.find_by_url(ev.url) if ev.url else None)
+        if named is None or not named.active:
+            return f"merged canary PR #{ev.number}: no running canary wrote it (finished, or not opened by mlgate)"
+        with self.canary_lock(named.model, named.environment):
+            return self._canary_merged(named)
+
+    def _canary_merged(self, named: Any) -> str:
+        from mlgate import canary_runner as runner
+        from mlgate.errors import Refused
+
+        ev = self.ev
+        cstore = canary_store(self.ctx)
+        try:
+            rec = cstore.get(named.id)
+            written = {s.url for s in rec.steps_log} | {rec.rollback.url if rec.rollback else None}
+            written.discard(None)
+            if ev.url not in written and self.pr().url not in written:
+                return f"merged canary PR #{ev.number}: not a change canary {named.id} is waiting for"
+            if not self.store.claim_effect(f"{ev.forge}:{ev.repo}:merged:{ev.number}", self.delivery.id):
+                return f"merge of #{ev.number} already handled"
+            forge, reg, writer = _canary_tools(self.ctx, rec)
+            res = runner.on_step_live(cstore, reg, writer, self.ctx.clock, rec.id, commit=_merge_commit(self.delivery),
+                                      actor=ev.actor or "bot", notify=_canary_notify(self.ctx, forge, rec.source))
+        except Refused as e:
+            return f"merged canary PR #{ev.number}: {e}"
+        finally:
+            audit_canary(self.ctx, named.id, self._audit_base())
+        return f"merged canary PR #{ev.number}: canary {rec.id} {res.action} ({res.canary.status})"
+
+    def _audit_base(self) -> dict[str, Any]:
+        ev = self.ev
+        return {"forge": ev.forge, "repo": ev.repo, "pr": ev.number, "delivery": self.delivery.id}
+
+    # ---------------------------------------------------------------- /train and /abort
+
+    def train(self, cmd: Command) -> str:
+        """``/train [--gpus N]``: submit the Argo WorkflowTemplate for the PR head commit."""
+        from mlgate import argo
+        from mlgate.config import Promoters
+
+        ev = self.ev
+        cfg = self.config()
+        if isinstance(cfg, str):
+            self.say(promo.reply(f"`{cmd.text}`: cannot read the policy", cfg))
+            self.audit(command=cmd.text, allowed=False, reasons=[cfg.splitlines()[0]], outcome="no policy")
+            return f"train: {cfg.splitlines()[0]}"
+        if cfg.train.backend != "argo" or cfg.train.argo is None:
+            msg = (f"`/train` hands training to Argo Workflows, and `{CONFIG_FILE}` on the default branch does not "
+                   "set `train.backend: argo` (with `train.argo`: server, namespace, template). Train on CI with "
+                   "`mlgate train`, or add the Argo settings on the default branch.")
+            self.say(promo.reply(f"`{cmd.text}` is not available", msg))
+            self.audit(command=cmd.text, model=cfg.model, allowed=False, reasons=[msg], outcome="not available")
+            return "train: not available (no train.backend: argo on the default branch)"
+        promoters = cfg.train_permission or (cfg.environments[0].promoters if cfg.environments else Promoters())
+        scope = "train_permission" if cfg.train_permission else (
+            f"promoters of {cfg.environments[0].name}" if cfg.environments else "default: write")
+        decision = self.permission_for("train", promoters, scope)
+        pr = self.pr()
+        record = dict(command=cmd.text, model=cfg.model, head_sha=pr.head_sha, gpus=cmd.gpus,
+                      allowed=decision.allowed, reasons=decision.reasons)
+        if not decision.allowed:
+            self.say(promo.refusal(cmd.text, decision))
+            self.audit(**record, outcome="refused")
+            return f"train: refused ({decision.reasons[0]})"
+        settings = self.argo_settings(cfg.train.argo)
+        tracking = self.tracking_uri(cfg)
+        if tracking is None:
+            raise UsageError(f"the MLflow tracking URI in {CONFIG_FILE} ({cfg.tracking_uri}) is a local file store a "
+                             "training pod cannot reach: set an http(s) tracking_uri")
+        repo_url = getattr(pr, "head_repo_url", None) or self.forge.web_url(ev.repo) + ".git"
+        sub = argo.submit_for_commit(settings, model=cfg.model, repo_url=repo_url, commit=pr.head_sha,
+                                     command=None, tracking_uri=tracking, gpus=cmd.gpus)
+        key = f"train:wf:{sub.namespace}:{sub.name}"
+        wf = {"name": sub.name, "namespace": sub.namespace, "url": sub.ui_url, "sha": pr.head_sha, "forge": ev.forge,
+              "repo": ev.repo, "number": ev.number, "installation_id": ev.installation_id, "model": cfg.model,
+              "argo": settings.model_dump(mode="json"), "phase": sub.phase, "done": False, "actor": ev.actor}
+        finished = sub.phase in ("Succeeded", "Failed", "Error")
+
+        def keep(old: Any) -> Any:
+            if old and old.get("done"):
+                return old
+            return {**(old or {}), **wf, "done": False}
+
+        wf = _kv_update(self.ctx, key, keep)
+        _kv_update(self.ctx, f"train:pr:{ev.forge}:{ev.repo}:{ev.number}",
+                   lambda keys: sorted(set(keys or []) | {key}))
+        if not wf.get("done"):
+            _kv_update(self.ctx, TRAIN_INDEX, lambda keys: sorted(set(keys or []) | {key}))
+        short = pr.head_sha[:7]
+        if finished:
+            state = "success" if sub.phase == "Succeeded" else "failure"
+            set_commit_status(self.forge, ev.repo, pr.head_sha, state, f"Argo workflow {sub.name}: {sub.phase}",
+                              sub.ui_url, TRAIN_CONTEXT)
+        else:
+            set_commit_status(self.forge, ev.repo, pr.head_sha, "pending",
+                              f"Argo workflow {sub.name}: {sub.phase}", sub.ui_url, TRAIN_CONTEXT)
+        gpus = dict(sub.parameters).get("gpus") or (str(cmd.gpus) if cmd.gpus is not None else str(settings.gpus))
+        if sub.created:
+            title = f"training `{cfg.model}` on Argo for `{short}`"
+            body = (f"Submitted [{sub.name}]({sub.ui_url}) (WorkflowTemplate `{sub.template}`, namespace "
+                    f"`{sub.namespace}`, {gpus} GPU). The `{TRAIN_CONTEXT}` status of `{short}` follows it; "
+                    "`/abort` stops it.")
+            outcome = "workflow submitted"
+        else:
+            title = f"training for `{short}` was already submitted"
+            body = (f"[{sub.name}]({sub.ui_url}) already exists for this commit ({sub.phase}); nothing new was "
+                    "started. Push a new commit to train again.")
+            outcome = "already submitted"
+        self.say(promo.reply(title, body, decision))
+        self.audit(**record, outcome=outcome, workflow=sub.name, url=sub.ui_url, phase=sub.phase)
+        return f"train: {outcome} {sub.name} ({sub.phase})"
+
+    def argo_settings(self, a: Any) -> Any:
+        """``train.argo`` as the bot uses it: the token only from an allowed environment variable of the
+        bot (never an ``MLGATE_*`` one, never a file), the server only from ``argo_servers`` when set.
+
+        Raises:
+            UsageError: the repository asks for a token variable or a server the bot does not allow.
+        """
+        s = self.ctx.settings
+        allowed = list(getattr(s, "argo_token_envs", None) or ["ARGO_TOKEN"])
+        name = a.token_env
+        if name and (name.upper().startswith("MLGATE_") or name not in allowed):
+            raise UsageError(f"train.argo.token_env {name!r} is not a variable this bot reads Argo tokens from "
+                             f"(allowed: {', '.join(allowed)}); set token_env to one of them")
+        servers = getattr(s, "argo_servers", None)
+        if servers is not None:
+            server = a.server.rstrip("/")
+            if not any(server == x.rstrip("/") or server.startswith(x.rstrip("/") + "/") for x in servers):
+                raise UsageError(f"train.argo.server {a.server} is not one this bot sends tokens to "
+                                 f"(argo_servers: {', '.join(servers) or 'none'})")
+        return a.model_copy(update={"token_file": None})
+
+    def abort(self, cmd: Command) -> str:
+        """``/abort``: stop the canaries started from this PR and its running /train workflows."""
+        from mlgate.config import Promoters
+
+        cfg = self.config()
+        if isinstance(cfg, str):
+            self.say(promo.reply(f"`{cmd.text}`: cannot read the policy", cfg))
+            self.audit(command=cmd.text, allowed=False, reasons=[cfg.splitlines()[0]], outcome="no policy")
+            return f"abort: {cfg.splitlines()[0]}"
+        canaries = self.canaries_from_this_pr(cfg.model)
+        workflows = self.running_workflows()
+        if not canaries and not workflows:
+            msg = "nothing to stop: no canary started from this PR is running, and no `/train` workflow of it is running"
+            self.say(promo.reply(f"`{cmd.text}`", msg))
+            self.audit(command=cmd.text, model=cfg.model, allowed=True, reasons=[], outcome="nothing to abort")
+            return "abort: nothing to abort"
+        outcomes, texts = [], []
+        for rec in canaries:
+            env = next((e for e in cfg.environments if e.name == rec.environment), None)
+            with self.canary_lock(rec.model, rec.environment):
+                out, text = self.stop_canary("abort", rec, env)
+            outcomes.append(out)
+            texts.append(text)
+        if workflows:
+            promoters = cfg.train_permission or (cfg.environments[0].promoters if cfg.environments else Promoters())
+            out, text = self.stop_workflows(cmd, workflows, promoters)
+            outcomes.append(out)
+            texts.append(text)
+        self.say("\n\n---\n\n".join(texts))
+        return "; ".join(outcomes)
+
+    def running_workflows(self) -> list[dict[str, Any]]:
+        """The /train workflows of this PR whose end the bot has not seen yet."""
+        ev = self.ev
+        raw = self.store.kv_get(f"train:pr:{ev.forge}:{ev.repo}:{ev.number}")
+        out = []
+        for key in json.loads(raw) if raw else []:
+            data = self.store.kv_get(key)
+            wf = json.loads(data) if data else None
+            if wf and not wf.get("done"):
+                out.append({**wf, "key": key})
+        return out
+
+    def stop_workflows(self, cmd: Command, workflows: list[dict[str, Any]], promoters: Any) -> tuple[str, str]:
+        from mlgate import argo
+        from mlgate.config import ArgoBackend
+
+        ev = self.ev
+        decision = self.permission_for("abort", promoters, "train_permission")
+        if not decision.allowed:
+            self.audit(command=cmd.text, allowed=False, reasons=decision.reasons, outcome="refused",
+                       workflows=[w["name"] for w in workflows])
+            return f"abort: refused ({decision.reasons[0]})", promo.refusal(cmd.text, decision)
+        lines = []
+        for wf in workflows:
+            settings = ArgoBackend.model_validate(wf["argo"])
+            st = argo.stop(settings, wf["name"], message=f"stopped by @{ev.actor} with /abort")
+            if st.finished:
+                lines.append(f"- [{wf['name']}]({wf['url']}) had already ended: {st.phase}")
+            else:
+                lines.append(f"- [{wf['name']}]({wf['url']}) is stopping (Argo ends its running step)")
+                set_commit_status(self.forge, wf["repo"], wf["sha"], "failure", f"stopped by @{ev.actor} with /abort",
+                                  wf["url"], TRAIN_CONTEXT)
+            self.audit(command=cmd.text, model=wf.get("model"), head_sha=wf["sha"], workflow=wf["name"],
+                       allowed=True, reasons=[], outcome="workflow stopped" if not st.finished else "already ended",
+                       phase=st.phase)
+        text = promo.reply("training stopped", "\n".join(lines))
+        return f"abort: stopped {', '.join(w['name'] for w in workflows)}", text
+
     def move_alias(self, cfg: Config, model: str, env: Environment, version: str, *, where: str, reg: Any) -> str | None:
         """Point the environment's alias at ``version``; tag the version; audit. Returns the previous version."""
         before = reg.get_by_alias(model, env.registry_alias)
@@ -538,3 +1034,185 @@ def _vfacts(info: Any) -> VersionFacts | None:
         return None
     return VersionFacts(model=info.model, version=str(info.version), tags=dict(info.tags or {}),
                         status=str(info.status or "READY"), run_id=info.run_id)
+
+
+# --------------------------------------------------------------------------- canaries: shared pieces
+
+
+def _canary_title(record: Any) -> str:
+    return (f"canary of `{record.model}` version {record.version} to `{record.environment}`: "
+            f"{record.status.replace('_', ' ')}")
+
+
+def _canary_tools(ctx: HandlerContext, record: Any) -> tuple[Any, Any, Any]:
+    """(forge, registry, writer) for a canary the bot started, from what its ``source`` recorded."""
+    src = record.source
+    forge = ctx.forges(src["forge"], src.get("installation_id"))  # type: ignore[misc]
+    reg = ctx.registry_factory(src["tracking_uri"])  # type: ignore[misc]
+    writer = promo.CanaryWriter(forge, src["gitops_repo"], record.settings.mode, src)
+    return forge, reg, writer
+
+
+def _canary_notify(ctx: HandlerContext, forge: Any, source: dict[str, Any]) -> Callable[[Any, str], None]:
+    """``notify`` for the runner: the report becomes the source PR's one mlgate comment."""
+
+    def notify(record: Any, report: str) -> None:
+        post_comment(ctx, forge, source["forge"], source["repo"], int(source["number"]),
+                     promo.canary_comment(_canary_title(record), report))
+
+    return notify
+
+
+def _merge_commit(delivery: Any) -> str | None:
+    """The merge commit of a merged PR/MR delivery (GitHub ``pull_request.merge_commit_sha``,
+    GitLab ``object_attributes.merge_commit_sha``), when the payload has it."""
+    p = delivery.payload if isinstance(delivery.payload, dict) else {}
+    sha = (p.get("pull_request") or {}).get("merge_commit_sha") or (p.get("object_attributes") or {}).get("merge_commit_sha")
+    return sha if isinstance(sha, str) and sha else None
+
+
+def _merge_reader(forge: Any, repo: str, record: Any, now: float) -> Callable[[str, str, str], str] | None:
+    """A reader of the GitOps branch, for a step (or rollback) PR whose merge webhook has not come
+    within :data:`MERGE_FALLBACK_SECONDS`; None while the webhook may still come."""
+    pending = record.rollback if record.status == "rolling_back" else record.current
+    if pending is None or pending.live_at is not None or pending.written_at is None:
+        return None
+    if now - pending.written_at < MERGE_FALLBACK_SECONDS:
+        return None
+
+    def read(_repository: str, branch: str, path: str) -> str:
+        from mlgate.errors import ManifestError
+
+        text = forge.read_file(repo, path, branch)
+        if text is None:
+            raise ManifestError(f"{path}: no such file in {repo} (branch {branch})")
+        return text
+
+    return read
+
+
+# --------------------------------------------------------------------------- periodic tasks (worker-pool threads)
+
+
+def _with_lock(ctx: HandlerContext, name: str, fn: Callable[[], str]) -> str:
+    """Run ``fn`` when this replica holds the lock ``name`` (one bot replica at a time)."""
+    owner = f"{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:6]}"
+    if not ctx.store.acquire_lock(name, owner, PERIODIC_LOCK_TTL, _utcnow()):
+        return ""
+    try:
+        return fn()
+    finally:
+        ctx.store.release_lock(name, owner)
+
+
+def tick_canaries(ctx: HandlerContext) -> str:
+    """One pass over the running canaries the bot started (:func:`mlgate.canary_runner.tick` each):
+    write pending steps, measure what is due, advance, roll back, promote; post each report on
+    its source PR; audit every transition. Canaries started by the CLI are left to the CLI.
+
+    Returns a short text of what changed ("" when nothing did). Never raises for one canary's
+    trouble (it is logged, reported by the runner, and tried again at the next pass).
+    """
+    from mlgate import canary_runner as runner
+
+    def run() -> str:
+        cstore = canary_store(ctx)
+        done: list[str] = []
+        for rec in cstore.list(active_only=True, limit=1000):
+            src = rec.source
+            if not src.get("forge") or not src.get("gitops_repo") or not src.get("tracking_uri"):
+                continue
+            base = {"forge": src["forge"], "repo": src.get("repo"), "pr": src.get("number"), "delivery": None}
+            lock, owner = canary_lock_name(rec.model, rec.environment), f"tick:{uuid.uuid4().hex}"
+            if not ctx.store.acquire_lock(lock, owner, ctx.lock_ttl, ctx.clock()):
+                continue  # a delivery is acting on this canary; the next pass looks again
+            try:
+                forge, reg, writer = _canary_tools(ctx, rec)
+                reader = _merge_reader(forge, src["gitops_repo"], rec, ctx.clock().timestamp())
+                results = runner.tick(cstore, reg, writer, ctx.clock, canary_id=rec.id, reader=reader, actor="bot",
+                                      notify=_canary_notify(ctx, forge, src))
+            except Exception as e:  # one canary's trouble never stops the others
+                log.error("canary tick failed", canary=rec.id, error=f"{type(e).__name__}: {e}")
+                done.append(f"canary {rec.id}: {type(e).__name__}")
+                continue
+            finally:
+                ctx.store.release_lock(lock, owner)
+                try:
+                    after = cstore.get(rec.id)
+                    if after is not None and after.revision != rec.revision:
+                        audit_canary(ctx, rec.id, base)
+                except Exception as e:
+                    log.error("canary audit failed", canary=rec.id, error=f"{type(e).__name__}: {e}")
+            for r in results:
+                if r.action not in ("nothing_due", "awaiting_merge"):
+                    done.append(f"canary {r.canary.id} {r.action}: {r.message}")
+        return "; ".join(done)
+
+    return _with_lock(ctx, "periodic:canary-tick", run)
+
+
+def poll_trains(ctx: HandlerContext) -> str:
+    """Read the state of every ``/train`` workflow whose end the bot has not seen, and keep the
+    ``mlgate/train`` commit status in step: pending (with the phase) → success, or failure with
+    the failed node's message (:meth:`mlgate.argo_plan.WorkflowStatus.failure_message`).
+
+    Returns a short text of what changed ("" when nothing did).
+    """
+    from mlgate import argo
+    from mlgate.config import ArgoBackend
+
+    def run() -> str:
+        raw = ctx.store.kv_get(TRAIN_INDEX)
+        keys = json.loads(raw) if raw else []
+        done: list[str] = []
+        finished_keys: set[str] = set()
+        for key in keys:
+            data = ctx.store.kv_get(key)
+            wf = json.loads(data) if data else None
+            if not wf or wf.get("done"):
+                finished_keys.add(key)
+                continue
+            settings = ArgoBackend.model_validate(wf["argo"])
+            try:
+                st = argo.get_status(settings, wf["name"])
+                state, description = None, None
+                if st.finished:
+                    state = "success" if st.succeeded else "failure"
+                    description = (f"Argo workflow {wf['name']} succeeded" if st.succeeded
+                                   else st.failure_message())
+                elif st.phase != wf.get("phase"):
+                    state, description = "pending", f"Argo workflow {wf['name']}: {st.phase}"
+            except UsageError as e:  # the workflow is gone (deleted, garbage-collected)
+                st, state, description = None, "failure", str(e).splitlines()[0]
+            except MlgateError as e:  # unreachable, auth: try again at the next pass
+                log.warning("train status not read", workflow=wf["name"], error=str(e).splitlines()[0])
+                continue
+            if state is None:
+                continue
+            forge = ctx.forges(wf["forge"], wf.get("installation_id"))  # type: ignore[misc]
+            set_commit_status(forge, wf["repo"], wf["sha"], state, description or state, wf["url"], TRAIN_CONTEXT)
+            final = state != "pending"
+            phase = st.phase if st is not None else "Missing"
+            _kv_update(ctx, key, lambda old: {**(old or wf), "phase": phase, "done": final})
+            if final:
+                finished_keys.add(key)
+                ctx.store.audit({
+                    "at": _utcnow().isoformat(), "forge": wf["forge"], "repo": wf["repo"], "pr": wf.get("number"),
+                    "delivery": None, "actor": "bot", "event": "train finished", "model": wf.get("model"),
+                    "head_sha": wf["sha"], "workflow": wf["name"], "phase": phase, "allowed": True, "reasons": [],
+                    "outcome": f"mlgate/train {state}: {description}",
+                })
+            done.append(f"{wf['name']}: {state} ({description})")
+        if finished_keys:
+            _kv_update(ctx, TRAIN_INDEX, lambda ks: sorted(set(ks or []) - finished_keys))
+        return "; ".join(done)
+
+    return _with_lock(ctx, "periodic:train-poll", run)
+
+
+def periodic_tasks(settings: Any) -> list[tuple[str, float, Callable[[HandlerContext], str]]]:
+    """The worker pool's background tasks: (name, interval in seconds, fn(ctx)); 0 disables one."""
+    return [
+        ("canary tick", float(getattr(settings, "canary_tick_seconds", 15.0) or 0), tick_canaries),
+        ("train status", float(getattr(settings, "train_poll_seconds", 15.0) or 0), poll_trains),
+    ]

@@ -19,6 +19,12 @@ A worker renews its lease while the handler runs; if the process dies, the lease
 and another worker (after a restart) takes the delivery again. An attempt that outlived
 ``max_attempts`` leases (a delivery that kills the process) is marked failed without running.
 The process never crashes because of a delivery.
+
+Follow-up work that no webhook triggers (canary ticks, Argo workflow status) runs in
+background threads started with the pool: the handler module may define
+``periodic_tasks(settings) -> list[(name, interval_seconds, fn)]``; each ``fn(ctx) -> str``
+runs every ``interval_seconds`` on its own thread (never on the event loop). An exception
+is logged and the next run happens as planned.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from mlgate.errors import ConfigError, InfraError, MlgateError, Problem
 log = structlog.get_logger("mlgate.bot.worker")
 
 Handler = Callable[[Delivery, Any], str]
+#: (name, interval in seconds, fn(ctx) -> outcome text)
+PeriodicTask = tuple[str, float, Callable[[Any], str]]
 
 
 def utcnow() -> datetime:
@@ -107,8 +115,21 @@ def load_handler(spec: str) -> tuple[Handler, Callable[[BotSettings, Store], Any
     return handle, getattr(module, "make_context", None)
 
 
+def load_periodic(spec: str, settings: BotSettings) -> list[PeriodicTask]:
+    """The handler module's ``periodic_tasks(settings)`` (none when it defines no such function).
+
+    Tasks whose interval is not positive are left out (0 disables a task).
+    """
+    module = importlib.import_module(spec.partition(":")[0])
+    factory = getattr(module, "periodic_tasks", None)
+    if factory is None:
+        return []
+    return [(name, float(every), fn) for name, every, fn in factory(settings) if every and every > 0]
+
+
 class WorkerPool:
-    """``count`` worker threads plus one lease-renewal thread.
+    """``count`` worker threads plus one lease-renewal thread, and one thread per periodic task
+    of the handler module (see the module docstring).
 
     Args:
         store: the queue.
@@ -143,10 +164,13 @@ class WorkerPool:
         self._active_lock = threading.Lock()
         self._prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._secrets = settings.secret_values()
+        self._periodic: list[PeriodicTask] | None = None if handler is None else []
 
     def _error(self, exc: BaseException) -> str:
         """The error text to store and log, with every configured secret replaced by ``***``."""
-        text = error_text(exc)
+        return self._redact(error_text(exc))
+
+    def _redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
@@ -159,6 +183,8 @@ class WorkerPool:
             self._handler, make_context = load_handler(self.settings.handler)
             if self._context is None and make_context is not None:
                 self._context = make_context(self.settings, self.store)
+        if self._periodic is None:
+            self._periodic = load_periodic(self.settings.handler, self.settings)
         if self._context is None:
             self._context = BasicContext(self.settings, self.store, self.clock)
 
@@ -174,6 +200,11 @@ class WorkerPool:
         hb = threading.Thread(target=self._heartbeat, name="mlgate-lease-renewal", daemon=True)
         hb.start()
         self._threads.append(hb)
+        for name, every, fn in self._periodic or []:
+            t = threading.Thread(target=self._every, args=(name, every, fn), name=f"mlgate-{name.replace(' ', '-')}",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def wake(self) -> None:
         """Tell idle workers that new deliveries were stored (thread-safe, cheap)."""
@@ -203,6 +234,19 @@ class WorkerPool:
             if not did:
                 if self._wake.wait(self.settings.poll_interval):
                     self._wake.clear()
+
+    def _every(self, name: str, every: float, fn: Callable[[Any], str]) -> None:
+        """Run ``fn(ctx)`` every ``every`` seconds until the pool stops (first run after one interval)."""
+        while not self._stop.wait(every):
+            started = time.perf_counter()
+            try:
+                outcome = fn(self._context)
+            except Exception as e:  # logged; the next run happens as planned
+                log.error("periodic task failed", task=name, error=self._error(e))
+                continue
+            if outcome:
+                log.info("periodic task", task=name, outcome=self._redact(str(outcome)),
+                         seconds=round(time.perf_counter() - started, 3))
 
     def _heartbeat(self) -> None:
         period = max(0.05, self.settings.lease_seconds / 3)
