@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Callable, Any
 
 import httpx
 import pytest
@@ -108,34 +108,28 @@ class BotProcess:
             s.close()
 
 
-@pytest.fixture(scope="session")
-def bot(fakes, mlflow_server, tmp_path_factory: pytest.TempPathFactory):
-    gh, gl = fakes
-    d = tmp_path_factory.mktemp("bot")
-    db = f"sqlite:///{d}/bot.db"
-    cfg = d / "bot.yml"
+def start_bot(workdir: Path, gh_url: str, gl_url: str, tracking_uri: str, extra_yaml: str = "",
+              extra_env: dict[str, str] | None = None) -> BotProcess:
+    """``mlgate bot serve`` on a free port with its own database, talking to the fake forges."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = f"sqlite:///{workdir}/bot.db"
+    cfg = workdir / "bot.yml"
     cfg.write_text(
-        f"github_api_url: {gh.url}\n"
-        f"gitlab_url: {gl.url}\n"
-        f"database_url: {db}\n"
-        f"tracking_uri: {mlflow_server}\n"
-        f"bot_login: {BOT}\n"
-        "workers: 2\n"
-        "poll_interval: 0.1\n"
-        "github_write_interval: 0\n"
-        "retry_base_seconds: 0.5\n"
-        "retry_max_seconds: 2\n"
-        "log_level: info\n"
+        f"github_api_url: {gh_url}\ngitlab_url: {gl_url}\ndatabase_url: {db}\ntracking_uri: {tracking_uri}\n"
+        f"bot_login: {BOT}\nworkers: 2\npoll_interval: 0.1\ngithub_write_interval: 0\n"
+        "retry_base_seconds: 0.5\nretry_max_seconds: 2\nlog_level: info\n" + extra_yaml
     )
     env = dict(os.environ, MLGATE_GITHUB_WEBHOOK_SECRET=GH_SECRET, MLGATE_GITLAB_WEBHOOK_TOKEN=GL_SECRET,
-               MLGATE_GITHUB_TOKEN=GH_TOKEN, MLGATE_GITLAB_TOKEN=GL_TOKEN, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1")
+               MLGATE_GITHUB_TOKEN=GH_TOKEN, MLGATE_GITLAB_TOKEN=GL_TOKEN, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",
+               **(extra_env or {}))
     env.pop("MLFLOW_TRACKING_URI", None)
-    log = d / "bot.log"
+    log = workdir / "bot.log"
     out = open(log, "w")
     proc = subprocess.Popen([str(VENV_BIN / "mlgate"), "bot", "serve", "--config", str(cfg), "--port", "0"],
-                            cwd=d, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = None
+                            cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    out.close()
     deadline = time.monotonic() + 60
+    url = None
     while url is None:
         if proc.poll() is not None:
             raise RuntimeError(f"mlgate bot serve exited with {proc.returncode}: {log.read_text()[-3000:]}")
@@ -156,19 +150,43 @@ def bot(fakes, mlflow_server, tmp_path_factory: pytest.TempPathFactory):
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    yield BotProcess(url=url, database_url=db, proc=proc, log=log)
+    return BotProcess(url=url, database_url=db, proc=proc, log=log)
+
+
+def stop_bot(b: BotProcess, secrets: tuple[str, ...] = ()) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+        os.killpg(b.proc.pid, signal.SIGTERM)
+        b.proc.wait(timeout=20)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(b.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    out.close()
-    # the secrets never reach the log
-    text = log.read_text()
-    assert GH_SECRET not in text and GH_TOKEN not in text and GL_TOKEN not in text
+    text = b.log.read_text()
+    for s in (GH_SECRET, GH_TOKEN, GL_TOKEN, *secrets):
+        assert s not in text, "a secret reached the bot's log"
+
+
+def eventually(what: str, check: Callable[[], Any], bot: BotProcess, timeout: float = 30.0) -> Any:
+    """Poll ``check()`` until it returns something truthy; fail with the bot's log tail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if bot.proc.poll() is not None:
+            raise AssertionError(f"the bot exited: {bot.log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s\n{bot.log.read_text()[-4000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def bot(fakes, mlflow_server, tmp_path_factory: pytest.TempPathFactory):
+    gh, gl = fakes
+    b = start_bot(tmp_path_factory.mktemp("bot"), gh.url, gl.url, mlflow_server)
+    yield b
+    stop_bot(b)  # also asserts that no secret reached the log
 
 
 @pytest.fixture(scope="session")

@@ -10,22 +10,14 @@ The Prometheus and exporter fixtures are the canary tests' own (imported from te
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import signal
-import subprocess
-import time
 import uuid
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import httpx
 import pytest
 
-from tests.bot_e2e.conftest import (
-    BOT, GH_SECRET, GH_TOKEN, GL_SECRET, GL_TOKEN, VENV_BIN, BotProcess, World,
-)
-from tests.canary.conftest import FIXTURES, exporter, prometheus, wait_for_value  # noqa: F401  (fixtures)
+from tests.bot_e2e.conftest import BOT, BotProcess, World, eventually, start_bot, stop_bot
+from tests.canary.conftest import FIXTURES
+from tests.conftest import wait_for_value
 
 pytestmark = pytest.mark.slow
 
@@ -33,79 +25,6 @@ _n = itertools.count(1)
 
 
 # --------------------------------------------------------------------------- a bot process with its own settings
-
-
-def start_bot(workdir: Path, gh_url: str, gl_url: str, tracking_uri: str, extra_yaml: str = "",
-              extra_env: dict[str, str] | None = None) -> BotProcess:
-    """``mlgate bot serve`` on a free port with its own database, talking to the fake forges."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    db = f"sqlite:///{workdir}/bot.db"
-    cfg = workdir / "bot.yml"
-    cfg.write_text(
-        f"github_api_url: {gh_url}\ngitlab_url: {gl_url}\ndatabase_url: {db}\ntracking_uri: {tracking_uri}\n"
-        f"bot_login: {BOT}\nworkers: 2\npoll_interval: 0.1\ngithub_write_interval: 0\n"
-        "retry_base_seconds: 0.5\nretry_max_seconds: 2\nlog_level: info\n" + extra_yaml
-    )
-    env = dict(os.environ, MLGATE_GITHUB_WEBHOOK_SECRET=GH_SECRET, MLGATE_GITLAB_WEBHOOK_TOKEN=GL_SECRET,
-               MLGATE_GITHUB_TOKEN=GH_TOKEN, MLGATE_GITLAB_TOKEN=GL_TOKEN, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",
-               **(extra_env or {}))
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = workdir / "bot.log"
-    out = open(log, "w")
-    proc = subprocess.Popen([str(VENV_BIN / "mlgate"), "bot", "serve", "--config", str(cfg), "--port", "0"],
-                            cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    out.close()
-    deadline = time.monotonic() + 60
-    url = None
-    while url is None:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlgate bot serve exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        for line in log.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("event") == "listening" and rec.get("port"):
-                url = f"http://127.0.0.1:{rec['port']}"
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the bot did not start: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    return BotProcess(url=url, database_url=db, proc=proc, log=log)
-
-
-def stop_bot(b: BotProcess, secrets: tuple[str, ...] = ()) -> None:
-    try:
-        os.killpg(b.proc.pid, signal.SIGTERM)
-        b.proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(b.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    text = b.log.read_text()
-    for s in (GH_SECRET, GH_TOKEN, GL_TOKEN, *secrets):
-        assert s not in text, "a secret reached the bot's log"
-
-
-def eventually(what: str, check: Callable[[], Any], bot: BotProcess, timeout: float = 30.0) -> Any:
-    """Poll ``check()`` until it returns something truthy; fail with the bot's log tail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if bot.proc.poll() is not None:
-            raise AssertionError(f"the bot exited: {bot.log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s\n{bot.log.read_text()[-4000:]}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from tests.bot_e2e.conftest import BOT, World
-from tests.bot_e2e.test_canary_bot import eventually, start_bot, stop_bot
+from tests.bot_e2e.conftest import BOT, World, eventually, start_bot, stop_bot
 from tests.fakes.argo_server import FakeArgoServer, SwaggerSpec
 
 pytestmark = pytest.mark.slow
