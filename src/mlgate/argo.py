@@ -16,10 +16,16 @@ Errors (exit codes of :mod:`mlgate.errors`):
 - :class:`ArgoAuthError` (exit 2): the server answered 401 or 403; the message names the server
   and namespace and where the token came from, never the token.
 - :class:`~mlgate.errors.UsageError` (exit 2): a parameter, commit or name problem, a missing
-  WorkflowTemplate or workflow, a workflow the server refused (400).
+  WorkflowTemplate or workflow, a workflow the server refused (400); a workflow or
+  WorkflowTemplate name that is not a DNS-1123 subdomain, a namespace that is not a DNS-1123
+  label, or a malformed server URL (checked before any request, never retried).
 - :class:`~mlgate.errors.InfraError` (exit 3): server unreachable, TLS failure, 5xx, an
   unexpected answer, or :func:`wait` timing out.
 - :class:`WorkflowFailed` (exit 1): raised by callers (the CLI) for a Failed/Error workflow.
+
+Names and the namespace go into API paths (``/api/v1/workflows/{namespace}/{name}``): they are
+validated first and percent-encoded as a second guard. A password in ``train.argo.server`` (or
+``ui_url``) is shown as ``user:***@`` in every message, retry warning and link.
 
 Hera, requests and stamina are imported inside functions: ``mlgate --help`` must stay fast.
 """
@@ -38,6 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mlgate import argo_plan
 from mlgate.argo_plan import NodeInfo, SubmitPlan, WorkflowStatus
 from mlgate.errors import InfraError, MlgateError, UsageError
+from mlgate.urls import redact_url
 
 if TYPE_CHECKING:
     from mlgate.config import ArgoBackend
@@ -126,7 +133,44 @@ class Submission:
 
 
 def _ui_base(settings: ArgoBackend) -> str:
-    return (settings.ui_url or settings.server).rstrip("/")
+    return _hide_password(settings, redact_url(settings.ui_url or settings.server)).rstrip("/")
+
+
+def _hide_password(settings: ArgoBackend, text: str) -> str:
+    """``text`` with the server URL's password (as written and percent-decoded) replaced by ``***``."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(settings.server).password
+    except ValueError:  # a malformed URL: mlgate.urls.redact_url still covers the usual form
+        password = None
+    for secret in sorted({password or "", unquote(password or "")}, key=len, reverse=True):
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _server(settings: ArgoBackend) -> str:
+    """The server URL as shown in messages: its password is replaced by ``***``."""
+    return _hide_password(settings, redact_url(settings.server))
+
+
+def _scrub(settings: ArgoBackend, text: str) -> str:
+    """``text`` (e.g. an exception message) without credentials of any URL in it."""
+    return _hide_password(settings, redact_url(text))
+
+
+def _seg(value: str) -> str:
+    """One URL path segment, percent-encoded (names are validated first; this is a second guard)."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _check_settings(settings: ArgoBackend) -> None:
+    """Refuse a malformed server URL or namespace before any request (UsageError, exit 2)."""
+    argo_plan.check_server_url(settings.server)
+    argo_plan.check_namespace(settings.namespace)
 
 
 def workflow_url(settings: ArgoBackend, name: str) -> str:
@@ -174,17 +218,14 @@ def _service(settings: ArgoBackend) -> Iterator[Any]:
             kwargs.setdefault("timeout", (CONNECT_TIMEOUT, READ_TIMEOUT))
             return super().request(*args, **kwargs)
 
-    if not settings.server.startswith(("http://", "https://")):
-        raise UsageError(
-            f"train.argo.server must be the Argo Server's URL with http:// or https:// (got {settings.server!r})"
-        )
+    _check_settings(settings)
     token, _ = resolve_token(settings)
     session = _TimeoutSession()  # honours HTTPS_PROXY and REQUESTS_CA_BUNDLE, as users expect
     service = WorkflowsService(
         host=settings.server.rstrip("/") + "/",
         verify_ssl=settings.verify_tls,
         token=token,
-        namespace=settings.namespace,
+        namespace=_seg(settings.namespace),
         session=session,
     )
     try:
@@ -215,7 +256,8 @@ def _translate(settings: ArgoBackend, exc: Exception, action: str) -> MlgateErro
     import requests
     from hera import exceptions as hx
 
-    server, ns = settings.server, settings.namespace
+    server, ns = _server(settings), settings.namespace
+    detail = _scrub(settings, _server_message(exc))
     if isinstance(exc, requests.exceptions.SSLError):
         return InfraError(
             f"TLS error talking to Argo Server {server} ({action}): the certificate was not accepted; "
@@ -237,21 +279,23 @@ def _translate(settings: ArgoBackend, exc: Exception, action: str) -> MlgateErro
             "grant the service account access to workflows and workflowtemplates there, or fix train.argo.namespace"
         )
     if isinstance(exc, hx.BadRequest):
-        return UsageError(f"Argo Server {server} refused to {action} in namespace {ns!r}: {_server_message(exc)}")
+        return UsageError(f"Argo Server {server} refused to {action} in namespace {ns!r}: {detail}")
     if isinstance(exc, hx.NotFound):
         return UsageError(
-            f"Argo Server {server}: not found while trying to {action} in namespace {ns!r}: {_server_message(exc)}"
+            f"Argo Server {server}: not found while trying to {action} in namespace {ns!r}: {detail}"
         )
     if isinstance(exc, hx.HeraException):
-        return InfraError(f"Argo Server {server} failed to {action} (namespace {ns!r}): {_server_message(exc)}")
+        return InfraError(f"Argo Server {server} failed to {action} (namespace {ns!r}): {detail}")
     return InfraError(
-        f"unexpected answer from Argo Server {server} while trying to {action}: {type(exc).__name__}: {_server_message(exc)}"
+        f"unexpected answer from Argo Server {server} while trying to {action}: {type(exc).__name__}: {detail}"
     )
 
 
 def _call(settings: ArgoBackend, action: str, fn: Callable[[Any], T], *, idempotent: bool = False) -> T:
     """Run ``fn(service)``; translate errors; retry idempotent reads on connection errors/5xx."""
     from hera import exceptions as hx
+
+    _check_settings(settings)  # a malformed URL or namespace is a config error, never retried
 
     def once() -> T:
         try:
@@ -300,17 +344,17 @@ def fetch_template(settings: ArgoBackend, template: str | None = None) -> dict[s
     """
     from hera import exceptions as hx
 
-    name = template or settings.template
+    name = argo_plan.check_object_name("WorkflowTemplate name", template or settings.template)
     try:
         wt = _call(
             settings,
             f"read WorkflowTemplate {name!r}",
-            lambda s: s.get_workflow_template(name, namespace=settings.namespace),
+            lambda s: s.get_workflow_template(_seg(name), namespace=_seg(settings.namespace)),
             idempotent=True,
         )
     except hx.NotFound:
         raise UsageError(
-            f"WorkflowTemplate {name!r} not found in namespace {settings.namespace!r} on {settings.server}; "
+            f"WorkflowTemplate {name!r} not found in namespace {settings.namespace!r} on {_server(settings)}; "
             f"install it: kubectl -n {settings.namespace} apply -f workflows/{name}.yaml"
         ) from None
     return _dump(wt)
@@ -324,16 +368,17 @@ def template_parameters(settings: ArgoBackend, template: str | None = None) -> l
 def _get_workflow(settings: ArgoBackend, name: str) -> dict[str, Any]:
     from hera import exceptions as hx
 
+    argo_plan.check_object_name("workflow name", name)
     try:
         wf = _call(
             settings,
             f"read workflow {name!r}",
-            lambda s: s.get_workflow(name, namespace=settings.namespace),
+            lambda s: s.get_workflow(_seg(name), namespace=_seg(settings.namespace)),
             idempotent=True,
         )
     except hx.NotFound:
         raise UsageError(
-            f"workflow {name!r} not found in namespace {settings.namespace!r} on {settings.server}"
+            f"workflow {name!r} not found in namespace {settings.namespace!r} on {_server(settings)}"
         ) from None
     return _dump(wf)
 
@@ -359,7 +404,7 @@ def find_existing(settings: ArgoBackend, selector: str) -> list[dict[str, Any]]:
     wl = _call(
         settings,
         "list workflows",
-        lambda s: s.list_workflows(namespace=settings.namespace, label_selector=selector),
+        lambda s: s.list_workflows(namespace=_seg(settings.namespace), label_selector=selector),
         idempotent=True,
     )
     items = [_dump(w) for w in (wl.items or [])]
@@ -478,7 +523,7 @@ def submit_for_commit(
     def create(s: Any) -> Any:
         from hera.workflows.models import WorkflowCreateRequest
 
-        return s.create_workflow(WorkflowCreateRequest(workflow=workflow), namespace=settings.namespace)
+        return s.create_workflow(WorkflowCreateRequest(workflow=workflow), namespace=_seg(settings.namespace))
 
     try:
         _call(settings, f"create a workflow from WorkflowTemplate {settings.template!r}", create)
@@ -486,7 +531,9 @@ def submit_for_commit(
         # submitted concurrently (or labels were edited): the deterministic name holds it
         return _existing_submission(settings, plan, _get_workflow(settings, plan.name))
     except hx.NotFound as e:
-        raise UsageError(f"Argo Server {settings.server} answered not found on create: {_server_message(e)}") from None
+        raise UsageError(
+            f"Argo Server {_server(settings)} answered not found on create: {_scrub(settings, _server_message(e))}"
+        ) from None
     return Submission(
         name=plan.name,
         namespace=settings.namespace,
@@ -555,6 +602,7 @@ def wait(
 def _shutdown(settings: ArgoBackend, name: str, message: str | None, terminate: bool) -> WorkflowStatus:
     from hera import exceptions as hx
 
+    argo_plan.check_object_name("workflow name", name)
     current = get_status(settings, name)
     if current.finished:
         return current
@@ -564,17 +612,19 @@ def _shutdown(settings: ArgoBackend, name: str, message: str | None, terminate: 
 
         if terminate:
             return s.terminate_workflow(
-                name, WorkflowTerminateRequest(name=name, namespace=settings.namespace), namespace=settings.namespace
+                _seg(name),
+                WorkflowTerminateRequest(name=name, namespace=settings.namespace),
+                namespace=_seg(settings.namespace),
             )
         req = WorkflowStopRequest(name=name, namespace=settings.namespace, message=message)
-        return s.stop_workflow(name, req, namespace=settings.namespace)
+        return s.stop_workflow(_seg(name), req, namespace=_seg(settings.namespace))
 
     verb = "terminate" if terminate else "stop"
     try:
         wf = _call(settings, f"{verb} workflow {name!r}", call)
     except hx.NotFound:
         raise UsageError(
-            f"workflow {name!r} not found in namespace {settings.namespace!r} on {settings.server}"
+            f"workflow {name!r} not found in namespace {settings.namespace!r} on {_server(settings)}"
         ) from None
     except (UsageError, InfraError):
         # e.g. it completed between our read and the stop ("cannot shutdown a completed

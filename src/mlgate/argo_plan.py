@@ -13,8 +13,9 @@ Sources of external behaviour:
   that the controller expands. Some Argo versions reject, at submit time, a parameter that has
   neither ``value`` nor ``valueFrom`` (``spec.arguments.NAME.value is required``), so every
   parameter with a literal default is sent explicitly.
-- Kubernetes "Object Names and IDs" and "Labels and Selectors": names are DNS-1123 labels (Argo
-  limits workflow names to 63 characters); label values are at most 63 characters of
+- Kubernetes "Object Names and IDs" and "Labels and Selectors": object names are DNS-1123
+  subdomains, namespaces DNS-1123 labels (Argo limits the workflow names it generates to 63
+  characters); label values are at most 63 characters of
   ``[A-Za-z0-9._-]``, beginning and ending with a letter or digit.
 - Argo's ``WorkflowStatus``/``NodeStatus`` (swagger ``io.argoproj.workflow.v1alpha1.*``): phases
   ``Pending``, ``Running``, ``Succeeded``, ``Skipped``, ``Failed``, ``Error``, ``Omitted``; an empty
@@ -33,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mlgate.errors import UsageError
+from mlgate.urls import redact_url
 
 #: Parameters mlgate fills from its own settings when the WorkflowTemplate declares them.
 STANDARD_PARAMETERS = ("image", "repo", "commit", "model", "config", "command", "tracking-uri", "gpus")
@@ -282,6 +284,69 @@ def check_label_value(what: str, value: str) -> str:
     return value
 
 
+_DNS1123_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = re.compile(rf"{_DNS1123_LABEL}(?:\.{_DNS1123_LABEL})*\Z")
+_DNS1123_LABEL_RE = re.compile(rf"{_DNS1123_LABEL}\Z")
+
+
+def check_object_name(what: str, name: str) -> str:
+    """``name`` if it is a valid Kubernetes object name (workflow, WorkflowTemplate), else UsageError.
+
+    Kubernetes "Object Names and IDs": a DNS-1123 subdomain, at most 253 characters of
+    lower-case letters, digits, ``-`` and ``.``, starting and ending with a letter or digit.
+    The name goes into Argo Server API paths (``/api/v1/workflows/{namespace}/{name}``), so
+    ``..``, ``/``, ``?``, ``#`` or an empty name must never reach a request.
+
+    Raises:
+        UsageError: naming ``what`` and the rule.
+    """
+    if not isinstance(name, str) or len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+        raise UsageError(
+            f"{what} {name!r} is not a valid Kubernetes name: it must be a DNS-1123 subdomain "
+            "(at most 253 lower-case letters, digits, '-' or '.', starting and ending with a letter or digit)"
+        )
+    return name
+
+
+def check_namespace(namespace: str) -> str:
+    """``namespace`` if it is a valid Kubernetes namespace name, else UsageError.
+
+    Kubernetes "Namespaces": a DNS-1123 label, at most 63 lower-case letters, digits and ``-``,
+    starting and ending with a letter or digit (no ``.``, unlike other object names).
+
+    Raises:
+        UsageError: naming ``train.argo.namespace`` and the rule.
+    """
+    if not isinstance(namespace, str) or len(namespace) > 63 or not _DNS1123_LABEL_RE.match(namespace):
+        raise UsageError(
+            f"namespace {namespace!r} (train.argo.namespace) is not a valid Kubernetes namespace: it must be a "
+            "DNS-1123 label (at most 63 lower-case letters, digits or '-', starting and ending with a letter or digit)"
+        )
+    return namespace
+
+
+def check_server_url(url: str, what: str = "train.argo.server") -> str:
+    """``url`` if it is a usable ``http://`` or ``https://`` URL with a host, else UsageError.
+
+    A malformed URL (``http://[::1``, a port that is not a number) is a configuration error:
+    retrying cannot help. The message shows the URL with its password redacted.
+
+    Raises:
+        UsageError: naming ``what``.
+    """
+    shown = redact_url(url)
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"{what} must be the Argo Server's URL with http:// or https:// (got {shown!r})")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError as e:
+        raise UsageError(f"{what} {shown!r} is not a valid URL: {e}") from None
+    if not parts.hostname:
+        raise UsageError(f"{what} {shown!r} is not a valid URL: it has no host")
+    return url
+
+
 def _slug(text: str) -> str:
     s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return s or "x"
@@ -330,6 +395,13 @@ def clean_repo_url(url: str) -> str:
         UsageError: a local path, ``file://`` URL or another scheme (the cluster cannot reach it).
     """
     u = url.strip()
+    try:
+        return _clean_repo_url(u, url)
+    except ValueError as e:  # urlsplit: "Invalid IPv6 URL", a port that is not a number
+        raise UsageError(f"repository {redact_url(url)!r} is not a valid URL: {e}; pass --repo URL") from None
+
+
+def _clean_repo_url(u: str, url: str) -> str:
     m = re.match(r"^(?:[A-Za-z0-9._-]+@)?([A-Za-z0-9.-]+\.[A-Za-z]{2,}|localhost):(?!//)(.+)$", u)
     if m and "://" not in u:
         return f"https://{m.group(1)}/{m.group(2).lstrip('/')}"
@@ -341,7 +413,7 @@ def clean_repo_url(url: str) -> str:
         host = parts.hostname + (f":{parts.port}" if parts.port else "")
         return urlunsplit((parts.scheme, host, parts.path, "", ""))
     raise UsageError(
-        f"repository {url!r} is not a URL the cluster can clone (https://, ssh:// or git@host:path); pass --repo URL"
+        f"repository {redact_url(url)!r} is not a URL the cluster can clone (https://, ssh:// or git@host:path); pass --repo URL"
     )
 
 

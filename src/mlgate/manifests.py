@@ -12,10 +12,15 @@ How an edit is made (see ``notes/facts.md``: a ruamel.yaml load-and-dump reforma
    text at the old scalar's span. Nothing else is re-emitted: comments, indentation, key
    order, quoting elsewhere, flow/block style, anchors, ``---`` markers, CRLF line ends
    and a missing final newline stay byte-identical.
+   Only the scalar token itself is replaced: an ``&anchor``, a ``!tag``, and the line breaks
+   and comments between them and the value (``key: &a # note`` + value on the next line) stay.
 4. The result is parsed again and every document is compared, node by node (tag, value,
    style, anchor, alias), with the original; only the target may differ, and it must load
-   as the intended value. Any other difference raises :class:`~mlgate.errors.ManifestError`
-   and nothing is returned to be written.
+   as the intended value. Then a text-level check: every character before and after the
+   replaced span is unchanged, the replaced span was exactly one scalar token of the original
+   and the written text is exactly one scalar token of the result (ruamel.yaml's scanner).
+   Any other difference raises :class:`~mlgate.errors.ManifestError` and nothing is returned
+   to be written.
 
 Scalar typing (the new value is always handed in as text):
 
@@ -28,6 +33,15 @@ Scalar typing (the new value is always handed in as text):
 * an int/float node with a decimal number as the new value stays a plain number; a bool,
   null or timestamp node stays plain when the new value loads with the same type; any
   other new value becomes a string;
+* an explicitly tagged node keeps its tag; a value the tag cannot hold (``!!int x``,
+  ``!!timestamp garbage``: ruamel.yaml's or PyYAML's safe loader fails on it) is refused;
+* in a JSON document (the file name ends in ``.json``, or the document's root is a flow
+  mapping/sequence whose mapping keys are all double-quoted) every new scalar is valid JSON:
+  strings are written as JSON strings (``\\uXXXX`` for characters YAML needs escaped), a
+  number replacing a number stays a number when it is a JSON number, ``true``/``false``/``null``
+  stay bare only over a node of the same type;
+* a value that is not Unicode text (lone surrogates, as Python decodes a non-UTF-8 argv) is
+  refused; characters YAML cannot hold unescaped are written escaped in double quotes;
 * block scalars (``|``, ``>``) and aliases (``*name``) are refused.
 
 Anchors, aliases and merge keys (decided here; tested in ``tests/core/test_manifests.py``):
@@ -743,19 +757,108 @@ def _string_scalar(value: str, in_flow: bool) -> str:
     return _quoted(value)
 
 
-def _render(node: _Node | None, value: str) -> tuple[str, str]:
-    """(scalar text to write, tag it loads with) for ``value`` replacing ``node`` (None: new key)."""
+def _json_quoted(value: str) -> str:
+    """A JSON string literal (RFC 8259 section 7) that YAML 1.1 and 1.2 read as the same text.
+
+    ``"``, ``\\`` and the control characters JSON names get their short escapes; every other
+    character YAML does not allow unescaped (C0/C1 controls, DEL, U+2028/2029, U+FEFF, ...) is
+    written ``\\uXXXX``, which both JSON and YAML double-quoted scalars accept.
+    """
+    short = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+    out = ['"']
+    for ch in value:
+        if ch in short:
+            out.append(short[ch])
+        elif not _printable(ch):
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+# a JSON number (RFC 8259 section 6) that YAML 1.1 and 1.2 read as the same int or float
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?\Z")
+
+
+def _render_json(node: _Node | None, value: str) -> tuple[str, str]:
+    """Like :func:`_render` inside a JSON document: every new scalar is valid JSON.
+
+    A number replacing a number stays a number, ``true``/``false`` replacing a boolean and
+    ``null`` replacing null stay bare; any other value becomes a JSON string.
+    """
+    if node is not None and node.style is None:
+        if node.tag in (_INT, _FLOAT) and _JSON_NUMBER.match(value):
+            t12, t11 = _resolve_plain(value, (1, 2)), _resolve_plain(value, (1, 1))
+            if t12 == t11 and t12 in (_INT, _FLOAT):
+                return value, t12
+        if (node.tag == _BOOL and value in ("true", "false")) or (node.tag == _NULL and value == "null"):
+            return value, node.tag
+    return _json_quoted(value), _STR
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+def _tag_loads(tag: str, value: str) -> bool:
+    """Whether a scalar ``tag`` with content ``value`` loads with ruamel.yaml's safe loader
+    (YAML 1.2) and PyYAML's safe loader (YAML 1.1, as Kubernetes reads manifests; PyYAML comes
+    with MLflow, and only the ruamel.yaml check is made when it is missing)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.nodes import ScalarNode
+
+    try:
+        YAML(typ="safe", pure=True).constructor.construct_object(ScalarNode(tag, value), deep=True)
+    except Exception:  # noqa: BLE001 - any constructor failure means "cannot load"
+        return False
+    try:
+        import yaml as pyyaml
+    except ImportError:  # pragma: no cover - PyYAML is a dependency of MLflow
+        return True
+    loader = pyyaml.SafeLoader("")
+    try:
+        loader.construct_object(pyyaml.ScalarNode(tag, value), deep=True)
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        loader.dispose()
+    return True
+
+
+def _render(node: _Node | None, value: str, json_doc: bool = False) -> tuple[str, str]:
+    """(scalar text to write, tag it loads with) for ``value`` replacing ``node`` (None: new key).
+
+    ``json_doc``: the node is in a JSON document (see :func:`_render_json`).
+
+    Raises:
+        _Refused: an explicitly tagged node (``!!int``, ``!!timestamp``, ...) and a value that
+            tag cannot hold.
+    """
     if node is None:
-        return _string_scalar(value, False), _STR
+        return (_json_quoted(value), _STR) if json_doc else (_string_scalar(value, False), _STR)
     if node.explicit_tag:
         # the tag decides the type; keep it and keep the style where possible
         if node.tag in (_INT, _FLOAT, _BOOL, _NULL) and not (
             _resolve_plain(value, (1, 2)) == node.tag == _resolve_plain(value, (1, 1))
         ):
             raise _Refused(node.line, f"the value is tagged {node.tag}; {value!r} is not of that type")
+        if (
+            node.tag.startswith("tag:yaml.org,2002:")
+            and node.tag != _STR
+            and _tag_loads(node.tag, node.value)
+            and not _tag_loads(node.tag, value)
+        ):
+            raise _Refused(
+                node.line,
+                f"the value is tagged {node.tag} ({_short_tag(node.tag)}); {value!r} is not of that type "
+                "(YAML readers, kubectl among them, would refuse the file)",
+            )
         if node.style is None and _PlainAnalyzer.allows(value, node.in_flow):
             return value, node.tag
         return _quoted(value, node.style), node.tag
+    if json_doc:
+        return _render_json(node, value)
     if node.style in ("'", '"'):
         return _quoted(value, node.style), _STR
     # plain, implicit type
@@ -969,14 +1072,76 @@ def _find(
 
 
 def _token_start(text: str, node: _Node) -> int:
-    """Index of the scalar token itself, after its properties (``&anchor``, ``!tag``)."""
+    """Index of the scalar token itself, after its properties (``&anchor``, ``!tag``).
+
+    Between the properties and the scalar YAML allows only white space, line breaks and
+    comments (``&a # note`` then the value on the next line); all of them are skipped here, so
+    that they stay outside the span that an edit replaces. The edit is checked against the
+    scanner afterwards (:func:`_check_span`), so a wrong index fails closed.
+    """
     i = node.start
-    while i < node.end and text[i] in "&!":
-        while i < node.end and text[i] not in " \t\r\n":
+    while i < node.end:
+        ch = text[i]
+        if ch in "&!":  # a property runs to the next white space
+            while i < node.end and text[i] not in " \t\r\n":
+                i += 1
+        elif ch in " \t\r\n":
             i += 1
-        while i < node.end and text[i] in " \t\r\n":
-            i += 1
+        elif ch == "#":  # a comment (always after white space here) runs to the end of its line
+            while i < node.end and text[i] not in "\r\n":
+                i += 1
+        else:
+            break
     return i
+
+
+def _scalar_tokens(text: str) -> dict[int, int]:
+    """Start index -> end index of every scalar token of ``text``, as ruamel.yaml's scanner sees it."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.tokens import ScalarToken
+
+    return {
+        t.start_mark.index: t.end_mark.index
+        for t in YAML(typ="safe", pure=True).scan(text)
+        if isinstance(t, ScalarToken)
+    }
+
+
+def _check_span(
+    text: str,
+    new_text: str,
+    start: int,
+    old_end: int,
+    new_end: int,
+    value: tuple[int, int],
+    filename: str,
+    path: str,
+    line: int,
+) -> None:
+    """Check, at the text level, that an edit replaced one scalar token and nothing else.
+
+    ``text[start:old_end]`` (empty for an insertion) was replaced by ``new_text[start:new_end]``,
+    and the new value is ``new_text[value[0]:value[1]]``. Every byte before ``start`` and after
+    the replaced span must be identical; a replaced span must be exactly one scalar token of the
+    original, and the new value exactly one scalar token of the result (ruamel.yaml's scanner
+    decides). Comments, anchors, tags and line breaks next to the value can therefore never be
+    lost through a wrong span: the edit fails closed instead.
+
+    Raises:
+        ManifestError: any of these does not hold (nothing is written).
+    """
+    problem = None
+    if new_text[:start] != text[:start] or new_text[new_end:] != text[old_end:]:
+        problem = "text outside the value"
+    elif old_end > start and _scalar_tokens(text).get(start) != old_end:
+        problem = f"more than the old value ({text[start:old_end]!r} is not exactly one scalar)"
+    elif _scalar_tokens(new_text).get(value[0]) != value[1]:
+        problem = f"more than the new value ({new_text[value[0]:value[1]]!r} does not read back as one scalar)"
+    if problem is not None:
+        raise ManifestError(
+            f"{filename}:{line}: {path}: the edit would also change {problem}; nothing was written "
+            "(this is a bug in mlgate, please report it with the file)"
+        )
 
 
 def _newline_of(text: str) -> str:
@@ -988,6 +1153,52 @@ def _line_of(text: str, index: int) -> int:
     return text.count("\n", 0, index) + 1
 
 
+def _check_value(value: str, filename: str, path: str, what: str = "the new value") -> None:
+    """Refuse a new value (or key path) that is not valid Unicode text (no YAML reader accepts it).
+
+    A lone surrogate (U+D800..U+DFFF) is what Python makes of argument bytes that are not
+    UTF-8 (``$'caf\\xe9'`` in a Latin-1 shell); YAML 1.2 section 5.1 excludes surrogates from
+    the printable set and ``\\udce9`` is rejected by libyaml, go-yaml and kubectl.
+
+    Raises:
+        ManifestError: the text holds a surrogate code point.
+    """
+    for i, ch in enumerate(value):
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            shown = path.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+            raise ManifestError(
+                f"{filename}: {shown}: {what} is not valid Unicode text (character {i + 1} is "
+                f"U+{ord(ch):04X}, from bytes that are not UTF-8); nothing was written. Pass it as UTF-8"
+            )
+
+
+def _is_json_doc(doc: _Doc | None, filename: str) -> bool:
+    """Whether a document is JSON: the file ends in ``.json``, or the root is a flow mapping or
+    flow sequence in which every mapping key is double-quoted (``{"a": {"b": 1}}``)."""
+    if filename.lower().endswith(".json"):
+        return True
+    if doc is None or doc.root is None or doc.root.node.kind == "scalar" or not doc.root.node.flow:
+        return False
+    stack = [doc.root]
+    while stack:
+        slot = stack.pop()
+        if slot.alias_line is not None:
+            return False
+        n = slot.node
+        if n.kind == "map":
+            for k, v in n.pairs:
+                if k.alias_line is not None or k.node.kind != "scalar" or k.node.style != '"':
+                    return False
+                stack.append(v)
+        elif n.kind == "seq":
+            stack.extend(n.items)
+    return True
+
+
+def _doc_of(docs: list[_Doc], node: _Node) -> _Doc | None:
+    return docs[node.doc] if 0 <= node.doc < len(docs) else None
+
+
 def _edit_docs(
     text: str,
     docs: list[_Doc],
@@ -997,6 +1208,8 @@ def _edit_docs(
     create: bool,
     filename: str,
 ) -> Edit:
+    _check_value(path, filename, path, "the key path")
+    _check_value(value, filename, path)
     steps = parse_path(path)
     found = _find(docs, steps, path, select, create, filename)
     notes = tuple(found.notes)
@@ -1005,10 +1218,11 @@ def _edit_docs(
         parent = found.slot.node
         if not parent.pairs:
             raise ManifestError(f"{filename}:{parent.line}: {path}: cannot create a key in an empty mapping")
+        json_doc = _is_json_doc(_doc_of(docs, parent), filename)
         first_key = parent.pairs[0][0]
         indent = first_key.node.col if first_key.alias_line is None else parent.col
-        rendered, tag = _render(None, value)
-        key_text = _string_scalar(found.create_key, False)
+        rendered, tag = _render(None, value, json_doc)
+        key_text = _json_quoted(found.create_key) if json_doc else _string_scalar(found.create_key, False)
         nl = _newline_of(text)
         pos = _content_end(text, found.slot)
         if pos > 0 and text[pos - 1] in "\r\n":
@@ -1020,8 +1234,13 @@ def _edit_docs(
             else:
                 insert_at, piece = eol + 1, " " * indent + f"{key_text}: {rendered}" + nl
         new_text = text[:insert_at] + piece + text[insert_at:]
+        at = insert_at + piece.index(f"{key_text}: {rendered}") + len(key_text) + 2
         after = _reparse(new_text, filename, path)
         new_node = _verify(docs, after, parent, (tag, value), filename, path, create_key=found.create_key)
+        _check_span(
+            text, new_text, insert_at, insert_at, insert_at + len(piece), (at, at + len(rendered)),
+            filename, path, new_node.line,
+        )
         return Edit(new_text, True, new_node.line, path, None, _construct(new_node.tag, new_node.value), notes)
 
     slot = found.slot
@@ -1042,13 +1261,14 @@ def _edit_docs(
             + "; changing it would change them too. Replace the aliases with their own values first"
         )
     old = None if node.tag == _NULL else _construct(node.tag, node.value)
-    try:
-        rendered, tag = _render(node, value)
-    except _Refused as r:
-        raise ManifestError(f"{filename}:{r.line}: {path}: {r.message}") from None
-    new_value = _construct(tag, value)
+    json_doc = _is_json_doc(_doc_of(docs, node), filename)
     tok = _token_start(text, node)
     line = _line_of(text, tok)
+    try:
+        rendered, tag = _render(node, value, json_doc)
+    except _Refused as r:
+        raise ManifestError(f"{filename}:{line}: {path}: {r.message}") from None
+    new_value = _construct(tag, value)
     if _same_value(old if node.tag != _NULL else None, new_value) and (node.tag == tag):
         return Edit(text, False, line, path, old, new_value, notes)
 
@@ -1061,10 +1281,13 @@ def _edit_docs(
         at = _empty_value_at(text, docs, slot, filename, path)
         new_text = text[:at] + " " + rendered + text[at:]
         line = _line_of(text, at)
+        start, old_end, new_end = at, at, at + 1 + len(rendered)
     else:
         new_text = text[:tok] + rendered + text[node.end :]
+        start, old_end, new_end = tok, node.end, tok + len(rendered)
     after = _reparse(new_text, filename, path)
     new_node = _verify(docs, after, node, (tag, value), filename, path)
+    _check_span(text, new_text, start, old_end, new_end, (new_end - len(rendered), new_end), filename, path, line)
     return Edit(new_text, True, line, path, old, _construct(new_node.tag, new_node.value), notes)
 
 
@@ -1140,7 +1363,8 @@ def set_value(
             multi-document file. Without it the path must exist in exactly one document.
         create: when the last key of ``path`` is missing, append ``key: value`` at the end of
             its parent block mapping (the parent itself must exist).
-        filename: used in messages only.
+        filename: used in messages; a name ending in ``.json`` also makes the document JSON
+            (new strings are written as JSON strings).
 
     Returns:
         An :class:`Edit`; ``changed`` is False (and ``text`` unchanged) when the value is
@@ -1149,7 +1373,8 @@ def set_value(
     Raises:
         ManifestError: ``file:line: path: ...`` for YAML errors, duplicate keys, a missing path
             (naming the deepest existing prefix), ambiguous documents or selectors, block
-            scalars, aliases, merge keys, or a result that fails the re-parse check.
+            scalars, aliases, merge keys, a value that is not Unicode text or that an explicit
+            tag cannot hold, or a result that fails the re-parse or text-level check.
         UsageError: a malformed ``path`` or ``select``.
     """
     sel = _parse_select(select)

@@ -487,3 +487,66 @@ def test_config_path_inside_the_repository(path, expected):
 def test_config_path_outside_the_repository_is_refused(path):
     with pytest.raises(UsageError, match="relative to the repository root"):
         ap.check_config_path(path)
+
+
+# --------------------------------------------------------------------------- names, namespaces, server URLs
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["wine-train-gpu-0123456789ab-abcdef", "a", "0", "mlgate-train-gpu", "a.b-c.d", "x" * 253, "a1.b2"],
+)
+def test_valid_object_names_pass(name):
+    assert ap.check_object_name("workflow name", name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../workflow-templates/argo/mlgate-train-gpu",
+        "../../../x?y=1#",
+        "",
+        "bad name!",
+        "Upper",
+        "-lead",
+        "trail-",
+        "a..b",
+        ".a",
+        "a/b",
+        "a%2Fb",
+        "x" * 254,
+        "a\n",
+        "ä",
+    ],
+)
+def test_invalid_object_names_are_refused_naming_the_rule(name):
+    with pytest.raises(UsageError, match=r"^WorkflowTemplate name .* is not a valid Kubernetes name: it must be a DNS-1123 subdomain"):
+        ap.check_object_name("WorkflowTemplate name", name)
+
+
+def test_namespaces_are_dns1123_labels():
+    assert ap.check_namespace("ml-prod") == "ml-prod"
+    assert ap.check_namespace("x" * 63) == "x" * 63
+    for bad in ["", "a.b", "../argo", "Argo", "x" * 64, "argo?x=1", "a b"]:
+        with pytest.raises(UsageError, match=r"train\.argo\.namespace\) is not a valid Kubernetes namespace: it must be a DNS-1123 label"):
+            ap.check_namespace(bad)
+
+
+def test_check_server_url():
+    assert ap.check_server_url("https://argo.example.com:2746") == "https://argo.example.com:2746"
+    with pytest.raises(UsageError, match=r"^train\.argo\.server 'http://\[::1' is not a valid URL: Invalid IPv6 URL"):
+        ap.check_server_url("http://[::1")
+    with pytest.raises(UsageError, match=r"^train\.argo\.server 'http://u:\*\*\*@h:99999' is not a valid URL: Port out of range") as e:
+        ap.check_server_url("http://u:SECRETPW@h:99999")
+    assert "SECRETPW" not in str(e.value)
+    with pytest.raises(UsageError, match="it has no host"):
+        ap.check_server_url("http:///api")
+    with pytest.raises(UsageError, match=r"with http:// or https:// \(got 'ftp://u:\*\*\*@h'\)"):
+        ap.check_server_url("ftp://u:pw@h")
+
+
+def test_clean_repo_url_reports_a_malformed_url_as_usage_error():
+    with pytest.raises(UsageError, match=r"repository 'https://u:\*\*\*@\[::1/x' is not a valid URL: Invalid IPv6 URL"):
+        ap.clean_repo_url("https://u:tok@[::1/x")
+    with pytest.raises(UsageError, match="Port out of range"):
+        ap.clean_repo_url("https://git.example.com:99999/x.git")

@@ -870,3 +870,153 @@ def test_random_documents_only_the_target_changes(tree, flow, quote, value, data
         assert len(changed_lines(text, edit.text)) == 1
     else:
         assert edit.text == text
+
+
+# --------------------------------------------------------------------------- second tester round
+
+PROPERTY_COMMENT_CASES = [
+    # (id, text, path, value, expected text, line of the scalar)
+    (
+        "anchor-comment-newline",
+        "spec:\n  predictor:\n    model:\n      storageUri: &uri # set by mlgate promote\n"
+        "        s3://models/wine/1\n      runtime: x\n",
+        "spec.predictor.model.storageUri",
+        "s3://models/wine/2",
+        "spec:\n  predictor:\n    model:\n      storageUri: &uri # set by mlgate promote\n"
+        "        s3://models/wine/2\n      runtime: x\n",
+        5,
+    ),
+    ("tag-newline-comment", "a: !!str\n  # keep\n  value\n", "a", "new", "a: !!str\n  # keep\n  new\n", 3),
+    ("anchor-newline-comment", "a: &anc\n  # keep\n  value\n", "a", "new", "a: &anc\n  # keep\n  new\n", 3),
+    ("anchor-and-tag-comment", "a: &x !!str # one\n  # two\n  'v'\nb: 1\n", "a", "w",
+     "a: &x !!str # one\n  # two\n  'w'\nb: 1\n", 3),
+    ("crlf", "a: &anc # c\r\n  value\r\nb: 1\r\n", "a", "new", "a: &anc # c\r\n  new\r\nb: 1\r\n", 2),
+    ("flow", "m: {a: !!str # c\n  v, b: 2}\n", "m.a", "w", "m: {a: !!str # c\n  w, b: 2}\n", 2),
+]
+
+
+@pytest.mark.parametrize("case", PROPERTY_COMMENT_CASES, ids=[c[0] for c in PROPERTY_COMMENT_CASES])
+def test_comment_between_anchor_or_tag_and_value_is_kept(case):
+    _id, text, path, value, expected, line = case
+    edit = set_value(text, path, value)
+    assert edit.text == expected
+    assert edit.line == line  # the scalar's own line, not the comment's
+    assert difflib_lines(text, edit.text) == [f"-{lines(text)[line - 1]}", f"+{lines(expected)[line - 1]}"]
+    assert load11(edit.text) == load11(text.replace(lines(text)[line - 1], lines(expected)[line - 1]))
+
+
+def test_a_wrong_span_fails_closed(monkeypatch):
+    """The text-level check refuses an edit whose span is not exactly the old scalar token."""
+    import mlgate.manifests as m
+
+    def swallow_comment(text, node):  # the old bug: stops at the comment, which is then replaced
+        i = node.start
+        while text[i] in "&!":
+            while text[i] not in " \t\r\n":
+                i += 1
+            while text[i] in " \t\r\n":
+                i += 1
+        return i
+
+    monkeypatch.setattr(m, "_token_start", swallow_comment)
+    text = "a: &anc\n  # keep\n  value\n"
+    with pytest.raises(ManifestError, match=r"^<manifest>:2: a: the edit would also change more than the old value.*nothing was written"):
+        set_value(text, "a", "new")
+    monkeypatch.setattr(m, "_token_start", lambda text, node: node.start + 1)  # one character short
+    with pytest.raises(ManifestError, match="nothing was written"):
+        set_value("a: value  # c\n", "a", "new")
+
+
+@pytest.mark.parametrize("value", ["caf\udce9", "\udc80", "ok\ud800x"])
+def test_value_that_is_not_unicode_text_is_refused(value):
+    # what Python makes of a non-UTF-8 argv (surrogateescape); "\udce9" is rejected by libyaml/kubectl
+    for text, path in [("a: x\n", "a"), ('a: "x"\n', "a"), ('{"a": "x"}\n', "a"), ("a: 1\n", "b")]:
+        with pytest.raises(ManifestError, match=r"^<manifest>: \w: the new value is not valid Unicode text"):
+            set_value(text, path, value, create=True)
+    with pytest.raises(ManifestError, match=r"^<manifest>: .*: the key path is not valid Unicode text"):
+        set_value("a: 1\n", value, "x", create=True)  # a created key named by a non-UTF-8 argument
+
+
+ESCAPE_CONTEXTS = [
+    ("a: x\n", "a", {}),
+    ("a: 'x'\n", "a", {}),
+    ('a: "x"\n', "a", {}),
+    ("a: !!str x\n", "a", {}),
+    ("a: !!str 'x'\n", "a", {}),
+    ("a: [x]\n", "a[0]", {}),
+    ("a: 1\n", "b", {"create": True}),
+    ('{"a": "x"}\n', "a", {}),
+    ('{"a": null}\n', "a", {}),
+]
+
+
+@pytest.mark.parametrize("ch", ["\x00", "\x01", "\x1b", "\x7f", "\x85", "\u2028", "\ufeff", "\ufffe", "\t", "\b", "\r"])
+@pytest.mark.parametrize("ctx", ESCAPE_CONTEXTS, ids=[c[0].strip() for c in ESCAPE_CONTEXTS])
+def test_characters_yaml_cannot_hold_unescaped_are_escaped_in_every_style(ctx, ch):
+    text, path, kw = ctx
+    value = f"a{ch}b"
+    edit = set_value(text, path, value, **kw)
+    for load in (load12, load11):
+        assert get_path(load(edit.text)[0], path) == value
+    if edit.text.startswith("{"):
+        assert json.loads(edit.text)["a"] == value
+
+
+JSON_CASES = [
+    # (id, text, path, value, expected)
+    ("null-to-string", '{"labels": {"v": null}}\n', "labels.v", "stable", '{"labels": {"v": "stable"}}\n'),
+    ("number-stays-number", '{"spec": {"replicas": 1}}', "spec.replicas", "3", '{"spec": {"replicas": 3}}'),
+    ("float", '{"w": 0.5}', "w", "0.25", '{"w": 0.25}'),
+    ("number-not-json", '{"w": 1}', "w", "+2", '{"w": "+2"}'),
+    ("number-yaml-only", '{"w": 1}', "w", "1.", '{"w": "1."}'),
+    ("bool", '{"b": true}', "b", "false", '{"b": false}'),
+    ("bool-yaml-only", '{"b": true}', "b", "True", '{"b": "True"}'),
+    ("string-in-list", '{"args": ["--a", 1]}', "args[1]", "x y", '{"args": ["--a", "x y"]}'),
+    ("root-list", "[1, {\"k\": null}]", "[1].k", "v", '[1, {"k": "v"}]'),
+    ("escapes", '{"a": "x"}', "a", 'q"\\\x01\n/', '{"a": "q\\"\\\\\\u0001\\n/"}'),
+    ("pretty", '{\n  "a": {\n    "b": null\n  }\n}\n', "a.b", "yes", '{\n  "a": {\n    "b": "yes"\n  }\n}\n'),
+]
+
+
+@pytest.mark.parametrize("case", JSON_CASES, ids=[c[0] for c in JSON_CASES])
+def test_json_documents_get_json_values(case):
+    _id, text, path, value, expected = case
+    edit = set_value(text, path, value)
+    assert edit.text == expected
+    data = json.loads(edit.text)
+    assert get_path(data, path) == edit.new
+    assert load11(edit.text)[0] == data == load12(edit.text)[0]
+
+
+def test_json_detection():
+    # a .json file is JSON whatever its keys look like
+    assert set_value('{a: null}', "a", "stable", filename="x.JSON").text == '{a: "stable"}'
+    # YAML flow mappings in a block document, and flow documents with plain keys, stay YAML
+    assert set_value("labels: {v: null}\n", "labels.v", "stable").text == "labels: {v: stable}\n"
+    assert set_value("{labels: {v: null}}\n", "labels.v", "stable").text == "{labels: {v: stable}}\n"
+    assert set_value('{"a": 1, b: null}\n', "b", "stable").text == '{"a": 1, b: stable}\n'
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("a: !!timestamp 2020-01-01\n", "garbage"),
+        ("a: !!timestamp 2020-01-01\n", "2020-13-45"),
+        ("a: !!timestamp '2020-01-01'\n", "yesterday"),
+        ("a: !!binary aGVsbG8=\n", "aGVsbG8"),
+    ],
+)
+def test_tagged_value_the_tag_cannot_hold_is_refused(text, value):
+    tag = text.split("!!")[1].split()[0]
+    with pytest.raises(ManifestError, match=rf"^<manifest>:1: a: the value is tagged tag:yaml.org,2002:{tag} \(!!{tag}\); "):
+        set_value(text, "a", value)
+
+
+def test_tagged_value_the_tag_can_hold_is_written_and_loads():
+    edit = set_value("a: !!timestamp 2020-01-01  # when\n", "a", "2021-02-03T04:05:06Z")
+    assert edit.text == "a: !!timestamp 2021-02-03T04:05:06Z  # when\n"
+    assert str(load11(edit.text)[0]["a"]) == "2021-02-03 04:05:06+00:00"
+    edit = set_value("a: !!binary aGVsbG8=\n", "a", "d29ybGQ=")
+    assert load11(edit.text)[0]["a"] == b"world"
+    # a custom tag holds anything: the application reads it
+    assert set_value("a: !Ref x\n", "a", "y").text == "a: !Ref y\n"

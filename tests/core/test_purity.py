@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "mlgate"
-CORE = ["config", "gates", "report", "manifests", "commands", "policy", "ci", "events", "canary", "argo_plan", "ci_publish"]
+CORE = ["config", "gates", "report", "manifests", "commands", "policy", "ci", "events", "canary", "argo_plan", "ci_publish", "urls"]
 FORBIDDEN = {
     "mlflow", "httpx", "requests", "subprocess", "socket", "github", "gitlab", "sqlalchemy", "hera",
     "mlgate.registry", "mlgate.gitops", "mlgate.forges", "mlgate.bot", "mlgate.argo", "mlgate.pipeline",

@@ -201,3 +201,50 @@ def test_file_edge_keeps_bytes_and_permissions(tmp_path: Path):
     (root / "out").symlink_to(tmp_path)
     with pytest.raises(ManifestError, match="through a symlink"):
         resolve_in_repo(root, "out/x.yaml")
+
+
+def test_comment_after_an_anchor_survives_and_the_value_line_is_reported(tmp_path: Path):
+    f = tmp_path / "isvc.yaml"
+    text = ("spec:\n  predictor:\n    model:\n      storageUri: &uri # set by mlgate promote\n"
+            "        s3://models/wine/1\n      runtime: x\n")
+    f.write_text(text)
+    p = run("isvc.yaml", "spec.predictor.model.storageUri", "s3://models/wine/2", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == 'isvc.yaml:5: spec.predictor.model.storageUri: "s3://models/wine/1" -> "s3://models/wine/2"\n'
+    assert f.read_text() == text.replace("wine/1", "wine/2")
+
+
+def test_value_that_is_not_utf8_exits_2_and_writes_nothing(tmp_path: Path):
+    f = tmp_path / "m.yaml"
+    f.write_text("a: x\n")
+    p = run("m.yaml", "a", os.fsdecode(b"caf\xe9"), cwd=tmp_path)  # what a Latin-1 shell passes for $'caf\xe9'
+    assert p.returncode == 2
+    assert "m.yaml: a: the new value is not valid Unicode text (character 4 is U+DCE9" in p.stderr
+    assert f.read_text() == "a: x\n" and p.stdout == ""
+
+
+def test_json_manifest_gets_a_json_string(tmp_path: Path):
+    f = tmp_path / "m.json"
+    f.write_text('{"metadata": {"labels": {"v": null}}, "spec": {"replicas": 1}}\n')
+    assert run("m.json", "metadata.labels.v", "stable", cwd=tmp_path).returncode == 0
+    assert run("m.json", "spec.replicas", "3", cwd=tmp_path).returncode == 0
+    assert json.loads(f.read_text()) == {"metadata": {"labels": {"v": "stable"}}, "spec": {"replicas": 3}}
+
+
+def test_tagged_value_the_tag_cannot_hold_exits_2(tmp_path: Path):
+    f = tmp_path / "m.yaml"
+    f.write_text("a: !!timestamp 2020-01-01\n")
+    p = run("m.yaml", "a", "garbage", cwd=tmp_path)
+    assert p.returncode == 2 and "!!timestamp" in p.stderr
+    assert f.read_text() == "a: !!timestamp 2020-01-01\n"
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_unwritable_github_output_exits_2_before_the_manifest_is_written(tmp_path: Path, check: bool):
+    f = tmp_path / "go.yaml"
+    f.write_text("a: 1\n")
+    out = tmp_path / "nonexistent-dir" / "out"
+    p = run("go.yaml", "a", "2", *(["--check"] if check else []), cwd=tmp_path, env={"GITHUB_OUTPUT": str(out)})
+    assert p.returncode == 2, p.stderr
+    assert f"$GITHUB_OUTPUT ({out}) cannot be opened for append: No such file or directory" in p.stderr
+    assert f.read_text() == "a: 1\n" and not out.parent.exists() and p.stdout == ""

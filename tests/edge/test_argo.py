@@ -757,3 +757,95 @@ def test_argo_help_does_not_import_hera():
         "assert 'hera' not in sys.modules and 'mlflow' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# --------------------------------------------------------------------------- names in API paths, server URLs
+
+BAD_NAMES = ["../../workflow-templates/argo/mlgate-train-gpu", "../../../x?y=1#", "", "bad name!"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_workflow_names_are_validated_before_any_request(fake, settings, name):
+    calls = {
+        "status": lambda: argo.get_status(settings, name),
+        "stop": lambda: argo.stop(settings, name),
+        "terminate": lambda: argo.terminate(settings, name),
+        "wait": lambda: argo.wait(settings, name, sleep=lambda s: None),
+    }
+    for what, call in calls.items():
+        with pytest.raises(UsageError, match=r"^workflow name .* is not a valid Kubernetes name: it must be a DNS-1123 subdomain"):
+            call()
+    assert fake.requests == []
+
+
+def test_template_names_and_namespaces_are_validated_before_any_request(fake, settings):
+    with pytest.raises(UsageError, match=r"^WorkflowTemplate name 'bad name!' is not a valid Kubernetes name"):
+        argo.fetch_template(settings, "bad name!")
+    with pytest.raises(UsageError, match=r"^WorkflowTemplate name '\.\./x' is not a valid Kubernetes name"):
+        _submit(settings.model_copy(update={"template": "../x"}))
+    for ns in ["../workflow-templates", "argo?x=1", "", "a.b"]:
+        with pytest.raises(UsageError, match=r"is not a valid Kubernetes namespace"):
+            argo.get_status(settings.model_copy(update={"namespace": ns}), "wf")
+    assert fake.requests == []
+
+
+def test_path_segments_are_percent_encoded_as_a_second_guard(fake, settings, monkeypatch):
+    monkeypatch.setattr(argo.argo_plan, "check_object_name", lambda what, name: name)  # the first guard off
+    with pytest.raises(UsageError, match="not found"):
+        argo.get_status(settings, "a/../b?c=1#d")
+    assert [r.path for r in fake.requests] == ["/api/v1/workflows/argo/a%2F..%2Fb%3Fc%3D1%23d"]
+    assert [r.query for r in fake.requests] == [{}]
+
+
+def test_server_password_is_never_shown(fake, settings):
+    s = settings.model_copy(update={"server": fake.url.replace("http://", "http://user:ARGOPW@")})
+    with pytest.raises(argo.ArgoAuthError) as e:  # requests sends the URL's basic auth: refused
+        argo.get_status(s, "wf")
+    assert "ARGOPW" not in str(e.value) and fake.url.replace("http://", "http://user:***@") in str(e.value)
+    assert argo.workflow_url(s, "wf") == fake.url.replace("http://", "http://user:***@") + "/workflows/argo/wf"
+    closed = ArgoBackend(server=f"http://user:ARGOPW@127.0.0.1:{_closed_port()}", namespace="ml")
+    with stamina.set_testing(True, attempts=2), pytest.raises(InfraError) as e:
+        argo.get_status(closed, "wf")
+    assert "ARGOPW" not in str(e.value) and "user:***@127.0.0.1" in str(e.value)
+
+
+def test_malformed_server_url_is_a_config_error_and_not_retried():
+    for server in ["http://[::1", "https://argo.example.com:99999", "http://user:ARGOPW@[::1"]:
+        with pytest.raises(UsageError, match=r"^train\.argo\.server '.*' is not a valid URL") as e:
+            argo.get_status(ArgoBackend(server=server), "wf")
+        assert "ARGOPW" not in str(e.value)
+
+
+def test_cli_refuses_bad_names_and_redacts_the_server_password(fake, project, tmp_path):
+    env = _cli_env(tmp_path)
+    for args in (
+        ["argo", "status", "../../workflow-templates/argo/mlgate-train-gpu"],
+        ["argo", "stop", "../../../x?y=1#"],
+        ["argo", "status", ""],
+        ["argo", "submit", "--template", "bad name!"],
+    ):
+        r = _mlgate(args, project, env)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "is not a valid Kubernetes name" in r.stderr and "Traceback" not in r.stderr
+    assert fake.requests == []
+
+    cfg = project / ".mlgate.yml"
+    cfg.write_text(re.sub(r"server: \S+", f"server: http://user:ARGOPW@127.0.0.1:{_closed_port()}", cfg.read_text()))
+    r = _mlgate(["argo", "status", "wf1"], project, env)
+    assert r.returncode == 3
+    assert "stamina.retry_scheduled" in r.stderr  # the retry warnings are shown, redacted too
+    assert "ARGOPW" not in r.stdout + r.stderr and "cannot reach Argo Server http://user:***@127.0.0.1:" in r.stderr
+
+    cfg.write_text(re.sub(r"server: \S+", 'server: "http://[::1"', cfg.read_text()))
+    r = _mlgate(["argo", "status", "wf1"], project, env)
+    assert r.returncode == 2
+    assert "train.argo.server 'http://[::1' is not a valid URL: Invalid IPv6 URL" in r.stderr
+    assert "retry" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_submit_with_an_unwritable_github_output_submits_nothing(fake, project, tmp_path):
+    out = tmp_path / "no-such-dir" / "out"
+    r = _mlgate(["argo", "submit"], project, _cli_env(tmp_path, GITHUB_OUTPUT=str(out)))
+    assert r.returncode == 2, r.stderr
+    assert f"$GITHUB_OUTPUT ({out}) cannot be opened for append" in r.stderr and "Traceback" not in r.stderr
+    assert _creates(fake) == [] and fake.requests == []

@@ -42,8 +42,15 @@ def _load(config_path: str, template: str | None = None) -> tuple[Config, ArgoBa
         raise UsageError(
             f"{config_path}: no train.argo section; add one with server (Argo Server URL), namespace and template"
         )
-    if template:
+    if template is not None:
         settings = settings.model_copy(update={"template": template})
+    # names go into Argo Server API paths: check them before git is asked or a request is made
+    from mlgate.argo_plan import check_namespace, check_object_name, check_server_url
+
+    check_server_url(settings.server)
+    check_namespace(settings.namespace)
+    check_object_name("WorkflowTemplate name" + (" (--template)" if template is not None else " (train.argo.template)"),
+                      settings.template)
     return config, settings
 
 
@@ -161,8 +168,10 @@ def submit(
     """
     from mlgate import argo as argo_api
     from mlgate.argo_plan import parse_parameter_options, progress_lines
+    from mlgate.cli.common import check_github_output
 
     config, settings = _load(config_path, template)
+    check_github_output()  # fail before a workflow is submitted, not after
     user = parse_parameter_options(parameters)
     cwd = Path(config_path).resolve().parent
     sha = _resolve_commit(commit, cwd)

@@ -37,6 +37,31 @@ def write_github_output(outputs: Mapping[str, Any], environ: Mapping[str, str] |
         raise UsageError(f"cannot write outputs to $GITHUB_OUTPUT ({path}): {e.strerror}") from None
 
 
+def check_github_output(environ: Mapping[str, str] | None = None) -> None:
+    """Make sure ``$GITHUB_OUTPUT`` (when set) can be appended to, before anything is written.
+
+    Opens the file for append (GitHub Actions creates it; appending nothing leaves it as it is),
+    so that a bad path fails before the manifest changes rather than after.
+
+    Raises:
+        UsageError: the file cannot be opened for append (exit 2), naming the path and the reason.
+    """
+    from mlgate.errors import UsageError
+
+    env = os.environ if environ is None else environ
+    path = env.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise UsageError(
+            f"$GITHUB_OUTPUT ({path}) cannot be opened for append: {e.strerror or e}; nothing was written. "
+            "Unset GITHUB_OUTPUT or point it at a writable file"
+        ) from None
+
+
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 

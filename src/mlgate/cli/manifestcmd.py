@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from mlgate.cli.common import emit_json, output_option, write_github_output
+from mlgate.cli.common import check_github_output, emit_json, output_option, write_github_output
 
 _LINES = re.compile(r"[^\n]*\n|[^\n]+")
 
@@ -101,6 +101,7 @@ def _set(file: str, keypath: str, value: str, select: str | None, create: bool, 
     rel = os.path.relpath(os.path.abspath(file), os.path.abspath(root))
     if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
         raise ManifestError(f"{file}: outside the repository root {root!r}; pass --root DIR to allow it")
+    check_github_output()
     path = resolve_in_repo(root, rel)
     text = read_text(path, file)
     edit = set_value(text, keypath, value, select=select, create=create, filename=file)
@@ -110,7 +111,13 @@ def _set(file: str, keypath: str, value: str, select: str | None, create: bool, 
         write_text(path, edit.text, file)
         written = True
 
-    write_github_output({"changed": edit.changed})
+    try:
+        write_github_output({"changed": edit.changed})
+    except OSError as e:  # checked above; it vanished in between
+        from mlgate.errors import UsageError
+
+        done = f"{file} was written; " if written else ""
+        raise UsageError(f"{done}cannot append to $GITHUB_OUTPUT: {e.strerror or e}") from None
     if output == "json":
         data: dict[str, Any] = {
             "file": file,
