@@ -511,6 +511,10 @@ def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
         return f"unknown key {loc[-1]!r} at {dotted}"
     if kind == "missing":
         return f"missing required key {loc[-1]!r} at {dotted}" if loc else "missing required key"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx") or {}
+        return (f"{dotted}: {ctx.get('discriminator', 'kind').strip(chr(39))} must be one of "
+                f"{ctx.get('expected_tags', '?')} (got {ctx.get('tag', err.get('input'))!r})")
     if loc and loc[-1] == "max_regression" and kind not in ("value_error",):
         return (f"{dotted}: must be a number (an absolute amount) or a string like '2%' "
                 f"(relative to the champion) (got {err.get('input')!r})")

@@ -303,7 +303,9 @@ def pick_version(project: Project, version: str | None, alias: str | None, commi
     if alias is not None:
         info = reg.get_by_alias(model, alias)
         if info is None:
-            raise UsageError(f"no version of {model} holds alias {alias!r}")
+            hint = (": run 'mlgate validate' first (it sets 'challenger' on a version whose gates pass)"
+                    if alias == "challenger" else "")
+            raise UsageError(f"no version of {model} holds alias {alias!r}{hint}")
         return info
     latest = reg.latest_version(model)
     if latest is None:

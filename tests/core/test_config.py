@@ -169,3 +169,8 @@ def test_control_characters_and_deep_nesting_are_config_errors():
     assert msg.startswith("f.yml:1:9: unacceptable character")
     [msg] = problems("model: " + "[" * 2000 + "]" * 2000 + "\n")
     assert "nested too deeply" in msg or "YAML" in msg
+
+
+def test_unknown_target_kind_lists_the_kinds():
+    [msg] = problems(GOOD.replace("kind: kserve", "kind: kservee"))
+    assert "kind must be one of 'kserve', 'helm', 'kustomize-image', 'keypath' (got 'kservee')" in msg

@@ -151,6 +151,9 @@ def status(config_path: str, model: str | None, output: str) -> None:
         emit_json({"model": project.config.model, "environments": [asdict(r) for r in rows]})
         return
     click.echo(f"{project.config.model} ({project.registry.shown_uri})")
+    if all(r.version is None for r in rows) and not project.registry.versions(project.config.model):
+        click.echo(f"note: {project.config.model} has no model versions in this registry yet "
+                   "(check --model / model: in .mlgate.yml, or run 'mlgate train')")
     header = f"{'ENVIRONMENT':<14}{'ALIAS':<12}{'VERSION':<9}{'GATES':<9}{'COMMIT':<14}PROMOTED"
     click.echo(header)
     for r in rows:
