@@ -19,13 +19,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from mlgate.canary import ACTIVE, CanaryRecord, Transition, record_from_json, record_to_json
-from mlgate.errors import InfraError, MlgateError, Refused
+from mlgate.errors import InfraError, MlgateError, Refused, UsageError
 
 DEFAULT_DATABASE_URL = "sqlite:///.mlgate/bot.db"
 
@@ -112,48 +111,65 @@ class CanaryStore:
         database: a SQLAlchemy URL (``sqlite:///path``, ``postgresql+psycopg://...``), or an
             existing :class:`sqlalchemy.engine.Engine` to share (e.g. the bot store's), or
             None for :func:`database_url`. The folder of a SQLite file is created.
-        create: create missing tables and indexes (idempotent).
+        create: create missing tables and indexes (idempotent), and the folder of a SQLite
+            file. False (commands that only read, or act on an existing canary) creates
+            nothing: a SQLite file must exist already.
 
     Raises:
-        InfraError: the database cannot be opened or reached (the message hides any password).
+        UsageError: the URL is not usable as written: not a SQLAlchemy URL, not sqlite or
+            postgresql, a SQLite folder or file that cannot be created, or (``create=False``)
+            no SQLite file (exit 2; the URL is named with its password hidden).
+        InfraError: the database cannot be reached (the message hides any password).
     """
 
     def __init__(self, database: str | sa.Engine | None = None, *, create: bool = True):
+        from mlgate.bot.store import database_target
+
         if isinstance(database, sa.Engine):
             self.engine = database
             self._owned = False
         else:
             url = _normalize(database or database_url())
-            try:
-                parsed = sa.engine.make_url(url)
-            except Exception:
-                raise InfraError("the canary database URL is not a valid SQLAlchemy URL") from None
+            parsed, sqlite_file = database_target(url, create=create, setting="the canary database URL")
             kwargs: dict[str, Any] = {}
             if parsed.get_backend_name() == "sqlite":
-                db = parsed.database
-                if db and db != ":memory:" and not db.startswith("file:"):
-                    Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
                 kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             else:
                 kwargs["pool_pre_ping"] = True
+            safe = parsed.render_as_string(hide_password=True)
             try:
                 self.engine = sa.create_engine(parsed, **kwargs)
-            except Exception as e:
-                raise InfraError(f"cannot use database {parsed.render_as_string(hide_password=True)}: "
-                                 f"{type(e).__name__}") from None
+            except Exception as e:  # missing driver, bad options: the URL as written cannot work
+                raise UsageError(f"the canary database URL {safe!r} cannot be used: {type(e).__name__}") from None
             if parsed.get_backend_name() == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             self._owned = True
         self.safe_url = self.engine.url.render_as_string(hide_password=True)
+        self._sqlite = self.engine.dialect.name == "sqlite"
         if create:
             self.create_schema()
 
     def create_schema(self) -> None:
-        """Create the two tables and their indexes when missing."""
+        """Create the two tables and their indexes when missing.
+
+        Raises:
+            UsageError: a SQLite file that cannot be created or opened. InfraError: the server failed.
+        """
         try:
             metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as e:
+            if self._sqlite and isinstance(e, sa.exc.DatabaseError) and any(
+                    m in str(e) for m in ("unable to open database file", "readonly database", "not a database")):
+                raise UsageError(f"the canary database URL {self.safe_url!r}: cannot open or create the SQLite "
+                                 f"file: {_short(e)}") from None
             raise InfraError(f"database {self.safe_url} is not usable: {_short(e)}") from None
+
+    def has_tables(self) -> bool:
+        """Whether the canary tables exist (False in a database no canary was ever stored in)."""
+        try:
+            return sa.inspect(self.engine).has_table(canaries.name)
+        except sa.exc.SQLAlchemyError as e:
+            raise InfraError(f"database {self.safe_url} is not reachable: {_short(e)}") from None
 
     def close(self) -> None:
         """Release pooled connections (only of an engine this store created)."""

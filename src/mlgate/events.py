@@ -17,7 +17,10 @@ What is ignored, and why (each reason is logged and shown by ``mlgate bot explai
 - GitLab notes with ``action: update``, system notes, or notes on an Issue, Commit or Snippet;
 - comments by bot accounts: GitHub ``user.type == "Bot"`` or a login ending in ``[bot]``;
   GitLab project/group access-token bots (``project_<id>_bot...``, ``group_<id>_bot...``);
-  and the configured bot login (so the bot's own help text never triggers it).
+  and the configured bot login (so the bot's own help text never triggers it);
+- payloads of the wrong shape: every field read is type-checked, and a missing required field
+  or a value of another JSON type gives ``malformed payload: <field> is <type>, expected <type>``
+  (the worker marks such a delivery failed at once: retrying cannot change it).
 """
 
 from __future__ import annotations
@@ -129,99 +132,191 @@ def normalize(forge: str, event_name: str, payload: dict[str, Any], *, bot_login
         bot_login: the bot's own account name, whose comments are ignored.
 
     Returns:
-        An :class:`Event`, or :class:`Ignored` with the reason. Never raises on odd but
-        valid payloads; a payload missing the fields an event needs is :class:`Ignored`
-        ("malformed ...").
+        An :class:`Event`, or :class:`Ignored` with the reason. Never raises, whatever the
+        payload's shape: every field read is type-checked, and a payload missing a field the
+        event needs, or holding one of the wrong JSON type, is
+        ``Ignored("malformed payload: <field> is <type>, expected <type>")`` (e.g.
+        ``comment.body is integer, expected string``). The fields of a returned Event have
+        the types :class:`Event` declares.
     """
     if not isinstance(payload, dict):
-        return Ignored(f"payload is a {type(payload).__name__}, not a JSON object")
+        return Ignored(f"malformed payload: (root) is {_json_type(payload)}, expected object")
     try:
         if forge == "github":
-            return _github(event_name, payload, bot_login)
+            return _github(event_name if isinstance(event_name, str) else "", _Obj(payload, ""), bot_login)
         if forge == "gitlab":
-            return _gitlab(event_name, payload, bot_login)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        return Ignored(f"malformed {forge} {event_name or 'event'} payload: missing or wrong field {e}")
+            return _gitlab(event_name if isinstance(event_name, str) else "", _Obj(payload, ""), bot_login)
+    except Malformed as e:
+        return Ignored(f"malformed payload: {e}")
     return Ignored(f"unknown forge {forge!r}")
+
+
+# --------------------------------------------------------------------------- typed reading
+
+
+class Malformed(Exception):
+    """A payload field is missing or of the wrong JSON type (``str()``: "<field> is <type>, expected <type>")."""
+
+    def __init__(self, field: str, got: str, expected: str):
+        super().__init__(f"{field} is {got}, expected {expected}")
+        self.field, self.got, self.expected = field, got, expected
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type name of a decoded value: object, array, string, integer, number, boolean, null."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+_MISSING = object()
+
+
+class _Obj:
+    """A JSON object with type-checked reads; ``path`` names it in error messages (``comment.user``).
+
+    ``required`` reads raise :class:`Malformed` for a missing key or null; optional reads give
+    None for both; a present value of another type always raises.
+    """
+
+    def __init__(self, data: dict[str, Any], path: str):
+        self.data, self.path = data, path
+
+    def _where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def _get(self, key: str, expected: str, check: Any, required: bool) -> Any:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING or value is None:
+            if required:
+                raise Malformed(self._where(key), "missing" if value is _MISSING else "null", expected)
+            return None
+        if not check(value):
+            raise Malformed(self._where(key), _json_type(value), expected)
+        return value
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def obj(self, key: str, required: bool = False) -> "_Obj":
+        """The object at ``key``; an absent optional object reads as an empty one."""
+        value = self._get(key, "object", lambda v: isinstance(v, dict), required)
+        return _Obj(value if value is not None else {}, self._where(key))
+
+    def str(self, key: str, required: bool = False) -> str | None:
+        return self._get(key, "string", lambda v: isinstance(v, str), required)
+
+    def int(self, key: str, required: bool = False) -> int | None:
+        return self._get(key, "integer", lambda v: isinstance(v, int) and not isinstance(v, bool), required)
+
+    def bool(self, key: str) -> bool:
+        return bool(self._get(key, "boolean", lambda v: isinstance(v, bool), False))
+
+    def objects(self, key: str) -> list["_Obj"]:
+        """The objects of the array at ``key`` (absent: none)."""
+        value = self._get(key, "array", lambda v: isinstance(v, list), False) or []
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise Malformed(f"{self._where(key)}[{i}]", _json_type(item), "object")
+            out.append(_Obj(item, f"{self._where(key)}[{i}]"))
+        return out
 
 
 # --------------------------------------------------------------------------- GitHub
 
 
-def _gh_repo(p: dict[str, Any]) -> dict[str, Any]:
-    repo = p.get("repository") or {}
-    inst = p.get("installation") or {}
+def _gh_repo(p: _Obj) -> dict[str, Any]:
+    repo = p.obj("repository", required=True)
     return {
-        "repo": repo["full_name"],
-        "default_branch": repo.get("default_branch") or repo.get("master_branch"),
-        "installation_id": inst.get("id"),
+        "repo": repo.str("full_name", required=True),
+        "default_branch": repo.str("default_branch") or repo.str("master_branch"),
+        "installation_id": p.obj("installation").int("id"),
     }
 
 
-def _login(user: dict[str, Any] | None) -> tuple[str, str | None, int | None]:
-    user = user or {}
-    return user.get("login") or "", user.get("type"), user.get("id")
+def _login(user: _Obj) -> tuple[str, str | None, int | None]:
+    return user.str("login") or "", user.str("type"), user.int("id")
 
 
-def _github(event: str, p: dict[str, Any], bot_login: str | None) -> Event | Ignored:
-    action = p.get("action") or ""
+def _labels(obj: _Obj, key: str, name: str) -> tuple[str, ...]:
+    return tuple(n for lb in obj.objects(key) if (n := lb.str(name)) is not None)
+
+
+def _github(event: str, p: _Obj, bot_login: str | None) -> Event | Ignored:
+    action = p.str("action") or ""
     if event == "issue_comment":
         if action != "created":
             return Ignored(f"issue_comment action {action!r}: only new comments are read (edits of old comments are ignored)")
-        issue = p["issue"]
-        if issue.get("pull_request") is None:
-            return Ignored(f"comment on issue #{issue.get('number')} is not on a pull request")
-        comment = p["comment"]
-        login, utype, uid = _login(comment.get("user"))
+        issue = p.obj("issue", required=True)
+        if not issue.has("pull_request"):
+            return Ignored(f"comment on issue #{issue.int('number')} is not on a pull request")
+        issue.obj("pull_request")
+        comment = p.obj("comment", required=True)
+        login, utype, uid = _login(comment.obj("user"))
         if is_bot(login, utype, bot_login):
             return Ignored(f"comment by bot account {login!r}")
-        author, _, author_id = _login(issue.get("user"))
+        author, _, author_id = _login(issue.obj("user"))
         return Event(
-            forge="github", kind="comment", action=action, number=issue["number"], actor=login, actor_id=uid,
-            author=author or None, author_id=author_id, comment_id=comment["id"], body=comment.get("body") or "",
-            url=comment.get("html_url"), labels=tuple(lb["name"] for lb in issue.get("labels") or [] if "name" in lb),
+            forge="github", kind="comment", action=action, number=issue.int("number", required=True), actor=login,
+            actor_id=uid, author=author or None, author_id=author_id, comment_id=comment.int("id", required=True),
+            body=comment.str("body") or "", url=comment.str("html_url"), labels=_labels(issue, "labels", "name"),
             **_gh_repo(p),
         )
     if event == "pull_request_review":
         if action not in ("submitted", "dismissed"):
             return Ignored(f"pull_request_review action {action!r} does not change approvals")
-        review = p["review"]
-        pr = p["pull_request"]
-        login, utype, uid = _login(review.get("user"))
-        author, _, author_id = _login(pr.get("user"))
+        review = p.obj("review", required=True)
+        pr = p.obj("pull_request", required=True)
+        login, utype, uid = _login(review.obj("user"))
+        author, _, author_id = _login(pr.obj("user"))
+        head, base = pr.obj("head", required=True), pr.obj("base", required=True)
         return Event(
-            forge="github", kind="review", action=action, number=pr["number"], actor=login, actor_id=uid,
-            author=author or None, author_id=author_id, head_sha=pr["head"]["sha"], head_ref=pr["head"].get("ref"),
-            base_ref=pr["base"].get("ref"), body=review.get("body") or "", review_state=(review.get("state") or "").lower(),
-            review_commit=review.get("commit_id"), url=review.get("html_url") or pr.get("html_url"),
-            **_gh_repo(p),
+            forge="github", kind="review", action=action, number=pr.int("number", required=True), actor=login,
+            actor_id=uid, author=author or None, author_id=author_id, head_sha=head.str("sha", required=True),
+            head_ref=head.str("ref"), base_ref=base.str("ref"), body=review.str("body") or "",
+            review_state=(review.str("state") or "").lower(), review_commit=review.str("commit_id"),
+            url=review.str("html_url") or pr.str("html_url"), **_gh_repo(p),
         )
     if event == "pull_request":
-        pr = p["pull_request"]
+        pr = p.obj("pull_request", required=True)
+        merged = pr.bool("merged")
         if action == "closed":
-            if not pr.get("merged"):
-                return Ignored(f"pull request #{pr['number']} was closed without merging")
+            if not merged:
+                return Ignored(f"pull request #{pr.int('number')} was closed without merging")
             action = "merged"
         elif action not in ("opened", "synchronize", "reopened"):
             return Ignored(f"pull_request action {action!r} does not change what mlgate checks")
-        sender, stype, sid = _login(p.get("sender"))
-        author, _, author_id = _login(pr.get("user"))
+        sender, _stype, sid = _login(p.obj("sender"))
+        author, _, author_id = _login(pr.obj("user"))
+        head, base = pr.obj("head", required=True), pr.obj("base", required=True)
         return Event(
-            forge="github", kind="pull_request", action=action, number=pr["number"], actor=sender, actor_id=sid,
-            author=author or None, author_id=author_id, head_sha=pr["head"]["sha"], head_ref=pr["head"].get("ref"),
-            base_ref=pr["base"].get("ref"), body=pr.get("body") or "", merged=bool(pr.get("merged")),
-            url=pr.get("html_url"), labels=tuple(lb["name"] for lb in pr.get("labels") or [] if "name" in lb),
-            **_gh_repo(p),
+            forge="github", kind="pull_request", action=action, number=pr.int("number", required=True), actor=sender,
+            actor_id=sid, author=author or None, author_id=author_id, head_sha=head.str("sha", required=True),
+            head_ref=head.str("ref"), base_ref=base.str("ref"), body=pr.str("body") or "", merged=merged,
+            url=pr.str("html_url"), labels=_labels(pr, "labels", "name"), **_gh_repo(p),
         )
     if event == "push":
-        ref = p["ref"]
+        ref = p.str("ref", required=True)
         if not ref.startswith("refs/heads/"):
             return Ignored(f"push to {ref}: not a branch")
-        if p.get("deleted"):
+        if p.bool("deleted"):
             return Ignored(f"push deleted {ref}")
-        pusher = (p.get("pusher") or {}).get("name") or _login(p.get("sender"))[0]
+        pusher = p.obj("pusher").str("name") or _login(p.obj("sender"))[0]
         return Event(
-            forge="github", kind="push", action="push", actor=pusher, head_sha=p["after"],
+            forge="github", kind="push", action="push", actor=pusher, head_sha=p.str("after", required=True),
             head_ref=ref[len("refs/heads/"):], **_gh_repo(p),
         )
     return Ignored(f"GitHub event {event!r} is not used by mlgate")
@@ -232,72 +327,74 @@ def _github(event: str, p: dict[str, Any], bot_login: str | None) -> Event | Ign
 _GITLAB_KINDS = {"note": "Note Hook", "merge_request": "Merge Request Hook", "push": "Push Hook"}
 
 
-def _gl_project(p: dict[str, Any]) -> dict[str, Any]:
-    project = p.get("project") or {}
+def _gl_project(p: _Obj) -> dict[str, Any]:
+    project = p.obj("project", required=True)
+    pid = project.int("id")
     return {
-        "repo": project["path_with_namespace"],
-        "repo_id": project.get("id") if project.get("id") is not None else p.get("project_id"),
-        "default_branch": project.get("default_branch"),
+        "repo": project.str("path_with_namespace", required=True),
+        "repo_id": pid if pid is not None else p.int("project_id"),
+        "default_branch": project.str("default_branch"),
     }
 
 
-def _gitlab(event: str, p: dict[str, Any], bot_login: str | None) -> Event | Ignored:
+def _gitlab(event: str, p: _Obj, bot_login: str | None) -> Event | Ignored:
     if not event:
-        event = _GITLAB_KINDS.get(str(p.get("object_kind")), "")
-    user = p.get("user") or {}
-    login = user.get("username") or ""
+        kind = p.data.get("object_kind")
+        event = _GITLAB_KINDS.get(kind, "") if isinstance(kind, str) else ""
+    user = p.obj("user")
+    login = user.str("username") or ""
     if event == "Note Hook":
-        attrs = p["object_attributes"]
-        noteable = attrs.get("noteable_type")
+        attrs = p.obj("object_attributes", required=True)
+        noteable = attrs.str("noteable_type")
         if noteable != "MergeRequest":
             return Ignored(f"note on noteable type {noteable or 'unknown'}, not on a merge request")
-        action = attrs.get("action") or "create"
+        action = attrs.str("action") or "create"
         if action != "create":
             return Ignored(f"note action {action!r}: only new notes are read (edits of old notes are ignored)")
-        if attrs.get("system"):
+        if attrs.bool("system"):
             return Ignored("system note (written by GitLab itself)")
-        if is_bot(login, "Bot" if user.get("bot") else None, bot_login):
+        if is_bot(login, "Bot" if user.bool("bot") else None, bot_login):
             return Ignored(f"note by bot account {login!r}")
-        mr = p["merge_request"]
-        last = mr.get("last_commit") or {}
+        mr = p.obj("merge_request", required=True)
         return Event(
-            forge="gitlab", kind="comment", action="created", number=mr["iid"], actor=login, actor_id=user.get("id"),
-            author_id=mr.get("author_id"), head_sha=last.get("id"), head_ref=mr.get("source_branch"),
-            base_ref=mr.get("target_branch"), comment_id=attrs["id"], body=attrs.get("note") or "",
-            url=attrs.get("url"), labels=tuple(lb.get("title", "") for lb in mr.get("labels") or []),
-            **_gl_project(p),
+            forge="gitlab", kind="comment", action="created", number=mr.int("iid", required=True), actor=login,
+            actor_id=user.int("id"), author_id=mr.int("author_id"), head_sha=mr.obj("last_commit").str("id"),
+            head_ref=mr.str("source_branch"), base_ref=mr.str("target_branch"),
+            comment_id=attrs.int("id", required=True), body=attrs.str("note") or "", url=attrs.str("url"),
+            labels=_labels(mr, "labels", "title"), **_gl_project(p),
         )
     if event == "Merge Request Hook":
-        attrs = p["object_attributes"]
-        action = attrs.get("action") or ""
-        last = attrs.get("last_commit") or {}
+        attrs = p.obj("object_attributes", required=True)
+        action = attrs.str("action") or ""
+        last = attrs.obj("last_commit")
+        labels = _labels(attrs, "labels", "title") or _labels(p, "labels", "title")
         common = dict(
-            forge="gitlab", number=attrs["iid"], actor=login, actor_id=user.get("id"), author_id=attrs.get("author_id"),
-            head_sha=last.get("id"), head_ref=attrs.get("source_branch"), base_ref=attrs.get("target_branch"),
-            body=attrs.get("description") or "", url=attrs.get("url"),
-            labels=tuple(lb.get("title", "") for lb in attrs.get("labels") or p.get("labels") or []),
-            **_gl_project(p),
+            forge="gitlab", number=attrs.int("iid", required=True), actor=login, actor_id=user.int("id"),
+            author_id=attrs.int("author_id"), head_sha=last.str("id"), head_ref=attrs.str("source_branch"),
+            base_ref=attrs.str("target_branch"), body=attrs.str("description") or "", url=attrs.str("url"),
+            labels=labels, **_gl_project(p),
         )
         if action == "merge":
             return Event(kind="pull_request", action="merged", merged=True, **common)
         if action in ("open", "reopen"):
             return Event(kind="pull_request", action="opened", **common)
         if action == "update":
-            if not attrs.get("oldrev"):
+            if not attrs.str("oldrev"):
                 return Ignored("merge request update without new commits (title, labels, ...)")
             return Event(kind="pull_request", action="synchronize", **common)
         if action in ("approved", "approval", "unapproved", "unapproval"):
             state = "approved" if action in ("approved", "approval") else "dismissed"
-            return Event(kind="review", action=action, review_state=state, review_commit=last.get("id"), **common)
+            return Event(kind="review", action=action, review_state=state, review_commit=last.str("id"), **common)
         return Ignored(f"merge request action {action!r} does not change what mlgate checks")
     if event == "Push Hook":
-        ref = p["ref"]
+        ref = p.str("ref", required=True)
         if not ref.startswith("refs/heads/"):
             return Ignored(f"push to {ref}: not a branch")
-        if set(str(p.get("after", ""))) == {"0"}:
+        after = p.str("after", required=True)
+        if set(after) == {"0"}:
             return Ignored(f"push deleted {ref}")
         return Event(
-            forge="gitlab", kind="push", action="push", actor=p.get("user_username") or login,
-            actor_id=p.get("user_id"), head_sha=p["after"], head_ref=ref[len("refs/heads/"):], **_gl_project(p),
+            forge="gitlab", kind="push", action="push", actor=p.str("user_username") or login,
+            actor_id=p.int("user_id"), head_sha=after, head_ref=ref[len("refs/heads/"):], **_gl_project(p),
         )
     return Ignored(f"GitLab event {event!r} is not used by mlgate")

@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Mapping
 
-from mlgate.config import Environment
+from mlgate.config import Environment, Promoters
 
 #: GitHub repository permission levels, weakest first (REST "Get repository permissions
 #: for a user": ``role_name``).
@@ -232,27 +232,46 @@ def _eligible_reviewer(user: str, facts: Facts) -> tuple[bool, str]:
     return False, f"has {perm or 'no'} permission; approvals count from write or higher"
 
 
-def _promoter_check(facts: Facts, promoters_env: Environment) -> Check:
-    p = promoters_env.promoters
-    actor = facts.actor
-    if actor in p.users:
-        return Check("permission", True, f"@{actor} is a named promoter")
-    member = sorted(set(p.teams) & set(facts.actor_teams))
+def promoter_check(command: str, actor: str, promoters: Promoters, permission: str | None,
+                   teams: Iterable[str], scope: str) -> Check:
+    """Whether ``actor`` may run ``command`` under ``promoters`` (pure): the ``permission`` row of
+    the gates table, used by :func:`decide` and by the commands that need no review
+    (``/train``, a canary's ``/rollback``/``/abort``).
+
+    Args:
+        command: the command name without the slash (``promote``, ``train``, ``abort``...).
+        actor: who ran it.
+        promoters: :class:`mlgate.config.Promoters` (``min_permission``, ``users``, ``teams``).
+        permission: the actor's level on the repository, one of :data:`PERMISSIONS` (None: none).
+        teams: the teams/groups (``org/slug``, GitLab group paths) the actor belongs to, among
+            those asked about.
+        scope: what grants the permission, for the message (``promoters of production``,
+            ``train_permission``).
+
+    Returns:
+        A :class:`Check` named ``permission``: passed when the actor is named in
+        ``promoters.users``, is in one of ``promoters.teams``, or has at least
+        ``promoters.min_permission``; else a detail saying what is needed.
+    """
+    level = (permission or "none").lower()
+    if actor in promoters.users:
+        return Check("permission", True, f"@{actor} is named in {scope}")
+    member = sorted(set(promoters.teams) & set(teams))
     if member:
         return Check("permission", True, f"@{actor} is in team {member[0]}")
-    if permission_rank(facts.actor_permission) >= permission_rank(p.min_permission):
-        return Check("permission", True, f"@{actor} has {facts.actor_permission} permission")
+    if permission_rank(level) >= permission_rank(promoters.min_permission):
+        return Check("permission", True, f"@{actor} has {level} permission")
     extra = []
-    if p.users:
-        extra.append("users " + ", ".join(p.users))
-    if p.teams:
-        extra.append("teams " + ", ".join(p.teams))
+    if promoters.users:
+        extra.append("users " + ", ".join(promoters.users))
+    if promoters.teams:
+        extra.append("teams " + ", ".join(promoters.teams))
     alt = f" or be one of {'; '.join(extra)}" if extra else ""
     return Check(
         "permission",
         False,
-        f"@{actor} has {facts.actor_permission} permission on this repository; /{facts.command} to "
-        f"{promoters_env.name} needs {p.min_permission} or higher{alt} (ask a maintainer to run it or to grant access)",
+        f"@{actor} has {level} permission on this repository; /{command} needs {promoters.min_permission} or "
+        f"higher ({scope}){alt}: ask a maintainer to run it or to grant access",
     )
 
 
@@ -329,7 +348,8 @@ def decide(facts: Facts) -> Decision:
         )
 
     if facts.command != "status":
-        checks.append(_promoter_check(facts, env))
+        checks.append(promoter_check(facts.command, facts.actor, env.promoters, facts.actor_permission,
+                                     facts.actor_teams, f"promoters of {env.name}"))
 
     if facts.command == "train":
         return _finish(checks, approvers, not_counted)

@@ -197,6 +197,19 @@ def test_form_encoded_github_delivery(bot):
     assert bot.store.load("d-form").payload == {"action": "created", "comment": {"id": 5}}
 
 
+@pytest.mark.parametrize("ctype", ["Application/X-WWW-Form-Urlencoded",
+                                   "APPLICATION/x-www-form-urlencoded; charset=utf-8"])
+def test_form_encoded_delivery_with_any_letter_case_is_stored_as_its_json(bot, ctype):
+    from urllib.parse import urlencode
+
+    payload = {"action": "created", "comment": {"id": 6, "body": "/promote"}}
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    h = github_headers(body, delivery="d-form-case")
+    h["Content-Type"] = ctype
+    assert _post(bot, body, h).status_code == 202
+    assert bot.store.load("d-form-case").payload == payload
+
+
 def test_gitlab_intake_dedupes_on_idempotency_key(bot):
     body = json.dumps({"object_kind": "note", "object_attributes": {"id": 7, "note": "/promote"}}).encode()
     h = gitlab_headers(key="f5e5f430-f57b-4e6e-9fac-d9128cd7232f")

@@ -100,3 +100,74 @@ def test_explain_refuses_a_file_that_is_not_a_payload(tmp_path, sqlite_url):
 def test_help(cmd, sqlite_url):
     code, out = _run(cmd, sqlite_url)
     assert code == 0 and "Usage:" in out
+
+
+# ---------------------------------------------------------------- explain: payloads of the wrong shape
+
+
+@pytest.mark.parametrize("event,fixture,path,field", [
+    ("issue_comment", "issue_comment.pr.promote.json", ("comment", "body"), "comment.body"),
+    ("pull_request_review", "pull_request_review.approved.json", ("review", "commit_id"), "review.commit_id"),
+])
+def test_explain_a_payload_with_a_wrongly_typed_field_says_which(tmp_path, sqlite_url, event, fixture, path, field):
+    from tests.fixtures.github import octokit
+
+    payload = octokit.load(fixture)
+    payload[path[0]][path[1]] = 1
+    f = tmp_path / "delivery.json"
+    f.write_text(json.dumps(payload))
+    code, out = _run(["bot", "explain", "--event", event, str(f)], sqlite_url)
+    assert code == 0, out
+    assert f"ignored: malformed payload: {field} is integer, expected string" in out and "do nothing" in out
+
+
+def test_explain_refuses_deeply_nested_json(tmp_path, sqlite_url):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 10_000 + "]" * 10_000)
+    code, out = _run(["bot", "explain", str(deep)], sqlite_url)
+    assert code == 2 and "nested too deeply" in out
+
+
+# ---------------------------------------------------------------- database URLs: config errors, read-only commands
+
+
+def _mlgate(args: list[str], env: dict[str, str], cwd) -> tuple[int, str]:
+    """``mlgate ARGS`` as a process (its real exit code and stderr)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "mlgate"
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MLGATE_")}
+    r = subprocess.run([str(exe), *args], env={**full, **env}, cwd=cwd, capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("url,words", [
+    ("sqlite:////proc/nope/bot.db", ["'sqlite:////proc/nope/bot.db'", "cannot create the folder /proc/nope"]),
+    ("garbage", ["'garbage'", "not a valid SQLAlchemy URL"]),
+    ("mysql://bot:hunter2@db.example/bot", ["only sqlite and postgresql", "bot:***@db.example"]),
+])
+def test_serve_with_an_unusable_database_url_is_a_config_error(tmp_path, url, words):
+    code, out = _mlgate(["bot", "serve", "--port", "0"],
+                        {"MLGATE_DATABASE_URL": url, "MLGATE_GITHUB_WEBHOOK_SECRET": "s3cret"}, tmp_path)
+    assert code == 2, out
+    assert all(w in out for w in words), out
+    assert "hunter2" not in out and "Traceback" not in out
+
+
+def test_read_commands_create_no_folder_no_file_and_no_table(tmp_path):
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/nonexistent-dir/x.db"
+    for args in (["bot", "deliveries"], ["audit"]):
+        code, out = _run(args, url)
+        assert code == 2 and "no bot database at" in out
+    assert not (tmp_path / "nonexistent-dir").exists()
+    other = tmp_path / "other.db"  # an SQLite file that is not the bot's
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    code, out = _run(["audit"], f"sqlite:///{other}")
+    assert code == 2 and "holds no mlgate bot tables" in out
+    tables = {r[0] for r in sqlite3.connect(other).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"t"}

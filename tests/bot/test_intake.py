@@ -141,6 +141,21 @@ def test_parse_payload(ctype, body, ok):
         assert isinstance(got, intake.Refusal) and got.status == 400
 
 
+@pytest.mark.parametrize("ctype", ["Application/X-WWW-Form-Urlencoded",
+                                   " application/x-www-form-urlencoded ; charset=UTF-8",
+                                   "APPLICATION/X-WWW-FORM-URLENCODED;charset=\"utf-8\""])
+def test_form_media_type_is_case_insensitive(ctype):
+    headers = {"content-type": ctype}
+    assert intake.media_type(headers) == "application/x-www-form-urlencoded" and intake.is_form(headers)
+    assert intake.parse_payload(headers, b"payload=%7B%22a%22%3A1%7D") == {"a": 1}
+
+
+def test_json_and_missing_content_types_are_not_forms():
+    assert intake.media_type({}) == "" and not intake.is_form({})
+    assert not intake.is_form({"content-type": "Application/JSON; charset=utf-8"})
+    assert not intake.is_form({"content-type": "application/x-www-form-urlencoded-not"})
+
+
 def test_used_events_and_bounded_metric_labels():
     assert intake.is_used("github", "issue_comment") and intake.is_used("gitlab", "Note Hook")
     assert not intake.is_used("github", "star") and not intake.is_used("gitlab", "Wiki Page Hook")

@@ -249,3 +249,16 @@ def test_sqlite_wal_is_restarted_under_sustained_writes(tmp_path, monkeypatch):
         busy, wal_pages, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert wal_pages < 2000, "the WAL kept every page: it was never restarted"
     assert len(store.list_deliveries(limit=n + 1)) == n
+
+
+def test_a_form_body_stored_raw_is_read_as_its_payload_and_an_unreadable_one_as_empty(tmp_path):
+    """Bodies stored by an earlier version: a form-encoded body kept as it came (its content type in
+    any letter case), and one that is not JSON at all."""
+    from urllib.parse import urlencode
+
+    store = Store(f"sqlite:///{tmp_path}/bot.db")
+    body = urlencode({"payload": '{"action":"created","comment":{"id":7}}'}).encode()
+    store.accept("d-raw", "github", "issue_comment", {"content-type": "Application/X-WWW-Form-Urlencoded"}, body)
+    store.accept("d-bad", "github", "issue_comment", {"content-type": "application/json"}, b"[[[" * 5000)
+    assert store.load("d-raw").payload == {"action": "created", "comment": {"id": 7}}
+    assert store.load("d-bad").payload == {}

@@ -232,3 +232,101 @@ def test_mlgate_promote_pull_request_mode_writer(gh):
     res = writer.write(change)
     assert res.changed and res.url and "s3://m/iris/2" in res.diff
     assert gh.pulls("acme/deploy")[0].head == "mlgate/promote/iris/prod/v2"
+
+
+# ---------------------------------------------------------------- closing PRs, status contexts, forks
+
+
+def test_github_close_pull_request_comments_then_closes_once(gh):
+    gh.add_repo("acme/deploy", {"values.yaml": VALUES})
+    f = forge(gh)
+    step = f.open_promotion(request("acme/deploy", "iris", "s3://m/iris/2"))
+    assert f.close_pull_request("acme/deploy", step.number, "the canary was rolled back") is True
+    pr = gh.repos["acme/deploy"].pulls[step.number]
+    assert pr.state == "closed" and not pr.merged
+    assert [(c.user, c.body) for c in gh.comments("acme/deploy", step.number)] == [
+        ("mlgate-bot", "the canary was rolled back")]
+    assert [c[2] for c in gh.calls("PATCH", rf"/pulls/{step.number}$")] == [200]
+    # already closed, or merged: nothing written
+    assert f.close_pull_request("acme/deploy", step.number, "again") is False
+    other = f.open_promotion(request("acme/deploy", "wine", "s3://m/wine/2"))
+    gh.merge_pr("acme/deploy", other.number)
+    assert f.close_pull_request("acme/deploy", other.number, "too late") is False
+    assert len(gh.comments("acme/deploy", step.number)) == 1 and gh.comments("acme/deploy", other.number) == []
+    assert len(gh.calls("PATCH", r"/pulls/\d+$")) == 1
+
+
+def test_github_fake_refuses_to_change_the_state_of_a_merged_pr(gh):
+    gh.add_repo("acme/deploy", {"values.yaml": VALUES})
+    pr = forge(gh).open_promotion(request("acme/deploy", "iris", "s3://m/iris/2"))
+    gh.merge_pr("acme/deploy", pr.number)
+    r = httpx.patch(f"{gh.url}/repos/acme/deploy/pulls/{pr.number}", json={"state": "closed"},
+                    headers={"Authorization": f"token {TOKEN}"})
+    assert r.status_code == 422 and "merged" in r.text
+    assert gh.repos["acme/deploy"].pulls[pr.number].merged
+
+
+def test_gitlab_close_merge_request_notes_then_closes_once(gl):
+    gl.add_project("grp/deploy", {"values.yaml": VALUES})
+    f = GitLabForge(gl.url, token="glpat-x", bot_login="mlgate-bot")
+    step = f.open_promotion(request("grp/deploy", "iris", "s3://m/iris/2"))
+    assert f.close_pull_request("grp/deploy", step.number, "the canary was aborted") is True
+    p = gl.projects["grp/deploy"]
+    assert p.mrs[step.number].state == "closed"
+    assert [(n.author, n.body) for n in p.notes.values()] == [("mlgate-bot", "the canary was aborted")]
+    assert f.close_pull_request("grp/deploy", step.number, "again") is False
+    p.mrs[step.number].state = "merged"
+    assert f.close_pull_request("grp/deploy", step.number, "merged") is False
+    assert len(p.notes) == 1 and p.mrs[step.number].state == "merged"
+    r = httpx.put(f"{gl.url}/api/v4/projects/grp%2Fdeploy/merge_requests/{step.number}",
+                  json={"state_event": "shut"}, headers={"PRIVATE-TOKEN": "glpat-x"})
+    assert r.status_code == 400 and "state_event" in gl.errors[-1]
+    gl.errors.clear()
+
+
+def test_set_status_takes_a_context_on_both_forges(gh, gl):
+    gh.add_repo("acme/model", {"x": "1"})
+    sha = gh.repos["acme/model"].git.branch("main")
+    forge(gh).set_status("acme/model", sha, "pending", "Argo workflow train-abc: Running", "https://argo/wf",
+                         context="mlgate/train")
+    forge(gh).set_status("acme/model", sha, "success", "all gates passed")
+    assert [(s["context"], s["state"]) for s in gh.statuses("acme/model", sha)] == [
+        ("mlgate/train", "pending"), ("mlgate/gates", "success")]
+    p = gl.add_project("grp/model", {"x": "1"})
+    sha = p.git.branch("main")
+    f = GitLabForge(gl.url, token="glpat-x")
+    f.set_status("grp/model", sha, "failure", "Argo workflow failed", context="mlgate/train")
+    f.set_status("grp/model", sha, "success", "all gates passed")
+    assert [(s["name"], s["status"]) for s in p.statuses[sha]] == [
+        ("mlgate/train", "failed"), ("mlgate/gates", "success")]
+
+
+def test_github_pull_request_from_a_fork_names_the_forks_clone_url(gh):
+    gh.add_repo("acme/model", {"train.py": "x = 1\n"})
+    gh.fork("acme/model", "mallory")
+    sha = gh.commit("mallory/model", "feature", {"train.py": "x = 2\n"}, author="mallory")
+    fork_pr = gh.open_pr("acme/model", "feature", user="mallory", head_repo="mallory/model")
+    gh.commit("acme/model", "inside", {"train.py": "x = 3\n"}, author="alice")
+    own_pr = gh.open_pr("acme/model", "inside", user="alice")
+    f = forge(gh)
+    got = f.pull_request("acme/model", fork_pr.number)
+    assert got.head_sha == sha and got.head_ref == "feature" and got.author == "mallory"
+    assert got.head_repo_url == f"{gh.url}/mallory/model.git"
+    assert f.pull_request("acme/model", own_pr.number).head_repo_url == f"{gh.url}/acme/model.git"
+    assert f.committers("acme/model", fork_pr.number) == {"mallory"}
+    # the fake's repositories carry their own clone addresses
+    r = httpx.get(f"{gh.url}/repos/acme/model", headers={"Authorization": f"token {TOKEN}"}).json()
+    assert r["clone_url"] == f"{gh.url}/acme/model.git" and r["ssh_url"] == "git@127.0.0.1:acme/model.git"
+
+
+def test_gitlab_merge_request_from_a_fork_names_the_source_projects_clone_url(gl):
+    gl.add_project("grp/model", {"train.py": "x = 1\n"})
+    gl.fork("grp/model", "mallory")
+    sha = gl.commit("mallory/model", "feature", {"train.py": "x = 2\n"}, author="mallory")
+    mr = gl.open_mr("grp/model", "feature", author="mallory", source_project="mallory/model")
+    f = GitLabForge(gl.url, token="glpat-x")
+    got = f.pull_request("grp/model", mr.iid)
+    assert got.head_sha == sha and got.head_repo_url == f"{gl.url}/mallory/model.git"
+    gl.commit("grp/model", "inside", {"train.py": "x = 3\n"})
+    own = gl.open_mr("grp/model", "inside")
+    assert f.pull_request("grp/model", own.iid).head_repo_url == f"{gl.url}/grp/model.git"

@@ -3,6 +3,10 @@ real git) and a real MLflow server."""
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from tests.bot_e2e.conftest import BOT, World
@@ -162,7 +166,7 @@ def test_merging_the_promotion_pr_moves_the_alias(world: World):
     assert "mlgate.env.staging" in mv.tags and f"/pull/{pr.number}" in mv.tags["mlgate.env.staging"]
     moved = [a for a in w.bot.audit() if a.get("model") == w.model and a.get("event") == "alias moved"]
     assert len(moved) == 1 and moved[0]["version"] == version
-    assert f"is live in `staging`" in w.reply()
+    assert "is live in `staging`" in w.reply()
 
 
 def test_ignored_comments_do_nothing(world: World):
@@ -218,3 +222,126 @@ def test_status_and_help_reply_in_the_one_mlgate_comment(world: World):
     reply = w.reply()  # the same comment, now the help text
     assert "/rollback [MODEL] [ENV]" in reply and "```" in reply
     assert w.promotion_prs() == []
+
+
+# ---------------------------------------------------------------- a canary stopped while a step PR is open
+
+CANARY_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "canary" / "kserve-serverless.yaml"
+
+
+def canary_yml(model: str, deploy: str) -> str:
+    # Prometheus is never asked: no step goes live in these scenarios
+    return f"""model: {model}
+tracking_uri: http://mlflow.invalid:5000
+environments:
+  - name: production
+    gitops:
+      repository: {deploy}
+      path: prod/isvc.yaml
+      mode: pull-request
+      target: {{kind: kserve, name: fraud-model}}
+    promoters: {{min_permission: maintain}}
+    approvals: {{required: 1}}
+    canary:
+      steps: [10, 50, 100]
+      interval: 60
+      analysis:
+        prometheus: http://127.0.0.1:9
+        checks:
+          - name: error_rate
+            query: 'max(model_error_ratio{{model="{{model}}",version="{{version}}"}})'
+            max: 0.05
+      target: {{kind: kserve, name: fraud-model}}
+"""
+
+
+def canary_world(gh, bot, client) -> World:
+    """v1 holds champion; the PR's head commit registered v2 (gates passed) and bob approved it."""
+    n = uuid.uuid4().hex[:6]
+    model, repo, deploy = f"stopped-{n}", f"acme/smodel-{n}", f"acme/sdeploy-{n}"
+    gh.add_repo(deploy, {"prod/isvc.yaml": CANARY_FIXTURE.read_text().replace("MODEL", model)})
+    gh.add_repo(repo, {".mlgate.yml": canary_yml(model, deploy), "train.py": "print('train')\n"})
+    for user, role in (("alice", "write"), ("bob", "write"), ("carol", "maintain")):
+        gh.set_permission(repo, user, role)
+    gh.set_permission(deploy, BOT, "write")
+    client.create_registered_model(model)
+    v1 = client.create_model_version(model, source=f"s3://models/{model}/1",
+                                     tags={"mlgate.git_commit": "e" * 40, "mlgate.gates": "passed"})
+    client.set_registered_model_alias(model, "champion", v1.version)
+    w = World(gh=gh, bot=bot, client=client, model=model, repo=repo, deploy=deploy)
+    gh.commit(repo, "feature", {"train.py": "print('better')\n"}, author="alice", message="better model")
+    w.pr = gh.open_pr(repo, "feature", user="alice", title="Better model").number
+    client.create_model_version(model, source=f"s3://models/{model}/2",
+                                tags={"mlgate.git_commit": w.head(), "mlgate.gates": "passed"})
+    approve(w, "bob")
+    return w
+
+
+@pytest.fixture
+def stopped(fakes, bot, mlflow_client):
+    gh, _ = fakes
+    errors = len(gh.errors)
+    w = canary_world(gh, bot, mlflow_client)
+    info = w.promote("/promote to production", by="carol")
+    assert "canary" in info.outcome and "started" in info.outcome, info
+    [step] = [p for p in gh.pulls(w.deploy, state="open") if p.head.startswith("mlgate/canary/")]
+    assert "at 10 %" in step.title
+    yield w, step
+    assert gh.errors[errors:] == [], "the bot sent requests GitHub's OpenAPI description rejects"
+
+
+def _merge_anyway(w: World, step: Any) -> Any:
+    """Someone reopens the closed step PR and merges it; GitHub sends the merge webhook."""
+    from tests.bot_e2e.deliveries import github_merged
+
+    w.gh.repos[w.deploy].pulls[step.number].state = "open"
+    w.gh.merge_pr(w.deploy, step.number)
+    return w.bot.wait(w.bot.send_github("pull_request", github_merged(w.gh, w.deploy, step.number)))[0]
+
+
+def _canary(w: World):
+    from mlgate.canary_store import CanaryStore
+
+    return CanaryStore(w.bot.database_url, create=False).latest(w.model, "production")
+
+
+def _bot_comments(w: World, number: int) -> list[str]:
+    return [c.body for c in w.gh.comments(w.deploy, number) if c.user == BOT]
+
+
+@pytest.mark.parametrize("command,word", [("/rollback", "rolled back"), ("/abort", "aborted")])
+def test_stopping_a_canary_closes_its_open_step_pr_and_a_late_merge_advances_nothing(stopped, command, word):
+    from tests.bot_e2e.deliveries import github_merged
+
+    w, step = stopped
+    info = w.promote(command, by="carol")
+    assert info.status == "done" and ("rolling_back" in info.outcome or "aborted" in info.outcome), info
+    pr = w.gh.repos[w.deploy].pulls[step.number]
+    assert pr.state == "closed" and not pr.merged  # closed by the bot, with the reason
+    [why] = _bot_comments(w, step.number)
+    assert f"{word} by @carol" in why and "must not be merged" in why and "10 % of the traffic" in why
+    assert "Step pull requests that were not merged" in w.reply() and "closed" in w.reply()
+    closed = [a for a in w.bot.audit() if a.get("event") == "step PR closed" and a.get("model") == w.model]
+    assert len(closed) == 1 and closed[0]["outcome"] == "closed" and closed[0]["step"] == 1
+    before = _canary(w)
+    assert before.status in ("rolling_back", "aborted")
+    open_prs = [p.head for p in w.gh.pulls(w.deploy, state="open")]
+    if command == "/rollback":  # the rollback PR stays open: it is what sends the traffic back
+        assert len(open_prs) == 1 and open_prs[0].endswith("/rollback") and before.rollback.live_at is None
+    else:
+        assert open_prs == []
+
+    done = _merge_anyway(w, step)
+    assert done.status == "done" and "ignored" in done.outcome, done
+    after = _canary(w)
+    assert after.status == before.status and after.revision == before.revision  # nothing advanced
+    if after.rollback is not None:
+        assert after.rollback.live_at is None  # the step's merge is not the rollback going live
+    assert "this merge was ignored" in _bot_comments(w, step.number)[-1]
+    assert "revert this merge" in _bot_comments(w, step.number)[-1]
+    [ignored] = [a for a in w.bot.audit() if a.get("event") == "merged" and a.get("model") == w.model]
+    assert ignored["allowed"] is False and ignored["outcome"].startswith("ignored") and ignored["canary"] == after.id
+    assert w.client.get_model_version_by_alias(w.model, "champion").version == "1"
+    # the same merge through another hook does nothing more
+    again = w.bot.wait(w.bot.send_github("pull_request", github_merged(w.gh, w.deploy, step.number)))[0]
+    assert "already handled" in again.outcome and len(_bot_comments(w, step.number)) == 2

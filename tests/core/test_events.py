@@ -267,3 +267,151 @@ def test_explain_table(name, forge, event, payload, facts, expected):
 def test_explain_guesses_event_and_forge():
     assert "delivery: github issue_comment" in explain(gh("issue_comment.pr.promote.json"))
     assert "delivery: gitlab Note Hook" in explain(gl("note-merge-request.json"))
+
+
+# ---------------------------------------------------------------- payloads of the wrong shape
+
+def test_wrongly_typed_fields_are_ignored_as_malformed_naming_the_field():
+    p = gh("issue_comment.pr.promote.json")
+    p["comment"]["body"] = 1
+    assert normalize("github", "issue_comment", p) == Ignored(
+        "malformed payload: comment.body is integer, expected string")
+    p = gh("pull_request_review.approved.json")
+    p["review"]["commit_id"] = 1
+    assert normalize("github", "pull_request_review", p) == Ignored(
+        "malformed payload: review.commit_id is integer, expected string")
+    p = gh("issue_comment.pr.promote.json")
+    del p["comment"]["id"]
+    assert normalize("github", "issue_comment", p) == Ignored(
+        "malformed payload: comment.id is missing, expected integer")
+    p = gl("note-merge-request.json")
+    p["merge_request"]["iid"] = None
+    assert normalize("gitlab", "Note Hook", p) == Ignored(
+        "malformed payload: merge_request.iid is null, expected integer")
+    p = gl("merge-request.json")
+    p["object_attributes"]["labels"] = [{"title": "a"}, "b"]
+    assert normalize("gitlab", "Merge Request Hook", p) == Ignored(
+        "malformed payload: object_attributes.labels[1] is string, expected object")
+    assert normalize("github", "push", []) == Ignored(  # type: ignore[arg-type]
+        "malformed payload: (root) is array, expected object")
+
+
+def _seeds() -> list[tuple[str, str, dict]]:
+    """(forge, event, payload) of real deliveries mlgate acts on."""
+    ex = octokit.examples()
+    out = [("github", "issue_comment", gh("issue_comment.pr.promote.json")),
+           ("github", "pull_request_review", gh("pull_request_review.approved.json")),
+           ("github", "pull_request_review", gh("pull_request_review.changes_requested.json"))]
+    out += [("github", "pull_request", p) for p in ex["pull_request"]
+            if p.get("action") in ("opened", "synchronize") or p["pull_request"].get("merged")][:4]
+    out += [("github", "push", p) for p in ex["push"]][:2]
+    note = gl("note-merge-request.json")
+    note["object_attributes"]["note"] = "/promote"
+    out += [("gitlab", "Note Hook", note), ("gitlab", "Push Hook", gl("push.json"))]
+    for action in ("open", "merge", "approved", "update"):
+        p = gl("merge-request.json")
+        p["object_attributes"]["action"] = action
+        p["object_attributes"]["oldrev"] = "1" * 40
+        out.append(("gitlab", "Merge Request Hook", p))
+    return out
+
+
+SEEDS = _seeds()
+#: Fields normalisation reads (mutating these is what could break it); other paths are sampled too.
+READ = [
+    "action", "repository", "repository.full_name", "repository.default_branch", "installation", "installation.id",
+    "issue", "issue.number", "issue.pull_request", "issue.user", "issue.user.login", "issue.labels",
+    "comment", "comment.id", "comment.body", "comment.user", "comment.user.login", "comment.user.type",
+    "comment.user.id", "comment.html_url", "review", "review.state", "review.commit_id", "review.user",
+    "review.body", "pull_request", "pull_request.number", "pull_request.head", "pull_request.head.sha",
+    "pull_request.head.ref", "pull_request.base", "pull_request.base.ref", "pull_request.merged",
+    "pull_request.user", "pull_request.labels", "pull_request.body", "sender", "sender.login", "ref", "after",
+    "deleted", "pusher", "pusher.name", "object_kind", "user", "user.username", "user.id", "user.bot", "project",
+    "project.path_with_namespace", "project.id", "project_id", "object_attributes", "object_attributes.id",
+    "object_attributes.iid", "object_attributes.note", "object_attributes.noteable_type", "object_attributes.action",
+    "object_attributes.system", "object_attributes.last_commit", "object_attributes.last_commit.id",
+    "object_attributes.labels", "object_attributes.oldrev", "merge_request", "merge_request.iid",
+    "merge_request.last_commit", "merge_request.last_commit.id", "merge_request.labels", "labels", "user_username",
+]
+
+
+def _paths(node, prefix=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield prefix + (k,)
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node[:3]):
+            yield prefix + (i,)
+            yield from _paths(v, prefix + (i,))
+
+
+def _mutate(payload, path, how, value):
+    node = payload
+    for k in path[:-1]:
+        if isinstance(node, dict) and k in node:
+            node = node[k]
+        elif isinstance(node, list) and isinstance(k, int) and k < len(node):
+            node = node[k]
+        else:
+            return
+    last = path[-1]
+    if isinstance(node, dict):
+        if how == "delete":
+            node.pop(last, None)
+        else:
+            node[last] = value
+    elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+        node[last] = value
+
+
+def _check_types(ev: Event) -> None:
+    opt = lambda v, t: v is None or (isinstance(v, t) and not isinstance(v, bool))  # noqa: E731
+    assert ev.forge in ("github", "gitlab") and ev.kind in ("comment", "review", "pull_request", "push")
+    assert isinstance(ev.action, str) and isinstance(ev.repo, str) and isinstance(ev.actor, str)
+    assert isinstance(ev.body, str) and isinstance(ev.merged, bool)
+    assert all(isinstance(x, str) for x in ev.labels)
+    for name in ("repo_id", "installation_id", "number", "actor_id", "author_id", "comment_id"):
+        assert opt(getattr(ev, name), int), (name, getattr(ev, name))
+    for name in ("default_branch", "author", "head_sha", "head_ref", "base_ref", "review_state", "review_commit",
+                 "url"):
+        assert opt(getattr(ev, name), str), (name, getattr(ev, name))
+
+
+def test_normalize_never_raises_on_mutated_real_payloads():
+    """Real payloads with fields deleted, nulled or replaced by another JSON type: normalisation
+    returns an Event whose fields have their declared types, or Ignored; so do the command parser
+    and ``explain`` downstream."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from mlgate.commands import parse
+
+    json_values = st.one_of(
+        st.none(), st.booleans(), st.integers(-2, 2**40), st.floats(allow_nan=False), st.text(max_size=8),
+        st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        st.just([{"name": 1}]), st.just({"login": 5, "id": "x"}),
+    )
+
+    @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def run(data):
+        forge, event, seed = data.draw(st.sampled_from(SEEDS))
+        payload = copy.deepcopy(seed)
+        for _ in range(data.draw(st.integers(1, 3))):
+            path = data.draw(st.one_of(
+                st.sampled_from(READ).map(lambda p: tuple(p.split("."))),
+                st.sampled_from(sorted(_paths(payload), key=str) or [("x",)]),
+            ))
+            how = data.draw(st.sampled_from(["delete", "null", "value"]))
+            _mutate(payload, path, how, None if how == "null" else copy.deepcopy(data.draw(json_values)))
+        out = normalize(forge, event, payload)
+        assert isinstance(out, (Event, Ignored))
+        if isinstance(out, Event):
+            _check_types(out)
+            parse(out.body)
+        else:
+            assert isinstance(out.reason, str) and out.reason
+        assert isinstance(explain(payload, event=event, forge=forge), str)
+
+    run()

@@ -302,3 +302,31 @@ def test_every_refusal_reason_is_a_sentence_with_something_to_do():
     for r in d.reasons:
         assert len(r) > 30
     assert d.summary() == d.reasons[0][:140] or d.summary().endswith("...")
+
+
+# ---------------------------------------------------------------- one promoter check for every command
+
+_PERMS = ("none", "read", "triage", "write", "maintain", "admin")
+
+
+@pytest.mark.parametrize("command", ["promote", "train", "abort"])
+@pytest.mark.parametrize("perm", _PERMS)
+@pytest.mark.parametrize("actor,teams", [("alice", frozenset()), ("oncall", frozenset()),
+                                         ("alice", frozenset({"org/release"})), ("alice", frozenset({"org/other"}))])
+def test_promote_and_the_no_review_commands_share_one_promoter_check(command, perm, actor, teams):
+    """``decide`` (``/promote``) and ``permission_decision`` (``/train``, ``/abort``) give the same
+    permission verdict and the same words for the same promoters, actor, permission and teams."""
+    from mlgate.bot.promotion import permission_decision
+    from mlgate.policy import promoter_check
+
+    scope = "promoters of production"
+    check = promoter_check(command, actor, PROD.promoters, perm, teams, scope)
+    by_policy = next(c for c in decide(facts(command=command, environment=PROD, actor=actor, actor_permission=perm,
+                                             actor_teams=teams)).checks if c.name == "permission")
+    by_bot = permission_decision(command, actor, PROD.promoters, perm, teams, scope)
+    assert by_policy == check == by_bot.checks[0]
+    assert by_bot.allowed is check.ok
+    assert check.ok is (actor == "oncall" or "org/release" in teams or perm in ("maintain", "admin"))
+    if not check.ok:
+        assert f"@{actor} has {perm} permission" in check.detail and f"/{command} needs maintain or higher" in check.detail
+        assert "users oncall" in check.detail and "teams org/release" in check.detail

@@ -15,13 +15,14 @@ through the API are real git objects (``git diff`` them).
 
 Supported operations (what mlgate's GitHub forge uses, plus app installation tokens):
 repos get; contents get/put; branches get; git refs create/update; git trees/commits create;
-pulls get/list/create/update, reviews list, commits list; collaborator permission; team
-membership; issue comments list/create/update; issue labels add; commit statuses create;
+pulls get/list/create/update (close; a merged PR's state cannot change: 422), reviews list, commits
+list; collaborator permission; team membership; issue comments list/create/update; issue labels add;
+commit statuses create;
 ``POST /app/installations/{id}/access_tokens`` (JWT checked with the app's public key).
 
-Test controls (Python, same process): :meth:`FakeGitHub.add_repo`, :meth:`commit`,
-:meth:`open_pr`, :meth:`add_review`, :meth:`set_permission`, :meth:`add_team_member`,
-:meth:`merge_pr`, :meth:`fail_next` (inject 5xx/429/secondary rate limits),
+Test controls (Python, same process): :meth:`FakeGitHub.add_repo`, :meth:`fork`, :meth:`commit`,
+:meth:`open_pr` (``head_repo=`` for a PR from a fork), :meth:`add_review`, :meth:`set_permission`,
+:meth:`add_team_member`, :meth:`merge_pr`, :meth:`fail_next` (inject 5xx/429/secondary rate limits),
 :meth:`on_request` (run a callback before a request, e.g. to move a branch under the bot).
 """
 
@@ -331,6 +332,7 @@ class PR:
     created_at: str = ""
     updated_at: str = ""
     id: int = 0
+    head_repo: str | None = None  # full name of the fork holding ``head`` (None: the base repository)
 
 
 @dataclass
@@ -366,6 +368,7 @@ class Repo:
     comments: dict[int, Comment] = field(default_factory=dict)
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     next_number: int = 1
+    fork_of: str | None = None
 
     @property
     def full_name(self) -> str:
@@ -490,17 +493,46 @@ class FakeGitHub:
         self.user(author)
         return sha
 
+    def fork(self, full_name: str, owner: str) -> Repo:
+        """A fork of ``full_name`` owned by ``owner`` (``owner/<name>``), with the same history."""
+        src = self.repos[full_name]
+        self.user(owner)
+        name = f"{owner}/{src.name}"
+        path = self.workdir / f"{owner}__{src.name}.git"
+        g = Git(path, src.default_branch)
+        _git(g.path, "fetch", "--quiet", str(src.git.path), "+refs/heads/*:refs/heads/*")
+        repo = Repo(owner=owner, name=src.name, id=next(self._ids), git=g, default_branch=src.default_branch,
+                    fork_of=full_name)
+        repo.permissions[owner] = "admin"
+        self.repos[name] = repo
+        return repo
+
     def open_pr(self, full_name: str, head: str, *, base: str | None = None, user: str = "octo",
-                title: str = "Change", body: str = "") -> PR:
+                title: str = "Change", body: str = "", head_repo: str | None = None) -> PR:
+        """Open a PR from branch ``head`` (of the fork ``head_repo`` when given) into ``base``."""
         repo = self.repos[full_name]
         self.user(user)
         with self._lock:
             number = repo.next_number
             repo.next_number += 1
             pr = PR(number=number, title=title, body=body, head=head, base=base or repo.default_branch, user=user,
-                    created_at=_now(), updated_at=_now(), id=next(self._ids))
+                    created_at=_now(), updated_at=_now(), id=next(self._ids),
+                    head_repo=head_repo if head_repo and head_repo != full_name else None)
             repo.pulls[number] = pr
         return pr
+
+    def head_sha(self, full_name: str, number: int) -> str | None:
+        """The head commit of a PR, made available in the base repository as ``refs/pull/<n>/head``
+        (as GitHub does), so that it can be compared with and merged into the base branch."""
+        repo = self.repos[full_name]
+        pr = repo.pulls[number]
+        if pr.head_repo is None:
+            return repo.git.branch(pr.head)
+        fork = self.repos[pr.head_repo]
+        sha = fork.git.branch(pr.head)
+        if sha is not None and repo.git.rev(sha) is None:
+            _git(repo.git.path, "fetch", "--quiet", str(fork.git.path), f"+refs/heads/{pr.head}:refs/pull/{number}/head")
+        return sha
 
     def add_review(self, full_name: str, number: int, user: str, state: str, *, commit_id: str | None = None,
                    body: str = "", at: str | None = None) -> Review:
@@ -532,7 +564,7 @@ class FakeGitHub:
         pr = repo.pulls[number]
         g = repo.git
         with g.lock:
-            head, base = g.branch(pr.head), g.branch(pr.base)
+            head, base = self.head_sha(full_name, number), g.branch(pr.base)
             assert head and base
             if g.is_ancestor(base, head):
                 new = head
@@ -677,9 +709,14 @@ class FakeGitHub:
         ex.pop("source", None)
         ex.pop("parent", None)
         ex.pop("template_repository", None)
+        host = urlsplit(self.url).netloc
         ex.update(id=repo.id, name=repo.name, full_name=repo.full_name, default_branch=repo.default_branch,
                   owner=self._user_obj(repo.owner), url=f"{self.url}/repos/{repo.full_name}",
-                  html_url=f"https://github.example/{repo.full_name}", language=None, private=True)
+                  html_url=f"https://github.example/{repo.full_name}", language=None, private=True,
+                  # the repository's own clone addresses, on the fake's host (GHES-like: API at the root)
+                  clone_url=f"{self.url}/{repo.full_name}.git", git_url=f"git://{host}/{repo.full_name}.git",
+                  ssh_url=f"git@{host.split(':')[0]}:{repo.full_name}.git", svn_url=f"{self.url}/{repo.full_name}",
+                  fork=repo.fork_of is not None)
         return ex
 
     def _simple_repo(self, repo: Repo) -> dict[str, Any]:
@@ -708,7 +745,7 @@ class FakeGitHub:
         else:
             ex = self.api.example("get", "/repos/{owner}/{repo}/pulls/{pull_number}", "200")
         g = repo.git
-        head_sha = pr.merged_head if pr.merged else (g.branch(pr.head) or "0" * 40)
+        head_sha = pr.merged_head if pr.merged else (self.head_sha(repo.full_name, pr.number) or "0" * 40)
         base_sha = g.branch(pr.base) or "0" * 40
         url = f"{self.url}/repos/{repo.full_name}/pulls/{pr.number}"
         html = f"https://github.example/{repo.full_name}/pull/{pr.number}"
@@ -720,9 +757,10 @@ class FakeGitHub:
             merged_at=pr.updated_at if pr.merged else None, closed_at=pr.updated_at if pr.state == "closed" else None,
             merge_commit_sha=pr.merge_commit,
         )
-        for side, branch, sha in (("head", pr.head, head_sha), ("base", pr.base, base_sha)):
-            ex[side].update(ref=branch, sha=sha, label=f"{repo.owner}:{branch}", user=self._user_obj(repo.owner),
-                            repo=self._simple_repo(repo))
+        head_repo = self.repos[pr.head_repo] if pr.head_repo else repo
+        for side, branch, sha, r in (("head", pr.head, head_sha, head_repo), ("base", pr.base, base_sha, repo)):
+            ex[side].update(ref=branch, sha=sha, label=f"{r.owner}:{branch}", user=self._user_obj(r.owner),
+                            repo=self._simple_repo(r))
         if not simple:
             commits = g.log(base_sha, head_sha) if head_sha != "0" * 40 and not pr.merged else []
             ex.update(merged=pr.merged, mergeable=True, rebaseable=True, mergeable_state="clean",
@@ -952,7 +990,7 @@ class FakeGitHub:
         if pr is None:
             raise HTTPError(404, "Not Found")
         g = repo.git
-        head = g.branch(pr.head)
+        head = self.head_sha(repo.full_name, pr.number)
         base = g.branch(pr.base)
         shas = g.log(base, head) if head and base else []
         chunk, headers = self._page([self._commit_obj(repo, s) for s in shas], query)
@@ -965,7 +1003,7 @@ class FakeGitHub:
         prs = [p for p in repo.pulls.values() if state == "all" or p.state == state]
         if head:
             owner, _, branch = head.partition(":")
-            prs = [p for p in prs if owner == repo.owner and p.head == branch]
+            prs = [p for p in prs if owner == (p.head_repo or repo.full_name).split("/")[0] and p.head == branch]
         chunk, headers = self._page([self._pr_obj(repo, p, simple=True) for p in prs], query)
         return 200, chunk, headers
 
@@ -997,6 +1035,10 @@ class FakeGitHub:
         pr = repo.pulls.get(int(params["pull_number"]))
         if pr is None:
             raise HTTPError(404, "Not Found")
+        if pr.merged and body.get("state") is not None:
+            raise HTTPError(422, "Validation Failed", [{
+                "resource": "PullRequest", "code": "custom",
+                "message": "state cannot be changed. The pull request has been merged."}])
         for k in ("title", "body"):
             if k in body:
                 setattr(pr, k, body[k])

@@ -10,6 +10,10 @@ examples copied into tests/fixtures/gitlab/. A request to an unknown route, with
 or missing field, or a wrongly typed one is answered 400/404 **and recorded in ``errors``**.
 
 Authentication: ``PRIVATE-TOKEN`` header, a token from ``tokens`` (token → username).
+
+Merge requests may come from a fork (:meth:`FakeGitLab.fork`, ``open_mr(source_project=...)``);
+``PUT .../merge_requests/:iid`` takes ``state_event`` ``close``/``reopen`` (a merged MR stays merged);
+projects carry their ``http_url_to_repo`` on the fake's host.
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ class MR:
     approved_by: list[str] = field(default_factory=list)
     merge_commit_sha: str | None = None
     created_at: str = ""
+    source_project: str | None = None  # path of the fork holding ``source_branch`` (None: this project)
 
 
 @dataclass
@@ -195,14 +200,28 @@ class FakeGitLab:
             g.set_ref(branch, sha)
         return sha
 
+    def fork(self, path: str, namespace: str) -> Project:
+        """A fork of project ``path`` in ``namespace`` (``<namespace>/<name>``), with the same history."""
+        src = self.projects[path]
+        name = f"{namespace}/{path.rsplit('/', 1)[-1]}"
+        g = Git(self.workdir / (name.replace("/", "__") + ".git"), src.default_branch)
+        from tests.fakes.github_server import _git
+
+        _git(g.path, "fetch", "--quiet", str(src.git.path), "+refs/heads/*:refs/heads/*")
+        p = Project(id=next(self._ids), path=name, git=g, default_branch=src.default_branch)
+        self.projects[name] = p
+        return p
+
     def open_mr(self, path: str, source: str, *, author: str = "root", title: str = "Change",
-                description: str = "") -> MR:
+                description: str = "", source_project: str | None = None) -> MR:
+        """Open an MR from branch ``source`` (of the fork ``source_project`` when given)."""
         p = self.projects[path]
         self.user(author)
         with self._lock:
             iid = len(p.mrs) + 1
             mr = MR(iid=iid, id=next(self._ids), title=title, description=description, source_branch=source,
-                    target_branch=p.default_branch, author=author, created_at=_now())
+                    target_branch=p.default_branch, author=author, created_at=_now(),
+                    source_project=source_project if source_project and source_project != path else None)
             p.mrs[iid] = mr
         return mr
 
@@ -303,11 +322,12 @@ class FakeGitLab:
                 "avatar_url": None, "web_url": f"{self.url}/{username}"}
 
     def _mr_obj(self, p: Project, mr: MR) -> dict[str, Any]:
-        sha = p.git.branch(mr.source_branch)
+        src = self.projects[mr.source_project] if mr.source_project else p
+        sha = src.git.branch(mr.source_branch)
         return {
             "id": mr.id, "iid": mr.iid, "project_id": p.id, "title": mr.title, "description": mr.description,
             "state": mr.state, "created_at": mr.created_at, "updated_at": _now(), "target_branch": mr.target_branch,
-            "source_branch": mr.source_branch, "author": self._user_obj(mr.author), "source_project_id": p.id,
+            "source_branch": mr.source_branch, "author": self._user_obj(mr.author), "source_project_id": src.id,
             "target_project_id": p.id, "labels": list(mr.labels), "draft": False, "work_in_progress": False,
             "merge_when_pipeline_succeeds": False, "merge_status": "can_be_merged",
             "detailed_merge_status": "mergeable", "sha": sha, "merge_commit_sha": mr.merge_commit_sha,
@@ -327,8 +347,10 @@ class FakeGitLab:
 
     def _project_get(self, params, **_):
         p = self._project(params)
+        host = urlsplit(self.url).hostname
         return 200, {"id": p.id, "path_with_namespace": p.path, "default_branch": p.default_branch,
-                     "web_url": f"{self.url}/{p.path}", "name": p.path.rsplit("/", 1)[-1]}
+                     "web_url": f"{self.url}/{p.path}", "name": p.path.rsplit("/", 1)[-1],
+                     "http_url_to_repo": f"{self.url}/{p.path}.git", "ssh_url_to_repo": f"git@{host}:{p.path}.git"}
 
     def _get_file(self, params, query, **_):
         p = self._project(params)
@@ -432,6 +454,16 @@ class FakeGitLab:
             mr.description = body["description"]
         if "title" in body:
             mr.title = body["title"]
+        event = body.get("state_event")
+        if event is not None:
+            if event not in ("close", "reopen"):
+                self.errors.append(f"PUT merge_requests/{mr.iid}: state_event {event!r} is not close or reopen")
+                raise HTTPError(400, {"error": "state_event does not have a valid value"})
+            # GitLab's state machine: close from opened, reopen from closed; a merged MR stays merged
+            if event == "close" and mr.state == "opened":
+                mr.state = "closed"
+            elif event == "reopen" and mr.state == "closed":
+                mr.state = "opened"
         return 200, self._mr_obj(p, mr)
 
     def _approvals(self, params, **_):

@@ -170,7 +170,7 @@ class WebhookEndpoint:
         parsed = intake.parse_payload(headers, body)
         if isinstance(parsed, intake.Refusal):
             return self._refused(parsed, "malformed", client, headers)
-        if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        if intake.is_form(headers):
             body = json.dumps(parsed).encode()  # store the JSON itself
         item = Incoming(delivery_id, forge, event_name, intake.stored_headers(headers), body, time.time())
         try:

@@ -83,6 +83,11 @@ def canary_lock_name(model: str, environment: str) -> str:
     return f"canary:{model}:{environment}"
 
 
+class MalformedPayload(UsageError):
+    """The delivery's payload cannot be normalised (a field missing or of the wrong type): running
+    it again gives the same answer, so the worker marks it failed at once (exit 2)."""
+
+
 class Retryable(Exception):
     """A temporary failure: the worker retries the delivery after ``retry_after`` seconds (None: backoff)."""
 
@@ -135,35 +140,15 @@ def post_comment(ctx: HandlerContext, forge: Any, forge_name: str, repo: str, nu
 
 def set_commit_status(forge: Any, repo: str, sha: str, state: str, description: str, target_url: str | None = None,
                       context: str | None = None) -> None:
-    """A commit status with ``context`` (default the forge's ``mlgate/gates``).
+    """A commit status with ``context`` (default the forge's ``mlgate/gates``), through
+    :meth:`mlgate.forges.base.Forge.set_status`.
 
     ``state``: pending, success or failure. GitHub REST "Create a commit status"
     (``context``); GitLab "Set the pipeline status of a commit" (``name``).
     """
-    import inspect
-
     from mlgate.forges.base import STATUS_CONTEXT
 
-    if context is None or context == STATUS_CONTEXT:
-        forge.set_status(repo, sha, state, description, target_url)
-        return
-    if "context" in inspect.signature(forge.set_status).parameters:
-        forge.set_status(repo, sha, state, description, target_url, context=context)
-        return
-    # Bridge until Forge.set_status takes a context (requested from the forges' owner): the same
-    # request the forge adapters send, with another context name.
-    if getattr(forge, "name", "") == "gitlab":
-        from mlgate.forges.gitlab import _STATE, _enc
-
-        body: dict[str, Any] = {"state": _STATE.get(state, state), "name": context, "description": description[:255]}
-        if target_url:
-            body["target_url"] = target_url
-        forge._api("post", f"/projects/{_enc(repo)}/statuses/{sha}", body=body)
-        return
-    body = {"state": state, "description": description[:140], "context": context}
-    if target_url:
-        body["target_url"] = target_url
-    forge._api("POST", f"/repos/{repo}/statuses/{sha}", body=body)
+    forge.set_status(repo, sha, state, description, target_url, context=context or STATUS_CONTEXT)
 
 
 def _kv_update(ctx: HandlerContext, key: str, change: Callable[[Any], Any]) -> Any:
@@ -245,9 +230,17 @@ def handle(delivery: Any, ctx: HandlerContext) -> str:
 
     Raises:
         Retryable: the forge or the registry is temporarily unavailable.
+        MalformedPayload: the payload is not one the event can have (failed at once, never retried).
         MlgateError: a problem retrying will not fix (the worker marks the delivery failed).
     """
-    ev = normalize(delivery.forge, delivery.event, delivery.payload, bot_login=getattr(ctx.settings, "bot_login", None))
+    try:
+        ev = normalize(delivery.forge, delivery.event, delivery.payload,
+                       bot_login=getattr(ctx.settings, "bot_login", None))
+    except Exception as e:  # normalize never raises on payload shape; if it does, retrying cannot help
+        raise MalformedPayload(f"the payload could not be normalised: {type(e).__name__}: {e}") from None
+    if isinstance(ev, Ignored) and ev.reason.startswith("malformed payload"):
+        log.warning("delivery malformed", delivery=delivery.id, reason=ev.reason)
+        raise MalformedPayload(ev.reason)
     if isinstance(ev, Ignored):
         log.info("delivery ignored", delivery=delivery.id, reason=ev.reason)
         return f"ignored: {ev.reason}"
@@ -798,8 +791,12 @@ class _Run:
         finally:
             audit_canary(self.ctx, rec.id, self._audit_base())
         self.audit(**record, outcome=f"canary {res.action}")
-        return (f"{kind}: canary {rec.id} {res.canary.status} ({res.message})",
-                promo.canary_comment(_canary_title(res.canary), res.report))
+        why = {"rollback": "rolled back", "abort": "aborted"}[kind] + f" by @{ev.actor} with `/{kind}` on {where}"
+        closed = close_unmerged_steps(self.ctx, forge, res.canary, why, self._audit_base())
+        text = promo.canary_comment(_canary_title(res.canary), res.report)
+        if closed:
+            text += "\n\n**Step pull requests that were not merged:**\n" + "\n".join(closed)
+        return f"{kind}: canary {rec.id} {res.canary.status} ({res.message})", text
 
     def on_canary_merged(self) -> str:
         """A canary step's (or rollback's) PR/MR was merged: the change is live.
@@ -813,10 +810,20 @@ class _Run:
         cstore = canary_store(self.ctx)
         cid = promo.canary_id_from_branch(ev.head_ref)
         named = cstore.get(cid) if cid is not None else (cstore.find_by_url(ev.url) if ev.url else None)
-        if named is None or not named.active:
-            return f"merged canary PR #{ev.number}: no running canary wrote it (finished, or not opened by mlgate)"
+        if named is None:
+            return f"merged canary PR #{ev.number}: no canary wrote it (not opened by mlgate)"
+        if not named.active:  # finished: it changes no more; a step merged now must not advance anything
+            return self._canary_merged(named)
         with self.canary_lock(named.model, named.environment):
             return self._canary_merged(named)
+
+    def _merged_urls(self, rec: Any) -> set[str]:
+        """The addresses this PR is known by (the webhook's, and the API's when the webhook's is not
+        one the canary recorded)."""
+        urls = {u for u in (self.ev.url,) if u}
+        if promo.canary_merge_verdict(rec, urls)[0] == "unknown":
+            urls.add(self.pr().url)
+        return urls
 
     def _canary_merged(self, named: Any) -> str:
         from mlgate import canary_runner as runner
@@ -825,13 +832,23 @@ class _Run:
         ev = self.ev
         cstore = canary_store(self.ctx)
         try:
-            rec = cstore.get(named.id)
-            written = {s.url for s in rec.steps_log} | {rec.rollback.url if rec.rollback else None}
-            written.discard(None)
-            if ev.url not in written and self.pr().url not in written:
-                return f"merged canary PR #{ev.number}: not a change canary {named.id} is waiting for"
+            rec = cstore.get(named.id) or named
+            verdict, change = promo.canary_merge_verdict(rec, self._merged_urls(rec))
+            if verdict == "unknown":
+                return f"merged canary PR #{ev.number}: not a change canary {named.id} wrote"
+            if verdict == "done":
+                return f"merged canary PR #{ev.number}: already live for canary {rec.id} ({rec.status})"
             if not self.store.claim_effect(f"{ev.forge}:{ev.repo}:merged:{ev.number}", self.delivery.id):
                 return f"merge of #{ev.number} already handled"
+            if verdict == "stale":
+                why = (f"step {change.index + 1} ({change.percent} %) merged after canary {rec.id} stopped waiting "
+                       f"for it (canary {rec.status})")
+                self.audit(event="merged", canary=rec.id, model=rec.model, version=rec.version,
+                           environment=rec.environment, step=change.index + 1, percent=change.percent,
+                           allowed=False, reasons=[why], outcome="ignored: canary no longer waits for this step")
+                self.say(promo.stale_merge_reply(rec, change))
+                log.warning("stale canary step merged", canary=rec.id, status=rec.status, pr=ev.url or ev.number)
+                return f"merged canary PR #{ev.number}: ignored ({why})"
             forge, reg, writer = _canary_tools(self.ctx, rec)
             res = runner.on_step_live(cstore, reg, writer, self.ctx.clock, rec.id, commit=_merge_commit(self.delivery),
                                       actor=ev.actor or "bot", notify=_canary_notify(self.ctx, forge, rec.source))
@@ -881,7 +898,12 @@ class _Run:
         if tracking is None:
             raise UsageError(f"the MLflow tracking URI in {CONFIG_FILE} ({cfg.tracking_uri}) is a local file store a "
                              "training pod cannot reach: set an http(s) tracking_uri")
-        repo_url = getattr(pr, "head_repo_url", None) or self.forge.web_url(ev.repo) + ".git"
+        # the repository that holds the head commit: a fork's, for a PR from a fork
+        repo_url = pr.head_repo_url
+        if not repo_url:
+            raise UsageError(f"cannot tell which repository holds head commit {pr.head_sha[:7]} of this PR (its fork "
+                             "was deleted, or the bot cannot read it): push the branch to this repository and "
+                             "comment `/train` again")
         sub = argo.submit_for_commit(settings, model=cfg.model, repo_url=repo_url, commit=pr.head_sha,
                                      command=None, tracking_uri=tracking, gpus=cmd.gpus)
         key = f"train:wf:{sub.namespace}:{sub.name}"
@@ -1061,6 +1083,29 @@ def _canary_notify(ctx: HandlerContext, forge: Any, source: dict[str, Any]) -> C
                      promo.canary_comment(_canary_title(record), report))
 
     return notify
+
+
+def close_unmerged_steps(ctx: HandlerContext, forge: Any, record: Any, why: str,
+                         audit_base: dict[str, Any]) -> list[str]:
+    """Close the step PRs/MRs of a stopped canary that were never merged (merging one later would
+    send traffic to the canary version while mlgate treats the canary as finished), each with a
+    comment saying why (:func:`mlgate.bot.promotion.close_unmerged_steps`); audit each.
+    Returns one Markdown line per step PR for the canary's report.
+
+    Never raises: a step PR that cannot be closed is reported ("close it by hand") and logged.
+    """
+    lines: list[str] = []
+    for step, outcome, line in promo.close_unmerged_steps(forge, record.source.get("gitops_repo"), record, why):
+        lines.append(line)
+        if outcome == "failed":
+            log.error("step PR not closed", canary=record.id, pr=step.url, line=line)
+        ctx.store.audit({
+            **audit_base, "at": _utcnow().isoformat(), "actor": "bot", "event": "step PR closed", "canary": record.id,
+            "model": record.model, "version": record.version, "environment": record.environment,
+            "step": step.index + 1, "percent": step.percent, "url": step.url, "allowed": outcome != "failed",
+            "reasons": [line] if outcome == "failed" else [], "outcome": outcome,
+        })
+    return lines
 
 
 def _merge_commit(delivery: Any) -> str | None:

@@ -171,17 +171,38 @@ def gitlab_delivery_id(headers: Mapping[str, str], body: bytes) -> str | Refusal
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
+def media_type(headers: Mapping[str, str]) -> str:
+    """The media type of ``Content-Type`` (lower-case header names), lower case, without parameters.
+
+    RFC 9110 section 8.3.1: type and subtype are case-insensitive, parameters follow ``;``.
+    ``Application/X-WWW-Form-Urlencoded; charset=UTF-8`` gives ``application/x-www-form-urlencoded``;
+    a missing header gives "".
+    """
+    raw = headers.get("content-type") or ""
+    # type "/" subtype is made of tokens, so the first ";" ends it (parameters may be quoted strings)
+    return raw.split(";", 1)[0].strip().lower()
+
+
+def is_form(headers: Mapping[str, str]) -> bool:
+    """Whether the body is ``application/x-www-form-urlencoded`` (its JSON is in the ``payload`` field)."""
+    return media_type(headers) == FORM
+
+
 def parse_payload(headers: Mapping[str, str], body: bytes) -> dict[str, Any] | Refusal:
     """Decode the JSON object a webhook carries.
 
-    ``application/x-www-form-urlencoded`` bodies carry the JSON in the ``payload`` field
-    (GitHub's optional content type); anything else is read as JSON (UTF-8).
+    ``application/x-www-form-urlencoded`` bodies (:func:`is_form`, any letter case) carry the
+    JSON in the ``payload`` field (GitHub's optional content type); anything else is read as
+    JSON (UTF-8).
 
-    Returns the object, or a 400 :class:`Refusal` when it is not valid JSON or not an object.
+    Returns the object, or a 400 :class:`Refusal` when it is not valid JSON or not an object
+    (nesting deeper than orjson's 1024 levels is not valid here either).
     """
-    ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     text: str | bytes = body
-    if ctype == "application/x-www-form-urlencoded":
+    if is_form(headers):
         try:
             fields = parse_qs(body.decode("utf-8"), strict_parsing=True)
         except (UnicodeDecodeError, ValueError):
@@ -192,6 +213,8 @@ def parse_payload(headers: Mapping[str, str], body: bytes) -> dict[str, Any] | R
         text = values[0]
     try:
         obj = _loads(text)
+    except RecursionError:
+        return Refusal(400, "malformed JSON body: nested too deeply")
     except (ValueError, UnicodeDecodeError) as e:
         return Refusal(400, f"malformed JSON body: {str(e).splitlines()[0][:120]}")
     if not isinstance(obj, dict):

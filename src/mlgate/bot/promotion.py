@@ -374,7 +374,8 @@ class CanaryWriter:
 
 def permission_decision(command: str, actor: str, promoters: Any, permission: str, teams: frozenset[str],
                         scope: str) -> Decision:
-    """Who may run a command that needs no review (``/train``, a canary's ``/rollback``/``/abort``) (pure).
+    """Who may run a command that needs no review (``/train``, a canary's ``/rollback``/``/abort``) (pure):
+    :func:`mlgate.policy.promoter_check` as a :class:`~mlgate.policy.Decision`.
 
     Args:
         promoters: :class:`mlgate.config.Promoters` (``min_permission``, ``users``, ``teams``).
@@ -382,25 +383,102 @@ def permission_decision(command: str, actor: str, promoters: Any, permission: st
         teams: the teams/groups among ``promoters.teams`` the actor belongs to.
         scope: what the permission is about, for the message (``production``, ``train_permission``).
     """
-    from mlgate.policy import Check, permission_rank
+    from mlgate.policy import promoter_check
 
-    if actor in promoters.users:
-        check = Check("permission", True, f"@{actor} is named in {scope}")
-    elif set(promoters.teams) & set(teams):
-        check = Check("permission", True, f"@{actor} is in team {sorted(set(promoters.teams) & set(teams))[0]}")
-    elif permission_rank(permission) >= permission_rank(promoters.min_permission):
-        check = Check("permission", True, f"@{actor} has {permission} permission")
-    else:
-        extra = []
-        if promoters.users:
-            extra.append("users " + ", ".join(promoters.users))
-        if promoters.teams:
-            extra.append("teams " + ", ".join(promoters.teams))
-        alt = f" or be one of {'; '.join(extra)}" if extra else ""
-        check = Check("permission", False,
-                      f"@{actor} has {permission} permission on this repository; /{command} needs "
-                      f"{promoters.min_permission} or higher ({scope}){alt}: ask a maintainer to run it or to grant access")
+    check = promoter_check(command, actor, promoters, permission, teams, scope)
     return Decision(allowed=check.ok, reasons=[] if check.ok else [check.detail], checks=[check])
+
+
+def unmerged_steps(record: Any) -> list[Any]:
+    """The step PRs/MRs of a canary that were opened but never went live (pure): after a rollback
+    or an abort they must be closed, since merging one would send traffic to the canary again."""
+    return [s for s in record.steps_log if s.url and s.live_at is None]
+
+
+def close_unmerged_steps(forge: Any, repo: str | None, record: Any, why: str) -> list[tuple[Any, str, str]]:
+    """Close the canary's :func:`unmerged_steps` through ``forge``, each with a comment saying why.
+
+    Args:
+        forge: a :class:`mlgate.forges.base.Forge` for the GitOps repository.
+        repo: its ``owner/name`` (GitLab: project path).
+        record: the canary, after its rollback or abort.
+        why: what happened, completing "The canary ... was ..." (``rolled back by @carol with /rollback``).
+
+    Returns:
+        (step, outcome, Markdown line) per step PR; outcome "closed", "not open" (already
+        closed or merged) or "failed" (the line says to close it by hand). Never raises.
+    """
+    from mlgate.forges.base import pr_number_from_url
+
+    out: list[tuple[Any, str, str]] = []
+    for step in unmerged_steps(record):
+        label = f"step {step.index + 1} ({step.percent} %) {step.url}"
+        number = pr_number_from_url(step.url)
+        if not repo or number is None:
+            out.append((step, "failed", f"- {label}: not closed (its number is unknown): close it by hand, "
+                                        "do not merge it"))
+            continue
+        comment = reply(
+            "closed: this canary step must not be merged",
+            f"The canary of `{record.model}` version {record.version} in `{record.environment}` was {why}. "
+            f"Merging this step would send {step.percent} % of the traffic to version {record.version} while mlgate "
+            "no longer drives the canary.",
+        )
+        try:
+            closed = forge.close_pull_request(repo, number, comment)
+        except Exception as e:  # the rollback stands; say what is left to do
+            text = str(e).splitlines()[0][:120] if str(e) else ""
+            out.append((step, "failed", f"- {label}: could not be closed ({type(e).__name__}: {text}): close it by "
+                                        "hand, do not merge it"))
+            continue
+        out.append((step, "closed", f"- {label}: closed") if closed
+                   else (step, "not open", f"- {label}: was already closed or merged"))
+    return out
+
+
+def canary_merge_verdict(record: Any, urls: set[str]) -> tuple[str, Any]:
+    """What the merge of a PR/MR whose address is one of ``urls`` means for ``record`` (pure).
+
+    Returns (verdict, the step or rollback record that PR wrote, or None):
+
+    - ``"live"``: it is the change the canary is waiting for (the current step of an
+      ``observing`` canary, or the rollback of a ``rolling_back`` one): make it live;
+    - ``"done"``: that change already went live (a redelivery, or the tick saw it first);
+    - ``"stale"``: a step that never went live, of a canary that no longer waits for it
+      (rolled back, rolling back, aborted, promoted, or moved on): nothing may advance;
+    - ``"unknown"``: the canary wrote no such PR.
+    """
+    rb = record.rollback
+    if rb is not None and rb.url in urls:
+        if record.status == "rolling_back" and rb.live_at is None:
+            return "live", rb
+        return "done", rb
+    for s in record.steps_log:
+        if s.url in urls:
+            if s.live_at is not None:
+                return "done", s
+            if record.status == "observing" and s.index == record.step:
+                return "live", s
+            return "stale", s
+    return "unknown", None
+
+
+def stale_merge_reply(record: Any, step: Any) -> str:
+    """The reply on a step PR merged after its canary stopped waiting for it."""
+    what = (f"canary {record.id} of `{record.model}` version {record.version} in `{record.environment}` is "
+            f"{record.status.replace('_', ' ')}")
+    if record.status == "rolling_back":
+        rollback = (f"merge the rollback ({record.rollback.url})" if record.rollback is not None
+                    and record.rollback.url else "let the rollback finish")
+        todo = f"{rollback} or revert this merge, to send the traffic back to version {record.primary_version}"
+    elif record.status in ("rolled_back", "aborted"):
+        todo = (f"revert this merge: the manifest now sends {step.percent} % of the traffic to version "
+                f"{record.version}, which mlgate no longer watches")
+    else:
+        todo = "revert this merge unless you meant it: mlgate did not write it for the canary's current step"
+    return reply("this merge was ignored",
+                 f"Step {step.index + 1} ({step.percent} %) was merged, but {what}; mlgate advanced nothing. "
+                 f"To undo the traffic change, {todo}.")
 
 
 def canary_comment(title: str, report: str) -> str:

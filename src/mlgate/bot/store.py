@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from mlgate.errors import InfraError
+from mlgate.errors import InfraError, UsageError
 
 STATUSES = ("queued", "running", "done", "failed")
 
@@ -171,50 +172,90 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def safe_database_url(url: str) -> str:
+    """``url`` with its password shown as ``***`` (for messages and logs), also when it does not parse."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(?<=:)[^:/@]*(?=@)", "***", url)
+
+
+def database_target(url: str, *, create: bool, setting: str = "database_url") -> tuple[Any, Path | None]:
+    """Check a database URL before any engine is built: (parsed URL, SQLite file or None).
+
+    Args:
+        url: SQLAlchemy URL (``postgresql://`` means psycopg 3).
+        create: the caller may create the database: the folder of a SQLite file is made. When
+            False nothing is created and a SQLite file must exist already.
+        setting: the name the user set it by, for messages (``database_url``, ``--database-url``).
+
+    Raises:
+        UsageError (exit 2, a configuration error; the URL is named with its password hidden):
+            not a SQLAlchemy URL, not sqlite/postgresql, a SQLite folder that cannot be created,
+            or (``create=False``) a SQLite file that does not exist.
+    """
+    safe = safe_database_url(url)
+    try:
+        parsed = sa.engine.make_url(normalize_url(url))
+    except Exception:
+        raise UsageError(f"{setting} {safe!r} is not a valid SQLAlchemy URL (expected sqlite:///PATH or "
+                         "postgresql://USER:PASSWORD@HOST/DATABASE)") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise UsageError(f"{setting} {safe!r}: only sqlite and postgresql databases are supported")
+    if backend != "sqlite":
+        return parsed, None
+    db = parsed.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return parsed, None
+    path = Path(db).expanduser().absolute()
+    if not create:
+        if not path.is_file():
+            raise UsageError(f"{setting} {safe!r}: no database at {path}")
+        return parsed, path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{setting} {safe!r}: cannot create the folder {path.parent}: "
+                         f"{e.strerror or type(e).__name__}") from None
+    return parsed, path
+
+
 class Store:
     """The bot's database (SQLite or PostgreSQL through SQLAlchemy). Thread-safe.
 
     Args:
         url: SQLAlchemy URL (``sqlite:///path``, ``postgresql+psycopg://...``). The parent
             folder of a SQLite file is created.
-        create: create missing tables (idempotent).
+        create: create missing tables (idempotent), and the folder of a SQLite file. False
+            (read-only commands) creates nothing: the SQLite file must exist.
 
     Raises:
+        UsageError: the URL is not usable as written (see :func:`database_target`; exit 2).
         InfraError: the database cannot be opened or reached (message without the password).
     """
 
     def __init__(self, url: str, *, create: bool = True):
-        from mlgate.bot.settings import redact_url
-
         self.url = normalize_url(url)
-        self.safe_url = redact_url(self.url)
-        try:
-            parsed = sa.engine.make_url(self.url)
-        except Exception:
-            raise InfraError(f"database URL {self.safe_url!r} is not a valid SQLAlchemy URL") from None
+        self.safe_url = safe_database_url(self.url)
+        parsed, self._sqlite_file = database_target(self.url, create=create)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {}
-        self._sqlite_file: Path | None = None
         if self.dialect == "sqlite":
-            db = parsed.database
-            if db and db != ":memory:" and not db.startswith("file:"):
-                self._sqlite_file = Path(db).expanduser().absolute()
-                self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs["pool_pre_ping"] = True
             kwargs["pool_size"] = 8
         try:
             self.engine = sa.create_engine(self.url, **kwargs)
-        except Exception as e:  # missing driver, bad options
-            raise InfraError(f"cannot use database {self.safe_url}: {type(e).__name__}") from None
+        except Exception as e:  # missing driver, bad options: the URL as written cannot work
+            raise UsageError(f"database_url {self.safe_url!r} cannot be used: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        elif self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
-            raise InfraError(f"database {self.safe_url}: only sqlite and postgresql are supported")
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
         self._insert = dialect_insert
         # raw SQL of the intake insert, in the driver's positional parameter style
         self._param = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
@@ -226,17 +267,34 @@ class Store:
         self._existing_cache: dict[int, str] = {}
         if create:
             self.create_schema()
+        else:
+            try:
+                present = sa.inspect(self.engine).has_table(deliveries.name)
+            except sa.exc.SQLAlchemyError as e:
+                raise InfraError(f"database {self.safe_url} is not reachable: {_short(e)}") from None
+            if not present:
+                raise UsageError(f"database_url {self.safe_url!r} holds no mlgate bot tables (the bot has never "
+                                 "run with this database)")
 
     # ------------------------------------------------------------------ schema and health
 
     def create_schema(self) -> None:
-        """Create missing tables, indexes and the audit table's append-only triggers."""
+        """Create missing tables, indexes and the audit table's append-only triggers.
+
+        Raises:
+            UsageError: a SQLite file that cannot be created or opened (a configuration error).
+            InfraError: the database server failed.
+        """
         try:
             metadata.create_all(self.engine)
             with self.engine.begin() as conn:
                 for stmt in _SQLITE_APPEND_ONLY if self.dialect == "sqlite" else _PG_APPEND_ONLY:
                     conn.exec_driver_sql(stmt)
         except sa.exc.SQLAlchemyError as e:
+            if self.dialect == "sqlite" and isinstance(e, sa.exc.DatabaseError) and any(
+                    m in str(e) for m in ("unable to open database file", "readonly database", "not a database")):
+                raise UsageError(f"database_url {self.safe_url!r}: cannot open or create the SQLite file: "
+                                 f"{_short(e)}") from None
             raise InfraError(f"database {self.safe_url} is not usable: {_short(e)}") from None
 
     def ping(self) -> None:
@@ -610,17 +668,27 @@ def _row(it: Incoming) -> tuple:
     )
 
 
-def _delivery(row: Any) -> Delivery:
+def _payload(body: bytes, headers: dict[str, str]) -> dict:
+    """The JSON object of a stored body. The app stores JSON (a form body's ``payload`` field is
+    stored as its JSON); a form body stored raw by an older version is decoded as a form.
+    Never raises: an unreadable body (it was parsed at intake) gives {} and the handler ignores it."""
+    from mlgate.bot import intake
+
     try:
-        payload = json.loads(row.body)
-    except ValueError:  # bodies were parsed at intake; keep a worker alive anyway
-        payload = {}
+        obj = intake._loads(body)
+    except (ValueError, RecursionError):
+        obj = intake.parse_payload(headers, body) if intake.is_form(headers) else None
+    return obj if isinstance(obj, dict) else {}
+
+
+def _delivery(row: Any) -> Delivery:
+    headers = json.loads(row.headers)
     return Delivery(
         id=row.id,
         forge=row.forge,
         event=row.event,
-        payload=payload,
-        headers=json.loads(row.headers),
+        payload=_payload(bytes(row.body), headers),
+        headers=headers,
         received_at=_dt(row.received_at),  # type: ignore[arg-type]
         attempts=row.attempts,
     )

@@ -37,23 +37,24 @@ def _settings(config: str | None):  # -> BotSettings
 
 
 def _open_store(settings: Any):  # -> Store
-    """The store of an existing bot database (read commands never create one)."""
+    """The store of an existing bot database: read commands never create a database, a folder
+    or a table (UsageError, exit 2, when there is none or the URL cannot work)."""
     from sqlalchemy.engine import make_url
 
-    from mlgate.bot.store import Store, normalize_url
+    from mlgate.bot.store import Store, normalize_url, safe_database_url
 
     url = normalize_url(settings.database_url)
     try:
         parsed = make_url(url)
     except Exception:
-        raise UsageError(f"database_url {settings.safe_database_url()!r} is not a valid SQLAlchemy URL") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        if not Path(parsed.database).expanduser().exists():
-            raise UsageError(
-                f"no bot database at {parsed.database} (run from the bot's directory, or set "
-                "MLGATE_DATABASE_URL / database_url in --config)"
-            )
-    return Store(url)
+        raise UsageError(f"database_url {safe_database_url(url)!r} is not a valid SQLAlchemy URL") from None
+    db = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if db and db != ":memory:" and not db.startswith("file:") and not Path(db).expanduser().is_file():
+        raise UsageError(
+            f"no bot database at {db} (run from the bot's directory, or set "
+            "MLGATE_DATABASE_URL / database_url in --config)"
+        )
+    return Store(url, create=False)
 
 
 @click.group("bot")
@@ -226,9 +227,14 @@ def explain_cmd(config: str | None, delivery_file: str, event: str | None, forge
 
 
 def _read_json(path: str) -> Any:
+    """The JSON document in ``path``. Raises UsageError (exit 2): unreadable, not JSON, or nested
+    deeper than the JSON parser's recursion limit (no webhook payload is)."""
     try:
         with open(path, "rb") as f:
             return json.load(f)
+    except RecursionError:
+        raise UsageError(f"{path}: JSON nested too deeply to be a webhook payload (about "
+                         f"{sys.getrecursionlimit()} levels at most)") from None
     except ValueError as e:
         raise UsageError(f"{path}: not valid JSON ({e})") from None
     except OSError as e:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import sqlalchemy  # noqa: F401  (the canary state needs it: without it, 'mlgate canary' says to install mlgate[bot])
 
 from mlgate.cli.common import config_option, emit_json, output_option, write_github_output
 
@@ -73,9 +72,42 @@ def _project(config_path: str, model: str | None) -> Any:
 
 
 def _store(database_url: str | None, base_dir: Path) -> Any:
+    """The canary database, created when missing (``canary start``).
+
+    Raises UsageError (exit 2) for a URL that cannot work as written (its password hidden)."""
     from mlgate.canary_store import CanaryStore
 
     return CanaryStore(_db_url(database_url, base_dir))
+
+
+def _existing_store(database_url: str | None, base_dir: Path, config_path: str) -> Any:
+    """The canary database for commands that only read it or act on a running canary: nothing is
+    created (no folder, no file, no table). None when the database holds no canary table yet.
+
+    Raises:
+        UsageError: the URL cannot work as written, or its SQLite file does not exist (the message
+            says where it was looked for and how to point at another database).
+    """
+    from sqlalchemy.engine import make_url
+
+    from mlgate.canary_store import CanaryStore
+    from mlgate.errors import UsageError
+
+    url = _db_url(database_url, base_dir)
+    try:
+        parsed = make_url(url)
+        db = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    except Exception:
+        db = None  # CanaryStore names what is wrong with the URL
+    if db and db != ":memory:" and not db.startswith("file:") and not Path(db).expanduser().is_file():
+        where = ""
+        if database_url is None:
+            missing = "" if Path(config_path).exists() else f"; {config_path} does not exist"
+            where = f" (the default: .mlgate/bot.db next to {config_path}{missing})"
+        raise UsageError(f"no canary database at {Path(db).expanduser().absolute()}{where}: no canary was started "
+                         "with it. Run where `mlgate canary start` ran, or give --database-url / MLGATE_DATABASE_URL")
+    store = CanaryStore(url, create=False)
+    return store if store.has_tables() else None
 
 
 def _record_json(r: Any) -> dict[str, Any]:
@@ -118,6 +150,8 @@ def _emit(results: list[Any], output: str, report_path: str | None) -> None:
 def _active(store: Any, model: str, env: str, version: str | None) -> Any:
     from mlgate.errors import UsageError
 
+    if store is None:
+        raise UsageError(f"no canary of {model} is running in {env}: no canary was ever stored in this database")
     rec = store.find_active(model, env)
     if rec is None:
         last = store.latest(model, env)
@@ -204,7 +238,7 @@ def step(config_path: str, to: str, model: str | None, version: str | None, wait
     from mlgate.canary_runner import read_branch_file, tick, wait_until_due
 
     project = _project(config_path, model)
-    store = _store(database_url, project.base_dir)
+    store = _existing_store(database_url, project.base_dir, config_path)
     rec = _active(store, project.config.model, to, version)
     if wait:
         wait_until_due(rec, _clock, max_wait=max_wait)
@@ -234,8 +268,8 @@ def status(config_path: str, to: str | None, model: str | None, version: str | N
     from mlgate.canary import status_line
 
     base = Path(config_path).resolve().parent
-    store = _store(database_url, base)
-    records = store.list(active_only=not show_all, model=model, environment=to, limit=1000)
+    store = _existing_store(database_url, base, config_path)
+    records = [] if store is None else store.list(active_only=not show_all, model=model, environment=to, limit=1000)
     if version is not None:
         records = [r for r in records if r.version == str(version)]
     if output == "json":
@@ -253,9 +287,9 @@ def _stop(kind: str, config_path: str, to: str, model: str | None, version: str 
     from mlgate import canary_runner
 
     project = _project(config_path, model)
-    store = _store(database_url, project.base_dir)
-    rec = store.find_active(project.config.model, to)
-    if rec is None and kind == "rollback":
+    store = _existing_store(database_url, project.base_dir, config_path)
+    rec = store.find_active(project.config.model, to) if store is not None else None
+    if rec is None and kind == "rollback" and store is not None:
         last = store.latest(project.config.model, to)
         if last is not None and last.status == "aborted":
             rec = last  # an aborted canary may still be rolled back
@@ -265,8 +299,32 @@ def _stop(kind: str, config_path: str, to: str, model: str | None, version: str 
     fn = canary_runner.rollback if kind == "rollback" else canary_runner.abort
     result = fn(store, project.registry, _LazyWriter(rec.settings.mode), _clock, rec.id, reason=reason, actor=actor)
     _emit([result], output, report_path)
+    _close_unmerged_steps(result.canary, f"{'rolled back' if kind == 'rollback' else 'aborted'} by {actor} with "
+                                         f"`mlgate canary {kind}`")
     if result.error is not None:
         raise result.error
+
+
+def _close_unmerged_steps(record: Any, why: str) -> None:
+    """Pull-request mode: close the step PRs/MRs the stopped canary opened that were never merged
+    (merging one later would send traffic to the canary again); report each on stderr."""
+    from mlgate.bot.promotion import close_unmerged_steps, unmerged_steps
+
+    if record.settings.mode != "pull-request" or not unmerged_steps(record):
+        return
+    try:
+        from mlgate.forges import forge_from_env
+        from mlgate.forges.base import repo_path
+
+        repo = repo_path(record.settings.repository)
+        forge = forge_from_env(record.settings.repository)
+    except Exception as e:  # no forge credentials here: say what is left to do
+        for s in unmerged_steps(record):
+            click.echo(f"mlgate: step {s.index + 1} ({s.percent} %) {s.url} is still open ({e}): close it by hand, "
+                       "do not merge it", err=True)
+        return
+    for _step, _outcome, line in close_unmerged_steps(forge, repo, record, why):
+        click.echo(f"mlgate: {line.removeprefix('- ')}", err=True)
 
 
 @canary.command("abort")

@@ -110,23 +110,28 @@ def promotion_writer_from_env(environ: Mapping[str, str] | None = None) -> Any:
     Raises:
         ForgeError: no token for the forge the repository is on.
     """
+    return _ForgeWriter(lambda repository: forge_from_env(repository, environ))
+
+
+def forge_from_env(repository: str, environ: Mapping[str, str] | None = None) -> Forge:
+    """A forge client for ``repository`` from ``MLGATE_*`` variables (as :func:`promotion_writer_from_env`).
+
+    Raises:
+        ForgeError: no token for the forge the repository is on.
+    """
     env = os.environ if environ is None else environ
-
-    def forge_for(repository: str) -> Forge:
-        choice = env.get("MLGATE_FORGE")
-        if not choice:
-            if env.get("MLGATE_GITLAB_TOKEN") and ("gitlab" in repository or not env.get("MLGATE_GITHUB_TOKEN")):
-                choice = "gitlab"
-            else:
-                choice = "github"
-        settings = type("S", (), {
-            "github_api_url": env.get("MLGATE_GITHUB_API_URL", "https://api.github.com"),
-            "github_token": env.get("MLGATE_GITHUB_TOKEN"),
-            "gitlab_url": env.get("MLGATE_GITLAB_URL", "https://gitlab.com"),
-            "gitlab_token": env.get("MLGATE_GITLAB_TOKEN"),
-            "github_write_interval": float(env["MLGATE_GITHUB_WRITE_INTERVAL"])
-            if env.get("MLGATE_GITHUB_WRITE_INTERVAL") else None,
-        })()
-        return make_forge(choice, settings)
-
-    return _ForgeWriter(forge_for)
+    choice = env.get("MLGATE_FORGE")
+    if not choice:
+        if env.get("MLGATE_GITLAB_TOKEN") and ("gitlab" in repository or not env.get("MLGATE_GITHUB_TOKEN")):
+            choice = "gitlab"
+        else:
+            choice = "github"
+    settings = type("S", (), {
+        "github_api_url": env.get("MLGATE_GITHUB_API_URL", "https://api.github.com"),
+        "github_token": env.get("MLGATE_GITHUB_TOKEN"),
+        "gitlab_url": env.get("MLGATE_GITLAB_URL", "https://gitlab.com"),
+        "gitlab_token": env.get("MLGATE_GITLAB_TOKEN"),
+        "github_write_interval": float(env["MLGATE_GITHUB_WRITE_INTERVAL"])
+        if env.get("MLGATE_GITHUB_WRITE_INTERVAL") else None,
+    })()
+    return make_forge(choice, settings)

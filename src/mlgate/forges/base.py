@@ -59,6 +59,9 @@ class PullRequest:
     """A PR (GitHub) or merge request (GitLab). ``number`` is GitLab's ``iid``.
 
     ``state``: "open", "closed" or "merged". ``author_id`` is the numeric user id.
+    ``head_repo_url``: the HTTPS clone URL of the repository that holds the head commit (a
+    fork's, for a PR from a fork): GitHub ``head.repo.clone_url``, GitLab the source
+    project's ``http_url_to_repo``; None when the forge does not say (a deleted fork).
     """
 
     number: int
@@ -71,6 +74,7 @@ class PullRequest:
     title: str = ""
     body: str = ""
     author_id: int | None = None
+    head_repo_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,20 @@ class Forge(Protocol):
     def upsert_comment(self, repo: str, number: int, body: str, known_id: int | None = None) -> tuple[int, str]:
         """Create or update mlgate's one comment (found by :data:`MARKER`); (comment id, url)."""
 
-    def set_status(self, repo: str, sha: str, state: str, description: str, target_url: str | None = None) -> None:
-        """Commit status :data:`STATUS_CONTEXT`; ``state`` "pending", "success" or "failure"."""
+    def set_status(self, repo: str, sha: str, state: str, description: str, target_url: str | None = None,
+                   context: str = STATUS_CONTEXT) -> None:
+        """A commit status named ``context`` (default :data:`STATUS_CONTEXT`); ``state`` "pending",
+        "success" or "failure". GitHub REST "Create a commit status" (``context``); GitLab
+        "Set the pipeline status of a commit" (``name``)."""
+
+    def close_pull_request(self, repo: str, number: int, comment: str) -> bool:
+        """Comment ``comment`` on PR/MR ``number``, then close it without merging.
+
+        GitHub: ``POST /issues/{n}/comments`` then ``PATCH /pulls/{n}`` ``state=closed``;
+        GitLab: ``POST .../merge_requests/:iid/notes`` then ``PUT .../merge_requests/:iid``
+        ``state_event=close``. Returns False (and writes nothing) when it is not open
+        (already closed or merged).
+        """
 
     def open_promotion(self, req: PromotionRequest) -> PromotionResult: ...
 
@@ -186,6 +202,16 @@ def parse_promotion_branch(branch: str | None) -> tuple[str, str, str] | None:
     """(model, environment, version) of a promotion branch name, else None."""
     m = _BRANCH.match(branch or "")
     return (m["model"], m["env"], m["version"]) if m else None
+
+
+_PR_URL = re.compile(r"/(?:pull|pulls|merge_requests)/(?P<n>[0-9]+)/?$")
+
+
+def pr_number_from_url(url: str | None) -> int | None:
+    """The number of a PR/MR from its web address (GitHub ``.../pull/12``, GitLab
+    ``.../-/merge_requests/12``), else None."""
+    m = _PR_URL.search(url or "")
+    return int(m["n"]) if m else None
 
 
 def repo_path(repository: str) -> str:

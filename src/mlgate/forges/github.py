@@ -20,7 +20,7 @@ Endpoints used (GitHub REST API, api.github.com OpenAPI description in npm
   ``POST /repos/{o}/{r}/git/commits``
 - ``GET /repos/{o}/{r}/pulls/{n}``, ``GET .../pulls/{n}/reviews``, ``GET .../pulls/{n}/commits``,
   ``GET /repos/{o}/{r}/pulls?head=&state=open``, ``POST /repos/{o}/{r}/pulls``,
-  ``PATCH /repos/{o}/{r}/pulls/{n}``
+  ``PATCH /repos/{o}/{r}/pulls/{n}`` (body, or ``state: closed``)
 - ``GET /repos/{o}/{r}/collaborators/{u}/permission``, ``GET /orgs/{org}/teams/{slug}/memberships/{u}``
 - ``GET/POST /repos/{o}/{r}/issues/{n}/comments``, ``PATCH /repos/{o}/{r}/issues/comments/{id}``,
   ``POST /repos/{o}/{r}/issues/{n}/labels``, ``POST /repos/{o}/{r}/statuses/{sha}``
@@ -298,11 +298,22 @@ class GitHubForge:
         _, d = self._api("POST", f"/repos/{repo}/issues/{number}/comments", body={"body": text})
         return int(d["id"]), d.get("html_url") or ""
 
-    def set_status(self, repo: str, sha: str, state: str, description: str, target_url: str | None = None) -> None:
-        body: dict[str, Any] = {"state": state, "description": description[:140], "context": STATUS_CONTEXT}
+    def set_status(self, repo: str, sha: str, state: str, description: str, target_url: str | None = None,
+                   context: str = STATUS_CONTEXT) -> None:
+        """``POST /repos/{o}/{r}/statuses/{sha}`` ("Create a commit status"; ``description`` cut to 140)."""
+        body: dict[str, Any] = {"state": state, "description": description[:140], "context": context}
         if target_url:
             body["target_url"] = target_url
         self._api("POST", f"/repos/{repo}/statuses/{sha}", body=body)
+
+    def close_pull_request(self, repo: str, number: int, comment: str) -> bool:
+        """Comment, then ``PATCH /repos/{o}/{r}/pulls/{n}`` with ``state: closed`` (REST "Update a
+        pull request"). False when the PR is not open (closed or merged): nothing is written."""
+        if self.pull_request(repo, number).state != "open":
+            return False
+        self._api("POST", f"/repos/{repo}/issues/{number}/comments", body={"body": comment})
+        self._api("PATCH", f"/repos/{repo}/pulls/{number}", body={"state": "closed"})
+        return True
 
     # ------------------------------------------------------------------ promotion
 
@@ -499,12 +510,16 @@ class GitHubForge:
 
 
 def _pull(d: dict[str, Any]) -> PullRequest:
+    """A :class:`PullRequest` from REST "Get a pull request". ``head.repo`` is the fork for a PR
+    from a fork, and null when that fork was deleted (then ``head_repo_url`` is None)."""
     state = "merged" if d.get("merged") or d.get("merged_at") else d.get("state", "open")
     user = d.get("user") or {}
+    head_repo = d["head"].get("repo") or {}
     return PullRequest(
         number=int(d["number"]), author=user.get("login") or "", author_id=user.get("id"),
         head_sha=d["head"]["sha"], head_ref=d["head"]["ref"], base_ref=d["base"]["ref"], state=state,
         url=d.get("html_url") or "", title=d.get("title") or "", body=d.get("body") or "",
+        head_repo_url=head_repo.get("clone_url") or None,
     )
 
 

@@ -152,6 +152,9 @@ class GitLabForge:
         return None if got is None else got[0]
 
     def pull_request(self, repo: str, number: int) -> PullRequest:
+        """``GET /projects/:id/merge_requests/:iid``, then ``GET /projects/:source_project_id`` for the
+        source project's ``http_url_to_repo`` (a fork's, for an MR from a fork; None when the
+        bot cannot see that project)."""
         d = self._api("get", f"/projects/{_enc(repo)}/merge_requests/{number}")
         author = d.get("author") or {}
         state = {"opened": "open", "merged": "merged"}.get(d.get("state", ""), "closed")
@@ -159,7 +162,21 @@ class GitLabForge:
             number=int(d["iid"]), author=author.get("username") or "", author_id=author.get("id"),
             head_sha=d.get("sha") or "", head_ref=d.get("source_branch") or "", base_ref=d.get("target_branch") or "",
             state=state, url=d.get("web_url") or "", title=d.get("title") or "", body=d.get("description") or "",
+            head_repo_url=self._clone_url(d.get("source_project_id") or d.get("project_id") or repo),
         )
+
+    def _clone_url(self, project: str | int) -> str | None:
+        """A project's ``http_url_to_repo``; None when it is gone or hidden from the bot (403/404)."""
+        from gitlab.exceptions import GitlabHttpError
+
+        try:
+            d = self._api("get", f"/projects/{_enc(project)}")
+        except GitlabHttpError as e:
+            if self._code(e) in (403, 404):
+                return None
+            raise
+        url = (d or {}).get("http_url_to_repo")
+        return url if isinstance(url, str) and url else None
 
     def reviews(self, repo: str, number: int) -> list[Review]:
         return []
@@ -232,12 +249,25 @@ class GitLabForge:
         d = self._api("post", base, body={"body": text})
         return int(d["id"]), ""
 
-    def set_status(self, repo: str, sha: str, state: str, description: str, target_url: str | None = None) -> None:
-        body: dict[str, Any] = {"state": _STATE.get(state, state), "name": STATUS_CONTEXT,
+    def set_status(self, repo: str, sha: str, state: str, description: str, target_url: str | None = None,
+                   context: str = STATUS_CONTEXT) -> None:
+        """``POST /projects/:id/statuses/:sha`` with ``name`` = ``context`` ("failure" is sent as "failed")."""
+        body: dict[str, Any] = {"state": _STATE.get(state, state), "name": context,
                                 "description": description[:255]}
         if target_url:
             body["target_url"] = target_url
         self._api("post", f"/projects/{_enc(repo)}/statuses/{sha}", body=body)
+
+    def close_pull_request(self, repo: str, number: int, comment: str) -> bool:
+        """Add a note, then ``PUT /projects/:id/merge_requests/:iid`` with ``state_event=close``
+        (docs "Update MR"). False when the MR is not open (closed or merged): nothing is written."""
+        base = f"/projects/{_enc(repo)}/merge_requests/{number}"
+        d = self._api("get", base)
+        if (d or {}).get("state") != "opened":
+            return False
+        self._api("post", f"{base}/notes", body={"body": comment})
+        self._api("put", base, body={"state_event": "close"})
+        return True
 
     # ------------------------------------------------------------------ promotion
 
