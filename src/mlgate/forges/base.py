@@ -14,9 +14,10 @@ with ``retry_after`` so the delivery is retried later by the queue.
 
 from __future__ import annotations
 
+
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 from mlgate.errors import InfraError, MlgateError
 from mlgate.policy import Review
@@ -44,6 +45,9 @@ class ForgeError(MlgateError):
     def __init__(self, message: str, status: int = 0):
         super().__init__(message)
         self.status = status
+
+
+T = TypeVar("T")
 
 
 class ForgeBusy(InfraError):
@@ -290,6 +294,60 @@ def describe_change(diff: dict[str, tuple[str, str]]) -> str:
 def fill_body(body: str, diff: dict[str, tuple[str, str]]) -> str:
     """``body`` with :data:`CHANGE_PLACEHOLDER` replaced by the change description."""
     return body.replace(CHANGE_PLACEHOLDER, describe_change(diff))
+
+
+def forge_call(
+    forge: str,
+    where: str,
+    what: str,
+    send: Callable[[], T],
+    *,
+    http_error: type[BaseException],
+    status_of: Callable[[Any], object],
+    classify: Callable[[BaseException], float | bool | None],
+    retry_after_of: Callable[[Any], float | None] = lambda e: None,
+    on_attempt: Callable[[], None] = lambda: None,
+) -> T:
+    """One forge REST request with stamina retries, metrics, and errors a user can act on.
+
+    Args:
+        forge: "github" or "gitlab" (metric label); where: the forge's base URL (for messages);
+        what: "GitHub GET /repos/..." (for messages); send: performs the request once;
+        http_error: the client library's HTTP error class; status_of: its status code;
+        classify: see :func:`call_with_retries`; retry_after_of: seconds from its headers;
+        on_attempt: called before each attempt (API call counting).
+
+    Raises:
+        ForgeBusy: retryable failures that outlived the retries, and an unreachable forge.
+        The library's HTTP error for everything else (4xx), unchanged.
+    """
+    title = "GitHub" if forge == "github" else "GitLab"
+
+    def once() -> T:
+        on_attempt()
+        try:
+            out = send()
+        except http_error as e:
+            record_call(forge, str(status_of(e)))
+            raise
+        except Exception:
+            record_call(forge, "network")
+            raise
+        record_call(forge)
+        return out
+
+    try:
+        return call_with_retries(once, classify, what)  # type: ignore[return-value]
+    except http_error as e:
+        if classify(e):
+            raise ForgeBusy(f"{what} failed after retries: {status_of(e)}", retry_after=retry_after_of(e)) from None
+        raise
+    except (ConnectionError, OSError) as e:
+        raise ForgeBusy(f"{title} at {where} is unreachable: {type(e).__name__}") from None
+    except Exception as e:
+        if type(e).__module__.split(".")[0] in ("requests", "urllib3"):
+            raise ForgeBusy(f"{title} at {where} is unreachable: {type(e).__name__}") from None
+        raise
 
 
 def record_call(forge: str, error_status: str | None = None) -> None:

@@ -45,9 +45,8 @@ from mlgate.forges.base import (
     PromotionRequest,
     PromotionResult,
     PullRequest,
-    call_with_retries,
+    forge_call,
     fill_body,
-    record_call,
     retry_after_seconds,
 )
 from mlgate.policy import Review
@@ -139,32 +138,15 @@ class GitHubForge:
 
         req = self._gh.requester
 
-        def once():
+        def count() -> None:
             self.api_calls += 1
-            try:
-                out = req.requestJsonAndCheck(verb, path, parameters=params, input=body)
-            except GithubException as e:
-                record_call("github", str(e.status))
-                raise
-            except Exception:
-                record_call("github", "network")
-                raise
-            record_call("github")
-            return out
 
-        try:
-            return call_with_retries(once, _classify, f"GitHub {verb} {path}")
-        except GithubException as e:
-            if _classify(e):
-                raise ForgeBusy(f"GitHub {verb} {path} failed after retries: {e.status}",
-                                retry_after=retry_after_seconds(e.headers)) from None
-            raise
-        except (ConnectionError, OSError) as e:
-            raise ForgeBusy(f"GitHub at {self.base_url} is unreachable: {type(e).__name__}") from None
-        except Exception as e:
-            if type(e).__module__.split(".")[0] in ("requests", "urllib3"):
-                raise ForgeBusy(f"GitHub at {self.base_url} is unreachable: {type(e).__name__}") from None
-            raise
+        return forge_call(
+            "github", self.base_url, f"GitHub {verb} {path}",
+            lambda: req.requestJsonAndCheck(verb, path, parameters=params, input=body),
+            http_error=GithubException, status_of=lambda e: e.status, classify=_classify,
+            retry_after_of=lambda e: retry_after_seconds(e.headers), on_attempt=count,
+        )
 
     def _pages(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
         """Every item of a paginated list (``per_page=100``, following pages until a short one)."""

@@ -21,15 +21,13 @@ from urllib.parse import quote
 from mlgate.forges.base import (
     MARKER,
     STATUS_CONTEXT,
-    ForgeBusy,
     ForgeError,
     GitLabApprovals,
     PromotionRequest,
     PromotionResult,
     PullRequest,
-    call_with_retries,
+    forge_call,
     fill_body,
-    record_call,
 )
 from mlgate.policy import Review, gitlab_permission
 
@@ -81,32 +79,18 @@ class GitLabForge:
     def _api(self, verb: str, path: str, query: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> Any:
         from gitlab.exceptions import GitlabHttpError
 
-        def once():
-            self.api_calls += 1
-            try:
-                r = self._gl.http_request(verb, path, query_data=query, post_data=body, obey_rate_limit=True,
-                                          retry_transient_errors=False, max_retries=3)
-            except GitlabHttpError as e:
-                record_call("gitlab", str(e.response_code))
-                raise
-            except Exception:
-                record_call("gitlab", "network")
-                raise
-            record_call("gitlab")
+        def send() -> Any:
+            r = self._gl.http_request(verb, path, query_data=query, post_data=body, obey_rate_limit=True,
+                                      retry_transient_errors=False, max_retries=3)
             return r.json() if r.content else None
 
-        try:
-            return call_with_retries(once, _classify, f"GitLab {verb.upper()} {path}")
-        except GitlabHttpError as e:
-            if _classify(e):
-                raise ForgeBusy(f"GitLab {verb.upper()} {path} failed after retries: {e.response_code}") from None
-            raise
-        except (ConnectionError, OSError) as e:
-            raise ForgeBusy(f"GitLab at {self.url} is unreachable: {type(e).__name__}") from None
-        except Exception as e:
-            if type(e).__module__.split(".")[0] in ("requests", "urllib3"):
-                raise ForgeBusy(f"GitLab at {self.url} is unreachable: {type(e).__name__}") from None
-            raise
+        def count() -> None:
+            self.api_calls += 1
+
+        return forge_call(
+            "gitlab", self.url, f"GitLab {verb.upper()} {path}", send,
+            http_error=GitlabHttpError, status_of=lambda e: e.response_code, classify=_classify, on_attempt=count,
+        )
 
     def _pages(self, path: str, query: dict[str, Any] | None = None) -> list[Any]:
         out: list[Any] = []
