@@ -551,10 +551,11 @@ def promote(project: Project, to: str, *, version: str | None = None, alias: str
             why = f"failed ({', '.join(failed) or 'see its mlgate.gate.* tags'})"
         raise Refused(f"refusing to promote {cfg.model} v{info.version} to {to}: its gates {why}")
     recorded = info.tags.get("mlgate.gates.fingerprint")
-    if recorded is not None and recorded != gates_fingerprint(cfg):
+    if recorded != gates_fingerprint(cfg):
+        why = "validate.gates changed since it was validated" if recorded else "its gate result records no gates fingerprint"
         raise Refused(
-            f"refusing to promote {cfg.model} v{info.version} to {to}: validate.gates changed since it was "
-            f"validated; run 'mlgate validate --version {info.version}' again"
+            f"refusing to promote {cfg.model} v{info.version} to {to}: {why}; "
+            f"run 'mlgate validate --version {info.version}' again"
         )
     if env.requires:
         req = cfg.environment(env.requires)
