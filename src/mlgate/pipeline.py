@@ -532,7 +532,8 @@ def promote(project: Project, to: str, *, version: str | None = None, alias: str
         env = cfg.environment(to)
     except KeyError as e:
         raise UsageError(str(e.args[0])) from None
-    if env.canary is not None:
+    if env.canary is not None and reg.get_by_alias(cfg.model, env.registry_alias) is not None:
+        # the first version of a canary environment has no primary to share traffic with
         raise Refused(
             f"environment {to!r} promotes through a canary: use 'mlgate canary start --to {to}' "
             "(or '/promote' in a pull request), which moves traffic step by step"

@@ -330,3 +330,28 @@ def test_a_version_validated_under_other_gates_is_not_promoted(project):
     assert proc.returncode == 1  # the stricter gate now fails
     proc = project.run("promote", "--to", "staging", "--version", "1")
     assert proc.returncode == 1 and "its gates failed (acc)" in proc.stderr
+
+
+def test_promote_seeds_a_canary_environment_once_then_refers_to_mlgate_canary(project):
+    cfg = project.root / ".mlgate.yml"
+    text = cfg.read_text()
+    assert "  - name: production\n    requires: staging\n" in text
+    cfg.write_text(text.replace(
+        "  - name: production\n    requires: staging\n",
+        "  - name: production\n    requires: staging\n"
+        "    canary:\n      steps: [50, 100]\n      interval: 60\n"
+        "      target: {kind: kserve, name: wine-classifier}\n"
+        "      analysis: {prometheus: 'http://127.0.0.1:9', checks: [{name: err, query: up, max: 1}]}\n"))
+    assert project.run("config", "check").returncode == 0, project.run("config", "check").stderr
+    for acc in (0.9, 0.91):
+        assert project.train(acc).returncode == 0
+        assert project.run("validate").returncode == 0
+        assert project.run("promote", "--to", "staging").returncode == 0
+    proc = project.run("promote", "--to", "production", "--version", "1")
+    assert proc.returncode == 1 and "staging must hold it first" in proc.stderr
+    project.run("promote", "--to", "staging", "--version", "1")
+    proc = project.run("promote", "--to", "production", "--version", "1")
+    assert proc.returncode == 0, proc.stderr  # first version: nothing to canary against
+    project.run("promote", "--to", "staging", "--version", "2")
+    proc = project.run("promote", "--to", "production", "--version", "2")
+    assert proc.returncode == 1 and "mlgate canary start --to production" in proc.stderr
