@@ -100,11 +100,27 @@ class CommandError:
 
 
 def _candidate_lines(body: str) -> list[tuple[int, str]]:
-    """(1-based line number, line) of every line that is not quoted or inside code."""
+    """(1-based line number, line) of every line that is not quoted, inside code or inside an
+    HTML comment.
+
+    CommonMark (0.31): fenced code (§4.5) and indented code (§4.4) are skipped; a block quote
+    (§5.1) includes its *lazy continuation lines* (non-blank lines right after a ``>`` line,
+    until a blank line); an HTML comment (§4.6 type 2, ``<!--`` ... ``-->``) is not rendered,
+    so no line inside one is a command.
+    """
     out: list[tuple[int, str]] = []
     fence: str | None = None  # the opening fence run (e.g. "```") while inside a fenced block
+    in_comment = False  # inside a multi-line HTML comment
+    quoted = False  # inside a block quote (lazy continuation until a blank line)
     for no, raw in enumerate(body.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
         line = raw.rstrip()
+        if in_comment:
+            if "-->" in line:
+                in_comment = False
+                _rest = line.split("-->")[-1]
+                if "<!--" in _rest:
+                    in_comment = True
+            continue
         if fence is not None:
             m = _FENCE.match(line)
             if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not m.group(2).strip():
@@ -113,9 +129,16 @@ def _candidate_lines(body: str) -> list[tuple[int, str]]:
         m = _FENCE.match(line)
         if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
             fence = m.group(1)
+            quoted = False
             continue
         if not line.strip():
+            quoted = False
             continue
+        opened = line.rfind("<!--")
+        if opened >= 0 and line.find("-->", opened + 4) < 0:
+            in_comment = True  # the comment runs on to a later line; this line itself is text up to "<!--"
+        if quoted:
+            continue  # lazy continuation of a block quote
         expanded = line.expandtabs(4)
         indent = len(expanded) - len(expanded.lstrip(" "))
         if indent >= 4:
@@ -124,6 +147,7 @@ def _candidate_lines(body: str) -> list[tuple[int, str]]:
             continue
         stripped = line.strip()
         if stripped.startswith(">"):
+            quoted = True
             continue
         out.append((no, stripped))
     return out

@@ -33,6 +33,9 @@ Forge = Literal["github", "gitlab"]
 Kind = Literal["comment", "review", "pull_request", "push"]
 
 _GITLAB_BOT = re.compile(r"^(project|group)_\d+_bot(_[0-9a-f]+)?\d*$")
+#: GitLab service accounts (bot users): ``service_account_<hex>`` or ``service_account_group_<id>_<hex>``
+#: (GitLab docs, "Service accounts": default username).
+_GITLAB_SERVICE_ACCOUNT = re.compile(r"^service_account_(group_\d+_|project_\d+_)?[0-9a-z_]+$")
 
 
 @dataclass(frozen=True)
@@ -107,14 +110,15 @@ def is_bot(login: str | None, user_type: str | None = None, bot_login: str | Non
 
     GitHub: ``user.type == "Bot"`` or a login ending in ``[bot]`` (GitHub Apps act as
     ``<app-slug>[bot]``). GitLab: project/group access-token bot users
-    (``project_<id>_bot_<hex>``). Either: the configured ``bot_login``.
+    (``project_<id>_bot_<hex>``), service accounts (``service_account_...``) and users whose
+    API/payload ``bot`` flag is true (pass ``user_type="Bot"``). Either: the configured ``bot_login``.
     """
     if not login:
         return False
     if user_type and user_type.lower() == "bot":
         return True
     low = login.lower()
-    if low.endswith("[bot]") or _GITLAB_BOT.match(low):
+    if low.endswith("[bot]") or _GITLAB_BOT.match(low) or _GITLAB_SERVICE_ACCOUNT.match(low):
         return True
     if bot_login and low in {bot_login.lower(), bot_login.lower().removesuffix("[bot]")}:
         return True

@@ -46,6 +46,14 @@ PERMISSIONS = ("none", "read", "triage", "write", "maintain", "admin")
 
 GATES_TAG = "mlgate.gates"
 COMMIT_TAG = "mlgate.git_commit"
+#: Tag ``mlgate validate`` records: :func:`mlgate.pipeline.gates_fingerprint` of the config it validated under.
+FINGERPRINT_TAG = "mlgate.gates.fingerprint"
+
+
+def served_tags(environment: str) -> tuple[str, ...]:
+    """Registry tags that show a version served ``environment``: ``mlgate.promoted.<env>.at``
+    (``mlgate promote``/canary) and ``mlgate.env.<env>`` (the bot's alias move)."""
+    return (f"mlgate.promoted.{environment}.at", f"mlgate.env.{environment}")
 
 
 def permission_rank(level: str | None) -> int:
@@ -128,6 +136,14 @@ class Facts:
         required_env_version: the version holding the ``requires`` environment's alias.
         current_env_version: the version holding this environment's alias now.
         train_promoters: who may run ``/train`` (default: this environment's promoters).
+        pr_state: "open", "closed" (closed without merging) or "merged" (None: unknown, as open).
+            ``/promote`` from a PR closed without merging is refused.
+        committers_resolved: False when the forge could not tell who pushed commits (then, with
+            ``approvals.committers_count`` false, no approval counts: fail closed).
+        expected_gates_fingerprint: :func:`mlgate.pipeline.gates_fingerprint` of the default branch's
+            ``.mlgate.yml`` (None: not checked). The version's tag ``mlgate.gates.fingerprint`` must equal it.
+        served_versions: versions the bot's audit history shows held this environment's alias
+            (besides the :func:`served_tags` on the version); a ``/rollback`` target must be one.
     """
 
     forge: Literal["github", "gitlab"]
@@ -152,6 +168,10 @@ class Facts:
     candidate: VersionFacts | None = None
     required_env_version: str | None = None
     current_env_version: str | None = None
+    pr_state: str | None = None
+    committers_resolved: bool = True
+    expected_gates_fingerprint: str | None = None
+    served_versions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -204,16 +224,19 @@ def latest_states(reviews: Iterable[Review]) -> dict[str, Review]:
     COMMENTED/PENDING reviews are skipped; a DISMISSED review removes the reviewer's entry,
     so an older approval is not resurrected. Reviews are ordered by ``submitted_at`` then
     ``id`` (GitHub lists them in that order; pages may be concatenated in any order).
+    Logins are case-insensitive (one account, whatever the case): the key is the spelling of
+    the reviewer's latest effective review.
     """
     ordered = sorted(reviews, key=lambda r: (r.submitted_at or "", r.id))
     latest: dict[str, Review] = {}
     for r in ordered:
         state = r.state.upper()
+        key = r.user.lower()
         if state in ("APPROVED", "CHANGES_REQUESTED"):
-            latest[r.user] = r
+            latest[key] = r
         elif state == "DISMISSED":
-            latest.pop(r.user, None)
-    return latest
+            latest.pop(key, None)
+    return {r.user: r for r in latest.values()}
 
 
 def _eligible_reviewer(user: str, facts: Facts) -> tuple[bool, str]:
@@ -221,12 +244,16 @@ def _eligible_reviewer(user: str, facts: Facts) -> tuple[bool, str]:
     if a.reviewers or a.teams:
         if user in a.reviewers or user.lower() in {r.lower() for r in a.reviewers}:
             return True, ""
-        teams = facts.user_teams.get(user, frozenset())
+        teams = facts.user_teams.get(user)
+        if teams is None:
+            teams = next((v for k, v in facts.user_teams.items() if k.lower() == user.lower()), frozenset())
         if any(t in teams for t in a.teams):
             return True, ""
         who = ", ".join([*a.reviewers, *(f"team {t}" for t in a.teams)])
         return False, f"not an eligible reviewer for {facts.environment.name} (eligible: {who})"
     perm = facts.user_permissions.get(user)
+    if perm is None:
+        perm = next((v for k, v in facts.user_permissions.items() if k.lower() == user.lower()), None)
     if permission_rank(perm) >= permission_rank("write"):
         return True, ""
     return False, f"has {perm or 'no'} permission; approvals count from write or higher"
@@ -254,7 +281,7 @@ def promoter_check(command: str, actor: str, promoters: Promoters, permission: s
         ``promoters.min_permission``; else a detail saying what is needed.
     """
     level = (permission or "none").lower()
-    if actor in promoters.users:
+    if actor.lower() in {u.lower() for u in promoters.users}:
         return Check("permission", True, f"@{actor} is named in {scope}")
     member = sorted(set(promoters.teams) & set(teams))
     if member:
@@ -285,23 +312,37 @@ def count_approvals(facts: Facts) -> tuple[list[str], list[str], list[str]]:
     ignored: list[str] = []
     blocking: list[str] = []
     author = (facts.pr_author or "").lower()
+    committers = {c.lower() for c in facts.committers}
 
     def exclusion(user: str, user_type: str | None = None) -> str | None:
         if _is_bot(user, facts, user_type):
             return "bot accounts never count"
         if user.lower() == author and not a.author_counts:
             return "the PR author's own approval does not count"
-        if user in facts.committers and not a.committers_count and user.lower() != author:
+        if user.lower() in committers and not a.committers_count and user.lower() != author:
             return "pushed commits to this PR (approvals.committers_count is false)"
+        if not facts.committers_resolved and not a.committers_count:
+            return ("who pushed commits to this PR could not be resolved, so an independent review cannot be "
+                    "told apart (approvals.committers_count is false): fix the forge access or set committers_count")
         ok, why = _eligible_reviewer(user, facts)
         return None if ok else why
 
     if facts.gitlab_approved_by is not None:
+        seen_users: set[str] = set()
+        commits = {k.lower(): v for k, v in facts.gitlab_approval_commits.items()}
         for user in facts.gitlab_approved_by:
+            if user.lower() in seen_users:
+                continue
+            seen_users.add(user.lower())
             why = exclusion(user)
-            seen = facts.gitlab_approval_commits.get(user)
-            if why is None and seen and facts.head_sha and seen != facts.head_sha:
-                why = f"stale: approved {_short(seen)}, head is now {_short(facts.head_sha)}"
+            seen = facts.gitlab_approval_commits.get(user) or commits.get(user.lower())
+            if why is None and not seen:
+                # the bot never saw the approval webhook: the commit approved is unknown (fail closed)
+                why = (f"stale: the commit approved is unknown (no approval webhook was received): "
+                       f"re-approve on the current head {_short(facts.head_sha)}")
+            elif why is None and facts.head_sha and seen != facts.head_sha:
+                why = (f"stale: approved {_short(seen)}, head is now {_short(facts.head_sha)}: "
+                       "re-approve on the current head")
             if why is None:
                 counted.append(user)
             else:
@@ -377,7 +418,26 @@ def decide(facts: Facts) -> Decision:
             checks.append(Check("version", False, f"{env.name} already runs {facts.model} version {facts.version}"))
         else:
             checks.append(Check("version", True, f"roll {env.name} back to version {facts.version}"))
+        if cand.tags.get(GATES_TAG) != "passed":
+            gates = cand.tags.get(GATES_TAG)
+            state = f"{GATES_TAG}={gates}" if gates else f"no {GATES_TAG} tag"
+            checks.append(Check("metric gates", False,
+                                f"rollback target version {facts.version} has {state}: only a version that passed "
+                                f"its gates can be rolled back to; use /promote {facts.model}@VERSION instead"))
+        served = facts.version in facts.served_versions or any(cand.tags.get(t) for t in served_tags(env.name))
+        if served:
+            checks.append(Check("served", True, f"version {facts.version} served {env.name} before"))
+        else:
+            checks.append(Check("served", False,
+                                f"version {facts.version} never served {env.name} (no {served_tags(env.name)[0]} tag, "
+                                f"no alias move in the bot's history): a rollback returns to a version that served "
+                                f"this environment; use /promote {facts.model}@{facts.version} to {env.name} with reviews"))
         return _finish(checks, approvers, not_counted)
+
+    if facts.pr_state == "closed":
+        checks.append(Check("pull request", False,
+                            "this PR/MR was closed without merging: its code never reached the default branch; "
+                            "reopen it (or promote from a merged one)"))
 
     # ---- promote / status
     if facts.head_candidate is not None and facts.version != facts.head_candidate:
@@ -404,7 +464,19 @@ def decide(facts: Facts) -> Decision:
         checks.append(Check("registration", False, f"version {facts.version} is {cand.status}, not READY"))
 
     gates = cand.tags.get(GATES_TAG)
-    if gates == "passed":
+    recorded = cand.tags.get(FINGERPRINT_TAG)
+    if gates == "passed" and facts.expected_gates_fingerprint is not None and recorded != facts.expected_gates_fingerprint:
+        was = f"{FINGERPRINT_TAG}={recorded}" if recorded else f"no {FINGERPRINT_TAG} tag"
+        checks.append(
+            Check(
+                "metric gates",
+                False,
+                f"version {facts.version} was validated under other gates than the default branch's ({was}, "
+                f"expected {facts.expected_gates_fingerprint}): run mlgate validate on the default branch's config "
+                f"(`mlgate validate --version {facts.version}`)",
+            )
+        )
+    elif gates == "passed":
         checks.append(Check("metric gates", True, f"version {facts.version}: {GATES_TAG}=passed"))
     else:
         state = f"{GATES_TAG}={gates}" if gates else f"no {GATES_TAG} tag"

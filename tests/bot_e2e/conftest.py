@@ -257,9 +257,16 @@ class World:
 
     def register(self, sha: str, gates: str = "passed") -> str:
         """Register a model version for commit ``sha`` (as ``mlgate train`` would); returns the version."""
+        from mlgate.config import parse
+        from mlgate.pipeline import gates_fingerprint
+
         tags = {"mlgate.git_commit": sha}
         if gates:
             tags["mlgate.gates"] = gates
+            # as 'mlgate validate' records it, under the default branch's gates
+            r = self.gh.repos[self.repo]
+            yml = r.git.read(r.git.branch(r.default_branch), ".mlgate.yml").decode()
+            tags["mlgate.gates.fingerprint"] = gates_fingerprint(parse(yml))
         mv = self.client.create_model_version(self.model, source=f"s3://models/{self.model}/{sha[:8]}", tags=tags)
         return str(mv.version)
 

@@ -19,6 +19,14 @@ from tests.bot_e2e.conftest import BOT, BotProcess, World, eventually, start_bot
 from tests.canary.conftest import FIXTURES
 from tests.conftest import wait_for_value
 
+
+def _fingerprint(yml: str) -> str:
+    """The gates fingerprint ``mlgate validate`` records for a version validated under ``yml``."""
+    from mlgate.config import parse
+    from mlgate.pipeline import gates_fingerprint
+
+    return gates_fingerprint(parse(yml))
+
 pytestmark = pytest.mark.slow
 
 _n = itertools.count(1)
@@ -88,14 +96,17 @@ def make_cworld(gh: Any, bot: BotProcess, mlflow_client: Any, prom: str, **cfg: 
         gh.set_permission(repo, user, role)
     gh.set_permission(deploy, BOT, "write")
     mlflow_client.create_registered_model(model)
+    fp = _fingerprint(mlgate_yml(model, deploy, prom, **cfg))  # as `mlgate validate` records it
     v1 = mlflow_client.create_model_version(model, source=f"s3://models/{model}/1",
-                                            tags={"mlgate.git_commit": "e" * 40, "mlgate.gates": "passed"})
+                                            tags={"mlgate.git_commit": "e" * 40, "mlgate.gates": "passed",
+                                                  "mlgate.gates.fingerprint": fp})
     mlflow_client.set_registered_model_alias(model, "champion", v1.version)
     w = World(gh=gh, bot=bot, client=mlflow_client, model=model, repo=repo, deploy=deploy)
     gh.commit(repo, "feature", {"train.py": "print('better')\n"}, author="alice", message="better model")
     w.pr = gh.open_pr(repo, "feature", user="alice", title="Better model").number
     mv = mlflow_client.create_model_version(model, source=f"s3://models/{model}/2",
-                                            tags={"mlgate.git_commit": w.head(), "mlgate.gates": "passed"})
+                                            tags={"mlgate.git_commit": w.head(), "mlgate.gates": "passed",
+                                                  "mlgate.gates.fingerprint": fp})
     assert str(mv.version) == "2"
     gh.add_review(repo, w.pr, "bob", "APPROVED", commit_id=w.head())
     return w

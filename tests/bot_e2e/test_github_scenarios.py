@@ -14,6 +14,14 @@ from tests.bot_e2e.conftest import BOT, World
 pytestmark = pytest.mark.slow
 
 
+def _fingerprint(yml: str) -> str:
+    """The gates fingerprint ``mlgate validate`` records for a version validated under ``yml``."""
+    from mlgate.config import parse
+    from mlgate.pipeline import gates_fingerprint
+
+    return gates_fingerprint(parse(yml))
+
+
 def approve(w: World, user: str, sha: str | None = None) -> None:
     w.gh.add_review(w.repo, w.pr, user, "APPROVED", commit_id=sha or w.head())
 
@@ -266,13 +274,15 @@ def canary_world(gh, bot, client) -> World:
     gh.set_permission(deploy, BOT, "write")
     client.create_registered_model(model)
     v1 = client.create_model_version(model, source=f"s3://models/{model}/1",
-                                     tags={"mlgate.git_commit": "e" * 40, "mlgate.gates": "passed"})
+                                     tags={"mlgate.git_commit": "e" * 40, "mlgate.gates": "passed",
+                                           "mlgate.gates.fingerprint": _fingerprint(canary_yml(model, deploy))})
     client.set_registered_model_alias(model, "champion", v1.version)
     w = World(gh=gh, bot=bot, client=client, model=model, repo=repo, deploy=deploy)
     gh.commit(repo, "feature", {"train.py": "print('better')\n"}, author="alice", message="better model")
     w.pr = gh.open_pr(repo, "feature", user="alice", title="Better model").number
     client.create_model_version(model, source=f"s3://models/{model}/2",
-                                tags={"mlgate.git_commit": w.head(), "mlgate.gates": "passed"})
+                                tags={"mlgate.git_commit": w.head(), "mlgate.gates": "passed",
+                                      "mlgate.gates.fingerprint": _fingerprint(canary_yml(model, deploy))})
     approve(w, "bob")
     return w
 

@@ -27,10 +27,38 @@ def glw(fakes, bot, mlflow_client):
     mr = gl.open_mr(repo, "feature", author="alice")
     mlflow_client.create_registered_model(model)
     mlflow_client.create_model_version(model, source=f"s3://models/{model}/{sha[:8]}",
-                                       tags={"mlgate.git_commit": sha, "mlgate.gates": "passed"})
+                                       tags={"mlgate.git_commit": sha, "mlgate.gates": "passed",
+                                             "mlgate.gates.fingerprint": fingerprint(mlgate_yml(model, deploy))})
     errors = len(gl.errors)
     yield gl, proj, mr, sha, model, deploy
     assert gl.errors[errors:] == [], "the bot sent requests the documented GitLab API does not accept"
+
+
+def approve(bot, gl, proj, mr, sha, user):
+    """``user`` approves the MR on GitLab, which sends the ``Merge Request Hook`` (action ``approved``,
+    webhook_events.md "Merge request events"): the bot records the commit approved."""
+    import json
+
+    from tests.bot_e2e.deliveries import GL
+
+    if user not in proj.mrs[mr.iid].approved_by:
+        gl.approve(proj.path, mr.iid, user)
+    p = json.loads((GL / "merge-request.json").read_text())
+    p["user"].update(username=user, id=gl.user(user), name=user.title())
+    p["project"].update(id=proj.id, path_with_namespace=proj.path, default_branch=proj.default_branch)
+    a = p["object_attributes"]
+    a.update(action="approved", iid=mr.iid, id=mr.id, source_branch=mr.source_branch, target_branch=mr.target_branch,
+             source_project_id=proj.id, target_project_id=proj.id, author_id=gl.user(mr.author))
+    a["last_commit"]["id"] = sha
+    return bot.wait(bot.send_gitlab("Merge Request Hook", p))[0]
+
+
+def fingerprint(yml: str) -> str:
+    """The gates fingerprint ``mlgate validate`` records for a version validated under ``yml``."""
+    from mlgate.config import parse
+    from mlgate.pipeline import gates_fingerprint
+
+    return gates_fingerprint(parse(yml))
 
 
 def note(bot, gl, proj, mr, sha, user, body):
@@ -50,10 +78,13 @@ def test_gitlab_promote_needs_a_real_approval_then_opens_one_mr(bot, glw):
     info = note(bot, gl, proj, mr, sha, "carol", "/promote")
     assert "refused" in info.outcome, info
     assert "0/1 approvals" in reply(proj, mr) and gl.projects[deploy].mrs == {}
-    gl.approve(proj.path, mr.iid, "alice")  # the author: never counts
+    approve(bot, gl, proj, mr, sha, "alice")  # the author: never counts
     info = note(bot, gl, proj, mr, sha, "carol", "/promote")
     assert "refused" in info.outcome and "author's own approval" in reply(proj, mr)
-    gl.approve(proj.path, mr.iid, "bob")
+    gl.approve(proj.path, mr.iid, "bob")  # no approval webhook reached the bot: the commit approved is unknown
+    info = note(bot, gl, proj, mr, sha, "carol", "/promote")
+    assert "refused" in info.outcome and "re-approve on the current head" in reply(proj, mr), reply(proj, mr)
+    approve(bot, gl, proj, mr, sha, "bob")
     info = note(bot, gl, proj, mr, sha, "carol", "/promote\r\n")
     assert "promotion PR opened" in info.outcome, info
     dp = gl.projects[deploy]

@@ -122,9 +122,12 @@ def test_malformed_commands_get_a_usage_reply(body, message):
 
 
 def test_several_commands_in_one_comment_in_order():
-    got = parse("/status\nsome words\n/promote iris to staging\n> /rollback\n/help")
+    got = parse("/status\nsome words\n/promote iris to staging\n> /rollback\n\n/help")
     assert [c.name for c in got] == ["status", "promote", "help"]
-    assert [c.line for c in got] == [1, 3, 5]
+    assert [c.line for c in got] == [1, 3, 6]
+    # without the blank line, "/help" is a lazy continuation of the quote (CommonMark §5.1): quoted
+    got = parse("/status\n> /rollback\n/help")
+    assert [c.name for c in got] == ["status"]
 
 
 def test_a_command_after_a_closed_fence_counts():

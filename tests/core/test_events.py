@@ -223,6 +223,18 @@ FACTS = {
 }
 
 
+def _record_gates_fingerprint(facts):
+    """As ``mlgate validate`` does: tag the version with the gates fingerprint of its config."""
+    from mlgate.config import parse as parse_config
+    from mlgate.pipeline import gates_fingerprint
+
+    fp = gates_fingerprint(parse_config(facts["config"]))
+    facts["registry"]["versions"]["7"]["tags"]["mlgate.gates.fingerprint"] = fp
+
+
+_record_gates_fingerprint(FACTS)
+
+
 def _edited(name, **changes):
     p = gh(name)
     for path, value in changes.items():
@@ -247,6 +259,10 @@ EXPLAIN = [
     ("no permission", "github", "issue_comment", gh("issue_comment.pr.promote.json"),
      {**FACTS, "permissions": {"bob": "write", "Codertocat": "read"}},
      ["refused", "@Codertocat has read permission", "needs write or higher"]),
+    ("validated under other gates", "github", "issue_comment", gh("issue_comment.pr.promote.json"),
+     {**FACTS, "registry": {"versions": {"7": {"tags": {"mlgate.gates": "passed", "mlgate.git_commit": "c" * 40,
+                                                        "mlgate.gates.fingerprint": "0123456789abcdef"}}}}},
+     ["refused", "validated under other gates than the default branch's"]),
     ("stale approval", "github", "issue_comment", gh("issue_comment.pr.promote.json"),
      {**FACTS, "reviews": [{"user": "bob", "state": "APPROVED", "commit_id": "d" * 40}]}, ["refused", "stale"]),
     ("approved review", "github", "pull_request_review", gh("pull_request_review.approved.json"), None,

@@ -223,8 +223,11 @@ def gl(**kw) -> Facts:
 
 
 def test_gitlab_counts_approved_by_minus_author_and_bots():
-    d = decide(gl(gitlab_approved_by=("alice", "project_5_bot_1a2b", "bob")))
+    d = decide(gl(gitlab_approved_by=("alice", "project_5_bot_1a2b", "bob"), gitlab_approval_commits={"bob": HEAD}))
     assert d.allowed and d.approvers == ["bob"]
+    # an approval whose commit the bot never learned (no approval webhook) is stale: fail closed
+    d = decide(gl(gitlab_approved_by=("bob",)))
+    assert not d.allowed and any("re-approve on the current head" in n for n in d.not_counted)
 
 
 def test_gitlab_approvals_left_zero_with_empty_approved_by_is_not_an_approval():
@@ -284,8 +287,15 @@ def test_unknown_model_is_refused():
 
 
 def test_rollback_needs_only_permission():
-    f = facts(command="rollback", version="6", candidate=cand("6"), reviews=(), current_env_version="7")
+    served = VersionFacts(model="iris", version="6",
+                          tags={**cand("6").tags, "mlgate.promoted.staging.at": "2024-05-01T10:00:00Z"})
+    f = facts(command="rollback", version="6", candidate=served, reviews=(), current_env_version="7")
     assert decide(f).allowed
+    # the target must have served this environment (tag or the bot's audit history) and passed its gates
+    assert "never served staging" in reasons(replace(f, candidate=cand("6")))
+    assert decide(replace(f, candidate=cand("6"), served_versions=frozenset({"6"}))).allowed
+    assert not decide(replace(f, candidate=VersionFacts(model="iris", version="6",
+                                                        tags={**served.tags, "mlgate.gates": "failed"}))).allowed
     assert not decide(replace(f, actor_permission="read")).allowed
     assert "already runs" in reasons(replace(f, current_env_version="6"))
 

@@ -73,7 +73,16 @@ ROUTES: list[tuple[str, str, str, dict[str, type], dict[str, tuple[type, bool]]]
       "target_url": (_S, False), "ref": (_S, False), "pipeline_id": (_I, False)}),
     ("GET", r"/projects/(?P<id>[^/]+)/members/all/(?P<user_id>\d+)", "member", {}, {}),
     ("GET", r"/groups/(?P<id>[^/]+)/members/all/(?P<user_id>\d+)", "group_member", {}, {}),
-    ("GET", r"/users", "users", {"username": _S}, {}),
+    ("GET", r"/users", "users", {"username": _S, "search": _S, "per_page": _I, "page": _I}, {}),
+    # MR commits (doc/api/merge_requests.md "Get single merge request commits")
+    ("GET", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/commits", "mr_commits",
+     {"per_page": _I, "page": _I}, {}),
+    # project members incl. inherited (doc/api/members.md "List all members of a group or project")
+    ("GET", r"/projects/(?P<id>[^/]+)/members/all", "list_members",
+     {"query": _S, "per_page": _I, "page": _I}, {}),
+    # project events (doc/api/events.md "List a project's visible events"; push events carry push_data)
+    ("GET", r"/projects/(?P<id>[^/]+)/events", "project_events",
+     {"action": _S, "target_type": _S, "per_page": _I, "page": _I, "sort": _S}, {}),
 ]
 _COMPILED = [(m, re.compile("^/api/v4" + rx + "$"), h, q, b) for m, rx, h, q, b in ROUTES]
 _ACTIONS = {"create", "delete", "move", "update", "chmod"}
@@ -125,6 +134,7 @@ class Project:
     notes: dict[int, Note] = field(default_factory=dict)
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     approvals_required: int = 1
+    events: list[dict[str, Any]] = field(default_factory=list)  # push events, oldest first
 
 
 class FakeGitLab:
@@ -198,6 +208,12 @@ class FakeGitLab:
                                                    for k, v in files.items()})
             sha = g.commit_tree(tree, [parent], message, author)
             g.set_ref(branch, sha)
+        uid = self.user(author)
+        p.events.append({"id": next(self._ids), "project_id": p.id, "action_name": "pushed to", "target_id": None,
+                         "target_type": None, "author_id": uid, "target_title": None, "created_at": _now(),
+                         "author": self._user_obj(author), "author_username": author,
+                         "push_data": {"commit_count": 1, "action": "pushed", "ref_type": "branch", "commit_from": parent,
+                                       "commit_to": sha, "ref": branch, "commit_title": message, "ref_count": None}})
         return sha
 
     def fork(self, path: str, namespace: str) -> Project:
@@ -535,11 +551,60 @@ class FakeGitLab:
         ex.update(id=uid, username=name, access_level=30, state="active")
         return 200, ex
 
+    def public_email(self, username: str) -> str:
+        """A user's public e-mail: the one the fake's git uses as author/committer e-mail."""
+        return f"{username}@users.noreply.example"
+
     def _users(self, query, **_):
         name = query.get("username")
-        if name in self.users:
-            return 200, [self._user_obj(name)]
-        return 200, []
+        if name is not None:
+            return 200, [self._user_obj(name)] if name in self.users else []
+        term = (query.get("search") or "").lower()
+        if "@" in term:  # an e-mail: exact match on the public e-mail (doc/api/users.md "search")
+            hits = [u for u in self.users if self.public_email(u).lower() == term]
+        else:
+            hits = [u for u in self.users if term and term in u.lower()]
+        return 200, self._page([self._user_obj(u) for u in sorted(hits)], query)
+
+    @staticmethod
+    def _page(items: list[Any], query: dict[str, str]) -> list[Any]:
+        per = int(query.get("per_page", 20))
+        page = int(query.get("page", 1))
+        return items[(page - 1) * per: page * per]
+
+    def _mr_commits(self, params, query, **_):
+        p = self._project(params)
+        mr = self._mr(p, params)
+        src = self.projects[mr.source_project] if mr.source_project else p
+        head = src.git.branch(mr.source_branch)
+        base = p.git.branch(mr.target_branch)
+        shas = src.git.log(base, head) if head and base and src is p else ([head] if head else [])
+        out = []
+        for sha in reversed(shas):  # newest first, as GitLab lists them
+            c = src.git.commit_info(sha)
+            out.append({"id": sha, "short_id": sha[:8], "created_at": c["committer_date"], "parent_ids": c["parents"],
+                        "title": c["message"].splitlines()[0] if c["message"] else "", "message": c["message"],
+                        "author_name": c["author"], "author_email": c["author_email"], "authored_date": c["author_date"],
+                        "committer_name": c["committer"], "committer_email": c["committer_email"],
+                        "committed_date": c["committer_date"], "trailers": {}, "extended_trailers": {},
+                        "web_url": f"{self.url}/{src.path}/-/commit/{sha}"})
+        return 200, self._page(out, query)
+
+    def _list_members(self, params, query, **_):
+        p = self._project(params)
+        out = []
+        for name, level in sorted(p.members.items()):
+            ex = copy.deepcopy(_example("project-member.json"))
+            ex.pop("email", None)  # shown to administrators only (doc/api/members.md)
+            ex.update(id=self.user(name), username=name, name=name.title(), access_level=level, state="active")
+            out.append(ex)
+        return 200, self._page(out, query)
+
+    def _project_events(self, params, query, **_):
+        p = self._project(params)
+        action = query.get("action")
+        evs = [e for e in reversed(p.events) if action in (None, "pushed")]  # newest first
+        return 200, self._page(copy.deepcopy(evs), query)
 
 
 __all__ = ["FakeGitLab", "GitError"]

@@ -465,10 +465,12 @@ class _Run:
         reviews: tuple = ()
         approved_by = None
         approval_commits: dict[str, str] = {}
+        flagged_bots: set[str] = set()
         users: set[str] = set()
         if ev.forge == "gitlab":
             appr = f.approvals(ev.repo, ev.number)
             approved_by = appr.approved_by if appr else ()
+            flagged_bots = set(getattr(appr, "bots", ()) or ())
             users = set(approved_by)
             for u in users:
                 seen = self.store.kv_get(f"gitlab:approval:{ev.repo}:{ev.number}:{u}")
@@ -478,7 +480,15 @@ class _Run:
             reviews = tuple(f.reviews(ev.repo, ev.number))
             users = set(latest_states(reviews))
         a = env.approvals
-        committers = frozenset() if a.committers_count else frozenset(f.committers(ev.repo, ev.number))
+        committers: frozenset[str] = frozenset()
+        committers_resolved = True
+        if not a.committers_count:
+            from mlgate.forges.base import CommittersUnresolved
+
+            try:
+                committers = frozenset(f.committers(ev.repo, ev.number))
+            except CommittersUnresolved as e:
+                committers, committers_resolved = frozenset(e.found), False
         user_permissions: dict[str, str] = {}
         user_teams: dict[str, frozenset[str]] = {}
         for u in sorted(users):
@@ -488,6 +498,8 @@ class _Run:
                 user_permissions[u] = f.permission(ev.repo, u)
             elif a.teams and u not in a.reviewers:
                 user_teams[u] = frozenset(t for t in a.teams if f.in_team(t, u))
+
+        from mlgate.pipeline import gates_fingerprint
 
         reg = self.registry(cfg)
         head = reg.find_by_commit(model, pr.head_sha) if pr.head_sha else None
@@ -523,10 +535,22 @@ class _Run:
             reviews=reviews, gitlab_approved_by=approved_by, gitlab_approval_commits=approval_commits,
             committers=committers, user_permissions=user_permissions, user_teams=user_teams,
             head_candidate=head_facts, candidate=_vfacts(cand), aliases=aliases,
-            bots=frozenset({b for b in [getattr(self.ctx.settings, "bot_login", None)] if b}),
+            bots=frozenset({b for b in [getattr(self.ctx.settings, "bot_login", None)] if b} | flagged_bots),
+            pr_state=getattr(pr, "state", None), committers_resolved=committers_resolved,
+            gates_fingerprint=gates_fingerprint(cfg),
+            served_versions={env.name: self.served_versions(model, env.name)} if command == "rollback" else {},
         )
         self._candidate_info = cand
         return snap, version
+
+    def served_versions(self, model: str, environment: str) -> frozenset[str]:
+        """Versions the bot's audit history shows held ``environment``'s alias (the moved-to
+        version of each "alias moved" record, and the version it replaced)."""
+        out: set[str] = set()
+        for rec in self.store.audit_records():
+            if rec.get("event") == "alias moved" and rec.get("model") == model and rec.get("environment") == environment:
+                out.update(str(v) for v in (rec.get("version"), rec.get("previous")) if v)
+        return frozenset(out)
 
     # ---------------------------------------------------------------- commands
 

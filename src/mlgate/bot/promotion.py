@@ -39,7 +39,11 @@ class Snapshot:
     """Facts gathered for one command, as plain data (see :class:`mlgate.policy.Facts`).
 
     ``aliases``: environment name → version that holds that environment's alias now.
-    ``gitlab_approved_by`` is None on GitHub.
+    ``gitlab_approved_by`` is None on GitHub. ``pr_state``: "open", "closed" or "merged".
+    ``committers_resolved``: False when the forge could not tell who pushed commits.
+    ``gates_fingerprint``: :func:`mlgate.pipeline.gates_fingerprint` of ``config`` (the default
+    branch's); None: computed from ``config`` by :func:`facts_for`.
+    ``served_versions``: environment name → versions the bot's audit history shows held its alias.
     """
 
     config: Config
@@ -57,6 +61,10 @@ class Snapshot:
     candidate: VersionFacts | None = None
     aliases: Mapping[str, str] = field(default_factory=dict)
     bots: frozenset[str] = frozenset()
+    pr_state: str | None = None
+    committers_resolved: bool = True
+    gates_fingerprint: str | None = None
+    served_versions: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 def resolve_target(cmd: Command, cfg: Config) -> tuple[str, Environment] | str:
@@ -88,6 +96,11 @@ def facts_for(forge: str, command: str, actor: str, model: str, env: Environment
               snap: Snapshot) -> Facts:
     """Assemble :class:`mlgate.policy.Facts` from a :class:`Snapshot` (pure)."""
     required = snap.aliases.get(env.requires) if env.requires else None
+    fingerprint = snap.gates_fingerprint
+    if fingerprint is None:
+        from mlgate.pipeline import gates_fingerprint  # pure: a hash of the default branch's validate section
+
+        fingerprint = gates_fingerprint(snap.config)
     return Facts(
         forge="gitlab" if forge == "gitlab" else "github",
         command=command,
@@ -111,6 +124,10 @@ def facts_for(forge: str, command: str, actor: str, model: str, env: Environment
         candidate=snap.candidate,
         required_env_version=required,
         current_env_version=snap.aliases.get(env.name),
+        pr_state=snap.pr_state,
+        committers_resolved=snap.committers_resolved,
+        expected_gates_fingerprint=fingerprint,
+        served_versions=frozenset(snap.served_versions.get(env.name, ())),
     )
 
 

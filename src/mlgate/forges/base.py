@@ -50,6 +50,15 @@ class ForgeError(MlgateError):
 T = TypeVar("T")
 
 
+class CommittersUnresolved(MlgateError):
+    """The forge could not tell who authored/pushed all of a PR's commits (GitLab: a commit
+    e-mail that matches no user). ``found``: the usernames that were resolved."""
+
+    def __init__(self, message: str, found: set[str] | None = None):
+        super().__init__(message)
+        self.found = set(found or ())
+
+
 class ForgeBusy(InfraError):
     """The forge is rate limiting or failing; try the whole delivery again after ``retry_after`` seconds."""
 
@@ -141,6 +150,8 @@ class GitLabApprovals:
     approved_by: tuple[str, ...]
     approvals_left: int | None
     approvals_required: int | None
+    #: approvers whose user object says ``bot: true`` (service accounts, token bots)
+    bots: tuple[str, ...] = ()
 
 
 class Forge(Protocol):

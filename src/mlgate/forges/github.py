@@ -242,7 +242,17 @@ class GitHubForge:
             if self._status(e) in (403, 404):
                 return "none"
             raise
-        return (d.get("role_name") or d.get("permission") or "none").lower()
+        # ``role_name`` is the precise base role (read/triage/write/maintain/admin); a custom
+        # repository role (Enterprise, e.g. "ml-deployer") has its own name there, and then the
+        # legacy ``permission`` field holds the base role it inherits (REST "Get repository
+        # permissions for a user"; "About custom repository roles").
+        from mlgate.policy import PERMISSIONS
+
+        role = str(d.get("role_name") or "").lower()
+        if role in PERMISSIONS:
+            return role
+        legacy = str(d.get("permission") or "none").lower()
+        return {"pull": "read", "push": "write"}.get(legacy, legacy if legacy in PERMISSIONS else "none")
 
     def in_team(self, team: str, user: str, user_id: int | None = None) -> bool:
         from github import GithubException

@@ -15,6 +15,7 @@ number of files, and ``POST /merge_requests`` with the label.
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -33,6 +34,9 @@ from mlgate.policy import Review, gitlab_permission
 
 MOVE_RETRIES = 5
 PER_PAGE = 100
+#: GitLab's private commit e-mail: ``<user id>-<username>@users.noreply.<host>`` (docs: "Use an
+#: automatically generated private commit email").
+_NOREPLY = re.compile(r"^\d+-([A-Za-z0-9_.-]+)@users\.noreply\.")
 _STATE = {"pending": "pending", "success": "success", "failure": "failed", "error": "failed"}
 
 
@@ -170,16 +174,76 @@ class GitLabForge:
         users = tuple(
             ((a.get("user") or a).get("username") or "") for a in d.get("approved_by") or []
         )
+        bots = tuple(
+            ((a.get("user") or a).get("username") or "") for a in d.get("approved_by") or []
+            if (a.get("user") or a).get("bot") is True
+        )
         return GitLabApprovals(
             approved_by=tuple(u for u in users if u),
             approvals_left=d.get("approvals_left"),
             approvals_required=d.get("approvals_required"),
+            bots=tuple(b for b in bots if b),
         )
 
     def committers(self, repo: str, number: int) -> set[str]:
-        # GitLab's MR commits carry author names and e-mails, not usernames; a committer is
-        # counted when the e-mail is a project member's public e-mail. Unresolvable: empty.
-        return set()
+        """Usernames of the people who authored or committed the MR's commits.
+
+        GitLab's MR commits (``GET /projects/:id/merge_requests/:iid/commits``) carry names and
+        e-mails, not usernames. Each author/committer e-mail is resolved to a username by, in
+        order: GitLab's private commit e-mail ``<id>-<username>@users.noreply.<host>``; a project
+        member whose ``email`` the members API shows (``GET /projects/:id/members/all``); the users
+        API ``GET /users?search=<email>`` (matches public e-mails, and any e-mail for admins).
+        People who pushed to the source branch (project events ``action=pushed``,
+        ``push_data.ref``) are added too.
+
+        Raises:
+            CommittersUnresolved: some commit e-mail matches no GitLab user (the policy then
+                fails closed when ``approvals.committers_count`` is false).
+        """
+        from mlgate.forges.base import CommittersUnresolved
+
+        enc = _enc(repo)
+        mr = self._api("get", f"/projects/{enc}/merge_requests/{number}")
+        mr = mr if isinstance(mr, dict) else {}
+        commits = self._pages(f"/projects/{enc}/merge_requests/{number}/commits")
+        emails: set[str] = set()
+        for c in commits:
+            for k in ("author_email", "committer_email"):
+                e = (c.get(k) or "").strip().lower()
+                if e:
+                    emails.add(e)
+        found: set[str] = set()
+        unresolved: set[str] = set()
+        members: list[Any] | None = None
+        for email in sorted(emails):
+            m = _NOREPLY.match(email)
+            if m:
+                found.add(m.group(1))
+                continue
+            if members is None:
+                members = self._pages(f"/projects/{enc}/members/all")
+            hit = {u.get("username") for u in members if (u.get("email") or "").lower() == email and u.get("username")}
+            if not hit:
+                users = self._api("get", "/users", {"search": email}) or []
+                exact = {u.get("username") for u in users
+                         if email in ((u.get("public_email") or "").lower(), (u.get("email") or "").lower())}
+                hit = exact or ({users[0].get("username")} if len(users) == 1 else set())
+                hit.discard(None)
+            if hit:
+                found |= hit  # type: ignore[arg-type]
+            else:
+                unresolved.add(email)
+        branch = mr.get("source_branch")
+        source = mr.get("source_project_id") or repo
+        if branch:
+            for ev in self._pages(f"/projects/{_enc(source)}/events", {"action": "pushed"}):
+                push = ev.get("push_data") or {}
+                if push.get("ref") == branch and ev.get("author_username"):
+                    found.add(ev["author_username"])
+        if unresolved:
+            raise CommittersUnresolved(
+                f"{len(unresolved)} commit e-mail(s) of merge request !{number} match no GitLab user", found)
+        return found
 
     def permission(self, repo: str, user: str, user_id: int | None = None) -> str:
         from gitlab.exceptions import GitlabHttpError
