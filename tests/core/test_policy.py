@@ -39,8 +39,8 @@ STAGING = CFG.environment("staging")
 PROD = CFG.environment("production")
 
 
-def cand(version="7", gates="passed", status="READY"):
-    tags = {"mlgate.git_commit": HEAD}
+def cand(version="7", gates="passed", status="READY", **extra):
+    tags = {"mlgate.git_commit": HEAD, **extra}
     if gates is not None:
         tags["mlgate.gates"] = gates
     return VersionFacts(model="iris", version=version, tags=tags, status=status)

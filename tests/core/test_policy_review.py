@@ -25,7 +25,7 @@ from mlgate import config as cfgmod
 from mlgate.bot import promotion as promo
 from mlgate.commands import Command, CommandError, parse
 from mlgate.events import Event, Ignored, normalize
-from mlgate.policy import Facts, Review, VersionFacts, count_approvals, decide, promoter_check
+from mlgate.policy import Facts, count_approvals, decide, promoter_check
 from tests.fixtures.github import octokit
 
 HEAD = "a" * 40
@@ -53,15 +53,7 @@ STAGING = CFG.environment("staging")
 PROD = CFG.environment("production")
 
 
-def cand(version="7", gates="passed", status="READY", **extra):
-    tags = {"mlgate.git_commit": HEAD, **extra}
-    if gates is not None:
-        tags["mlgate.gates"] = gates
-    return VersionFacts(model="iris", version=version, tags=tags, status=status)
-
-
-def review(user, commit=HEAD, at="2024-05-01T10:00:00Z", i=1, state="APPROVED", user_type="User"):
-    return Review(user=user, state=state, commit_id=commit, submitted_at=at, id=i, user_type=user_type)
+from tests.core.test_policy import approve as review, cand  # noqa: E402  (shared fact builders)
 
 
 def facts(**kw) -> Facts:
