@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.fakes.http import serve_in_thread
+
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = ROOT / "node_modules" / "@octokit" / "openapi" / "generated" / "api.github.com.json"
 GENERIC_STATUSES = {401, 403, 404, 429, 500, 502, 503}
@@ -425,23 +427,7 @@ class FakeGitHub:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> "FakeGitHub":
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a: Any) -> None:  # quiet
-                pass
-
-            def _any(self) -> None:
-                fake._serve(self)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._server, self.url = serve_in_thread(self._serve)
         return self
 
     def stop(self) -> None:

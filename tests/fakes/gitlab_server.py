@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.fakes.github_server import Git, GitError
+from tests.fakes.http import serve_in_thread
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab"
 
@@ -157,23 +158,7 @@ class FakeGitLab:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> "FakeGitLab":
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def _any(self) -> None:
-                fake._serve(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _any
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._server, self.url = serve_in_thread(self._serve)
         return self
 
     def stop(self) -> None:
