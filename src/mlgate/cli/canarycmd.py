@@ -327,31 +327,26 @@ def _close_unmerged_steps(record: Any, why: str) -> None:
         click.echo(f"mlgate: {line.removeprefix('- ')}", err=True)
 
 
-@canary.command("abort")
-@config_option
-@to_option
-@model_option
-@click.option("--version", "version", default=None, help="Check that the running canary is this version.")
-@click.option("--reason", default="", help="Why, recorded with the canary and on the model version.")
-@database_option
-@report_option
-@output_option
-def abort_cmd(config_path: str, to: str, model: str | None, version: str | None, reason: str,
-              database_url: str | None, report_path: str | None, output: str) -> None:
-    """Stop driving the running canary in --to, leaving the manifest as it is (a person takes over)."""
-    _stop("abort", config_path, to, model, version, reason, database_url, report_path, output)
+def _stop_command(kind: str, summary: str) -> click.Command:
+    """``mlgate canary abort`` and ``rollback``: the same options, one action each."""
+
+    @config_option
+    @to_option
+    @model_option
+    @click.option("--version", "version", default=None, help="Check that the running canary is this version.")
+    @click.option("--reason", default="", help="Why, recorded with the canary and on the model version.")
+    @database_option
+    @report_option
+    @output_option
+    def run(config_path: str, to: str, model: str | None, version: str | None, reason: str,
+            database_url: str | None, report_path: str | None, output: str) -> None:
+        _stop(kind, config_path, to, model, version, reason, database_url, report_path, output)
+
+    run.__doc__ = summary
+    return canary.command(kind)(run)
 
 
-@canary.command("rollback")
-@config_option
-@to_option
-@model_option
-@click.option("--version", "version", default=None, help="Check that the canary is this version.")
-@click.option("--reason", default="", help="Why, recorded with the canary and on the model version.")
-@database_option
-@report_option
-@output_option
-def rollback_cmd(config_path: str, to: str, model: str | None, version: str | None, reason: str,
-                 database_url: str | None, report_path: str | None, output: str) -> None:
-    """Roll the canary in --to back now: traffic to the primary, the canary's model removed."""
-    _stop("rollback", config_path, to, model, version, reason, database_url, report_path, output)
+abort_cmd = _stop_command(
+    "abort", "Stop driving the running canary in --to, leaving the manifest as it is (a person takes over).")
+rollback_cmd = _stop_command(
+    "rollback", "Roll the canary in --to back now: traffic to the primary, the canary's model removed.")
