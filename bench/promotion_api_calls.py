@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlgate.forges.base import FileEdit, PromotionRequest  # noqa: E402
-from mlgate.forges.github import GitHubForge  # noqa: E402
-from mlgate.forges.gitlab import GitLabForge  # noqa: E402
+from mlgate.edge.forges.base import FileEdit, PromotionRequest  # noqa: E402
+from mlgate.edge.forges.github import GitHubForge  # noqa: E402
+from mlgate.edge.forges.gitlab import GitLabForge  # noqa: E402
 from tests.fakes.github_server import FakeGitHub  # noqa: E402
 from tests.fakes.gitlab_server import FakeGitLab  # noqa: E402
 

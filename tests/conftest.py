@@ -171,7 +171,7 @@ def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def wait_for_value(prometheus_url: str, promql: str, expected: float, timeout: float = 15) -> None:
     """Poll until Prometheus answers ``expected`` for ``promql`` (the exporter was scraped)."""
-    from mlgate.prometheus import Prometheus
+    from mlgate.edge.prometheus import Prometheus
 
     deadline = time.monotonic() + timeout
     with Prometheus(prometheus_url) as p:

@@ -6,9 +6,9 @@
 # `x"; echo INJECTED >&2; echo "` or `$(id)` stays data: it is printed, never executed.
 
 # shellcheck disable=SC2034  # the patterns are used by the actions that source this file
-# Names a user gives to models and environments (mlgate.config.NAME_PATTERN).
+# Names a user gives to models and environments (mlgate.core.config.NAME_PATTERN).
 MLGATE_NAME_RE='^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'
-# Aliases of the MLflow Model Registry (mlgate.config.ALIAS_PATTERN).
+# Aliases of the MLflow Model Registry (mlgate.core.config.ALIAS_PATTERN).
 MLGATE_ALIAS_RE='^[A-Za-z_][A-Za-z0-9_-]{0,62}$'
 MLGATE_VERSION_RE='^[1-9][0-9]{0,9}$'
 

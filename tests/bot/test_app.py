@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlgate.bot.settings import BotSettings
-from mlgate.bot.store import Store
+from mlgate.edge.db.store import Store
 from tests.bot.conftest import (
     GITLAB_TOKEN,
     SECRET,
@@ -110,7 +110,7 @@ def test_body_over_the_limit_is_413_by_content_length_and_by_streamed_size(bot):
 
 
 def test_streamed_body_over_the_limit_stops_reading(start_bot, sqlite_url):
-    """ASGI level: the endpoint refuses as soon as the running size passes the limit."""
+    """ASGI level: the endpoint refuses as the running size passes the limit."""
     running = start_bot(_settings(sqlite_url), Store(sqlite_url), workers=0)
     endpoint = running.app.webhooks["/webhooks/github"]
     reads = 0

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 
-from mlgate.bot.store import Store
+from mlgate.edge.db.store import Store
 from mlgate.cli import cli
-from mlgate.errors import UsageError
+from mlgate.core.errors import UsageError
 from tests.bot.conftest import github_examples
 
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)

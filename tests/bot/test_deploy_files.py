@@ -14,7 +14,7 @@ import re
 import jsonschema
 from ruamel.yaml import YAML
 
-from mlgate.bot import intake
+from mlgate.core import intake
 from mlgate.bot.settings import BotSettings, env_name, json_schema
 from tests.conftest import ROOT
 

@@ -13,9 +13,9 @@ from ruamel.yaml import YAML
 
 from mlgate.bot import handlers
 from mlgate.bot.settings import BotSettings
-from mlgate.bot.store import Delivery, Store
+from mlgate.edge.db.store import Delivery, Store
 from mlgate.bot.worker import WorkerPool
-from tests.bot_e2e.deliveries import github_comment
+from tests.e2e.bot.deliveries import github_comment
 from tests.fakes.argo_server import FakeArgoServer, SwaggerSpec
 from tests.fakes.github_server import FakeGitHub
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlgate.bot import intake
+from mlgate.core import intake
 from tests.bot.conftest import SECRET, sign
 
 KEY = SECRET.encode()

@@ -9,7 +9,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from mlgate.bot.settings import BotSettings, check_servable, json_schema, load_settings
-from mlgate.errors import ConfigError
+from mlgate.core.errors import ConfigError
 from tests.conftest import ROOT
 
 

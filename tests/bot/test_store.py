@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from mlgate.bot.store import Incoming, IntakeWriter, Store
-from mlgate.errors import InfraError
+from mlgate.edge.db.store import Incoming, IntakeWriter, Store
+from mlgate.core.errors import InfraError
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -225,7 +225,7 @@ def test_writer_reports_database_errors_to_every_caller(tmp_path):
 
 
 def test_sqlite_wal_is_restarted_under_sustained_writes(tmp_path, monkeypatch):
-    import mlgate.bot.store as store_mod
+    import mlgate.edge.db.store as store_mod
 
     monkeypatch.setattr(store_mod._Checkpointer, "INLINE_AFTER_FRAMES", 600)
     monkeypatch.setattr(store_mod._Checkpointer, "EVERY_ROWS", 50)

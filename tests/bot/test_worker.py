@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mlgate.bot.settings import BotSettings
-from mlgate.bot.store import Store
+from mlgate.edge.db.store import Store
 from mlgate.bot.worker import BasicContext, Step, WorkerPool, backoff_seconds, next_step
-from mlgate.errors import ConfigError, InfraError, Refused
+from mlgate.core.errors import ConfigError, InfraError, Refused
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlgate import argo_plan as ap
-from mlgate.argo_plan import DeclaredParameter as P
-from mlgate.errors import UsageError
+from mlgate.core import argo_plan as ap
+from mlgate.core.argo_plan import DeclaredParameter as P
+from mlgate.core.errors import UsageError
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlgate.commands import Command, CommandError, help_text, parse, resolve_rollback_word
+from mlgate.core.commands import Command, CommandError, help_text, parse, resolve_rollback_word
 
 
 def only(body: str):

@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from mlgate.config import Config, json_schema, parse
-from mlgate.errors import ConfigError
+from mlgate.core.config import Config, json_schema, parse
+from mlgate.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

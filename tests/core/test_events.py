@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from mlgate.bot.explain import explain
-from mlgate.commands import help_text
-from mlgate.events import Event, Ignored, normalize
+from mlgate.core.commands import help_text
+from mlgate.core.events import Event, Ignored, normalize
 from tests.fixtures.github import octokit
 
 GL = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab"
@@ -225,8 +225,8 @@ FACTS = {
 
 def _record_gates_fingerprint(facts):
     """As ``mlgate validate`` does: tag the version with the gates fingerprint of its config."""
-    from mlgate.config import parse as parse_config
-    from mlgate.pipeline import gates_fingerprint
+    from mlgate.core.config import parse as parse_config
+    from mlgate.flows.pipeline import gates_fingerprint
 
     fp = gates_fingerprint(parse_config(facts["config"]))
     facts["registry"]["versions"]["7"]["tags"]["mlgate.gates.fingerprint"] = fp
@@ -401,7 +401,7 @@ def test_normalize_never_raises_on_mutated_real_payloads():
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from mlgate.commands import parse
+    from mlgate.core.commands import parse
 
     json_values = st.one_of(
         st.none(), st.booleans(), st.integers(-2, 2**40), st.floats(allow_nan=False), st.text(max_size=8),

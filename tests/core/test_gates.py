@@ -5,8 +5,8 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from mlgate.config import Gate
-from mlgate.gates import evaluate, evaluate_gate, outcome_tags
+from mlgate.core.config import Gate
+from mlgate.core.gates import evaluate, evaluate_gate, outcome_tags
 
 
 def g(**kw) -> Gate:

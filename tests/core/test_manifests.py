@@ -1,4 +1,4 @@
-"""The format-preserving manifest edit engine (``mlgate.manifests``).
+"""The format-preserving manifest edit engine (``mlgate.core.manifests``).
 
 Oracles are independent of the engine: line diffs with :mod:`difflib`, and the data loaded by
 ruamel.yaml's safe loader (YAML 1.2) and by PyYAML (YAML 1.1, as Kubernetes' go-yaml v2 reads
@@ -21,9 +21,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml import nodes as ruamel_nodes
 from ruamel.yaml.resolver import VersionedResolver
 
-from mlgate.config import HelmTarget, KeyPathTarget, KServeTarget, KustomizeImageTarget
-from mlgate.errors import ManifestError, UsageError
-from mlgate.manifests import Edit, Index, Key, Select, parse_path, render_value, set_value, target_edit
+from mlgate.core.config import HelmTarget, KeyPathTarget, KServeTarget, KustomizeImageTarget
+from mlgate.core.errors import ManifestError, UsageError
+from mlgate.core.manifests import Edit, Index, Key, Select, parse_path, render_value, set_value, target_edit
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "manifests"
 TARGETS = json.loads((CORPUS / "targets.json").read_text(encoding="utf-8"))
@@ -907,7 +907,7 @@ def test_comment_between_anchor_or_tag_and_value_is_kept(case):
 
 def test_a_wrong_span_fails_closed(monkeypatch):
     """The text-level check refuses an edit whose span is not exactly the old scalar token."""
-    import mlgate.manifests as m
+    import mlgate.core.manifests as m
 
     def swallow_comment(text, node):  # the old bug: stops at the comment, which is then replaced
         i = node.start

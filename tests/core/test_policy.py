@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from mlgate import config as cfgmod
-from mlgate.policy import (
+from mlgate.core import config as cfgmod
+from mlgate.core.policy import (
     Facts,
     Review,
     VersionFacts,
@@ -327,7 +327,7 @@ def test_promote_and_the_no_review_commands_share_one_promoter_check(command, pe
     """``decide`` (``/promote``) and ``permission_decision`` (``/train``, ``/abort``) give the same
     permission verdict and the same words for the same promoters, actor, permission and teams."""
     from mlgate.bot.promotion import permission_decision
-    from mlgate.policy import promoter_check
+    from mlgate.core.policy import promoter_check
 
     scope = "promoters of production"
     check = promoter_check(command, actor, PROD.promoters, perm, teams, scope)

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from mlgate import config as cfgmod
+from mlgate.core import config as cfgmod
 from mlgate.bot import promotion as promo
-from mlgate.commands import Command, CommandError, parse
-from mlgate.events import Event, Ignored, normalize
-from mlgate.policy import Facts, count_approvals, decide, promoter_check
+from mlgate.core.commands import Command, CommandError, parse
+from mlgate.core.events import Event, Ignored, normalize
+from mlgate.core.policy import Facts, count_approvals, decide, promoter_check
 from tests.fixtures.github import octokit
 
 HEAD = "a" * 40
@@ -124,7 +124,7 @@ class _Registry:
     """The few registry calls the handler makes, over a dict of versions."""
 
     def __init__(self):
-        from mlgate.registry import VersionInfo
+        from mlgate.edge.registry import VersionInfo
 
         self._vi = VersionInfo
         self.versions_: dict[str, object] = {}
@@ -133,7 +133,7 @@ class _Registry:
 
     def add(self, version: str, commit: str, gates: str = "passed"):
         # as `mlgate validate` records it: the gates fingerprint of the default branch's .mlgate.yml
-        from mlgate.pipeline import gates_fingerprint
+        from mlgate.flows.pipeline import gates_fingerprint
 
         fp = gates_fingerprint(cfgmod.parse(MODEL_YML))
         self.versions_[version] = self._vi(model="iris", version=version, run_id=f"run{version}", status="READY",
@@ -149,7 +149,7 @@ class _Registry:
         return max(m, key=lambda v: int(v.version)) if m else None
 
     def get_version(self, model, version):
-        from mlgate.errors import UsageError
+        from mlgate.core.errors import UsageError
 
         if version not in self.versions_:
             raise UsageError(f"no version {version}")
@@ -171,7 +171,7 @@ class _Registry:
 def world(tmp_path):
     from mlgate.bot import handlers
     from mlgate.bot.settings import BotSettings
-    from mlgate.bot.store import Store
+    from mlgate.edge.db.store import Store
     from tests.fakes.github_server import FakeGitHub
 
     gh = FakeGitHub(tmp_path / "gh", tokens={TOKEN: BOT}).start()
@@ -196,14 +196,14 @@ def world(tmp_path):
 def _delivery(event, payload, did):
     from datetime import UTC, datetime
 
-    from mlgate.bot.store import Delivery
+    from mlgate.edge.db.store import Delivery
 
     return Delivery(id=did, forge="github", event=event, payload=payload, headers={},
                     received_at=datetime.now(UTC), attempts=1)
 
 
 def _comment(gh, number, who, body, comment_id=None, state="open"):
-    from tests.bot_e2e.deliveries import github_comment
+    from tests.e2e.bot.deliveries import github_comment
 
     p = github_comment(gh, "acme/model", number, who, body, comment_id=comment_id)
     p["issue"]["state"] = state
@@ -248,7 +248,7 @@ class TestFixed:
         ``GitLabForge.committers`` returns ``set()`` unconditionally, so a second account that pushed
         commits to the MR approves it and counts. (Stubbed API: the MR's commits are authored by a
         project member whose username the users API resolves.)"""
-        from mlgate.forges.gitlab import GitLabForge
+        from mlgate.edge.forges.gitlab import GitLabForge
 
         f = GitLabForge("https://gitlab.invalid", token="glpat-x")
         commits = [{"id": HEAD, "author_name": "Mallory Two", "author_email": "m2@example.com",
@@ -327,8 +327,8 @@ class TestFixed:
         ``role_name: <custom name>`` and ``permission: write`` (the legacy base role). ``GitHubForge.permission``
         prefers ``role_name``, which ``permission_rank`` does not know -> "none": every member of a custom
         role (e.g. "ml-deployer" based on write) is refused /promote and their approvals never count."""
-        from mlgate.forges.github import GitHubForge
-        from mlgate.policy import permission_rank
+        from mlgate.edge.forges.github import GitHubForge
+        from mlgate.core.policy import permission_rank
 
         f = GitHubForge("https://api.github.invalid", token="ghp_x")
         f._api = lambda verb, path, params=None, body=None: ({}, {"permission": "write", "role_name": "ml-deployer",  # type: ignore[method-assign]

@@ -1,8 +1,8 @@
 """Report rendering: Markdown table, Mermaid chart, annotations."""
 
-from mlgate.config import Gate
-from mlgate.gates import evaluate
-from mlgate.report import github_annotations, render_chart, render_markdown, report_dict
+from mlgate.core.config import Gate
+from mlgate.core.gates import evaluate
+from mlgate.core.report import github_annotations, render_chart, render_markdown, report_dict
 
 
 def _report():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mlgate.urls import redact_url
+from mlgate.core.urls import redact_url
 
 
 @pytest.mark.parametrize("text,shown", [

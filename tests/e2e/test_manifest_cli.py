@@ -181,9 +181,9 @@ def test_non_utf8_file_is_refused(repo: Path):
 
 
 def test_file_edge_keeps_bytes_and_permissions(tmp_path: Path):
-    """mlgate.manifest_files: exact bytes in and out, mode kept, writes through an inner symlink."""
-    from mlgate.errors import ManifestError
-    from mlgate.manifest_files import read_text, resolve_in_repo, write_text
+    """mlgate.edge.files: exact bytes in and out, mode kept, writes through an inner symlink."""
+    from mlgate.core.errors import ManifestError
+    from mlgate.edge.files import read_text, resolve_in_repo, write_text
 
     root = tmp_path / "repo"
     root.mkdir()

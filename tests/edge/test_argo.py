@@ -26,10 +26,10 @@ import pytest
 import stamina
 from ruamel.yaml import YAML
 
-from mlgate import argo
-from mlgate.argo_plan import workflow_name
-from mlgate.config import ArgoBackend
-from mlgate.errors import InfraError, UsageError
+from mlgate.edge import argo
+from mlgate.core.argo_plan import workflow_name
+from mlgate.core.config import ArgoBackend
+from mlgate.core.errors import InfraError, UsageError
 from tests.fakes.argo_server import FIXTURES, FakeArgoServer, SwaggerSpec, _strict
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from mlgate.errors import InfraError, UsageError
-from mlgate.registry import Registry, registration_verdict, resolve_tracking_uri
+from mlgate.core.errors import InfraError, UsageError
+from mlgate.edge.registry import Registry, registration_verdict, resolve_tracking_uri
 
 
 @pytest.mark.parametrize("status,elapsed,timeout,verdict", [

@@ -14,7 +14,7 @@ no body; errors with a JSON body ``{"error": "..."}``: 400 malformed (no deliver
 token missing or wrong; 404 the forge has no secret configured; 413 body over
 ``max_body_bytes``; 503 the database did not commit in time (nothing acknowledged: the
 forge shows a failed delivery, which can be redelivered). A 202 is sent only after the
-delivery's row is committed (:class:`~mlgate.bot.store.IntakeWriter`), and no forge API call
+delivery's row is committed (:class:`~mlgate.edge.db.store.IntakeWriter`), and no forge API call
 happens before it: workers pick deliveries up from the database afterwards.
 
 The webhook routes are plain ASGI callables (no Request object, no middleware work) so that
@@ -41,9 +41,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlgate.bot import intake, metrics
+from mlgate.core import intake
+from mlgate.edge import metrics
 from mlgate.bot.settings import BotSettings
-from mlgate.bot.store import Incoming, IntakeWriter, Store
+from mlgate.edge.db.store import Incoming, IntakeWriter, Store
 from mlgate.bot.worker import Handler, WorkerPool, error_text, utcnow
 
 log = structlog.get_logger("mlgate.bot.app")
@@ -74,7 +75,7 @@ class _TooLarge(Exception):
 
 
 async def _read_body(receive: Callable, limit: int) -> bytes:
-    """The request body, refusing (``_TooLarge``) as soon as it exceeds ``limit`` bytes."""
+    """The request body, refusing (``_TooLarge``) as it exceeds ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -303,7 +304,7 @@ def create_app(
         writer.deliver = lambda pairs: loop.call_soon_threadsafe(_settle_all, pairs)
         writer.start()
         pool.start()
-        # Everything imported so far lives as long as the process: keep it out of the
+        # Everything imported so far lives as the process: keep it out of the
         # cyclic GC's work, so that collections stay short (tail latency).
         gc.collect()
         gc.freeze()

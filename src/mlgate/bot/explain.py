@@ -1,7 +1,7 @@
 """``mlgate bot explain``: what the bot would do with one saved delivery, and why.
 
-No network and no writes: the delivery goes through the same :func:`mlgate.events.normalize`,
-:func:`mlgate.commands.parse` and (given facts) :func:`mlgate.policy.decide` as the worker.
+No network and no writes: the delivery goes through the same :func:`mlgate.core.events.normalize`,
+:func:`mlgate.core.commands.parse` and (given facts) :func:`mlgate.core.policy.decide` as the worker.
 Operators use it to answer "why did the bot not react to my comment?".
 
 Facts file (JSON; every key optional)::
@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlgate.commands import Command, CommandError, help_text, parse, resolve_rollback_word
-from mlgate.events import Event, Ignored, normalize
-from mlgate.policy import Review, VersionFacts, decide, gitlab_permission
+from mlgate.core.commands import Command, CommandError, help_text, parse, resolve_rollback_word
+from mlgate.core.events import Event, Ignored, normalize
+from mlgate.core.policy import Review, VersionFacts, decide, gitlab_permission
 
 
 def guess_event(payload: dict[str, Any], forge: str) -> str:
@@ -65,7 +65,7 @@ def _describe(ev: Event) -> str:
 
 def _snapshot(facts: dict[str, Any], ev: Event, forge: str):
     """(Snapshot, version lookup) from a facts file; UsageError names the part that is unusable."""
-    from mlgate.errors import ConfigError, UsageError
+    from mlgate.core.errors import ConfigError, UsageError
 
     try:
         return _snapshot_unchecked(facts, ev, forge)
@@ -76,7 +76,7 @@ def _snapshot(facts: dict[str, Any], ev: Event, forge: str):
 
 
 def _snapshot_unchecked(facts: dict[str, Any], ev: Event, forge: str):
-    from mlgate import config as cfgmod
+    from mlgate.core import config as cfgmod
     from mlgate.bot.promotion import Snapshot
 
     raw = facts.get("config")
@@ -156,7 +156,7 @@ def explain(payload: dict[str, Any], *, event: str | None = None, forge: str | N
         out.append("would: nothing (pull request updates arrive as pull_request / merge request events)")
         return "\n".join(out)
     if ev.kind == "pull_request" and ev.action == "merged":
-        from mlgate.forges.base import parse_promotion_branch
+        from mlgate.edge.forges.base import parse_promotion_branch
 
         parsed = parse_promotion_branch(ev.head_ref)
         if parsed:
@@ -204,7 +204,7 @@ def _explain_command(c: Command | CommandError, ev: Event, forge: str, facts: di
     from dataclasses import replace
 
     from mlgate.bot import promotion as promo
-    from mlgate.forges.base import promotion_branch
+    from mlgate.edge.forges.base import promotion_branch
 
     if isinstance(c, CommandError):
         return [f"would: reply with usage for line {c.line} ({c.message}) and run nothing"]

@@ -1,8 +1,8 @@
 """The worker's delivery handler: normalise → parse → gather facts → decide → promote → reply → audit.
 
-Edge: talks to the forge (through :mod:`mlgate.forges`), the registry
-(:class:`mlgate.registry.Registry`) and the store. Decisions are made by the pure
-:func:`mlgate.policy.decide` over facts gathered here.
+Edge: talks to the forge (through :mod:`mlgate.edge.forges`), the registry
+(:class:`mlgate.edge.registry.Registry`) and the store. Decisions are made by the pure
+:func:`mlgate.core.policy.decide` over facts gathered here.
 
 Safety properties (issue 3):
 
@@ -19,16 +19,16 @@ Safety properties (issue 3):
 - Every decision, allowed or refused, is appended to the audit table.
 
 Canaries (issue 5): ``/promote`` to an environment with a ``canary:`` section starts a canary
-(:func:`mlgate.canary_runner.start_canary`) after the same policy checks; each step is written
+(:func:`mlgate.flows.canary.start_canary`) after the same policy checks; each step is written
 through the forge (:class:`mlgate.bot.promotion.CanaryWriter`); the merge of a step's PR
 (``pull_request`` closed+merged on the GitOps repository) makes it live
-(:func:`~mlgate.canary_runner.on_step_live`); :func:`tick_canaries`, run every
+(:func:`~mlgate.flows.canary.on_step_live`); :func:`tick_canaries`, run every
 ``canary_tick_seconds`` by a worker-pool thread, measures, advances and rolls back; ``/rollback``
 and ``/abort`` stop a running canary. The canary's report is the source PR's one mlgate
 comment, edited in place; every canary transition is appended to the audit table.
 
 Training (issue 6): ``/train [--gpus N]`` submits the WorkflowTemplate of ``train.argo`` for
-the PR head commit (:func:`mlgate.argo.submit_for_commit`; once per commit on the Argo side,
+the PR head commit (:func:`mlgate.edge.argo.submit_for_commit`; once per commit on the Argo side,
 once per comment here), keeps the ``mlgate/train`` commit status (pending with the Argo link,
 then success/failure, followed by :func:`poll_trains`), and ``/abort`` stops it.
 
@@ -52,12 +52,12 @@ from typing import Any, Callable
 
 import structlog
 
-from mlgate import commands as cmdparse
-from mlgate.commands import Command, CommandError
-from mlgate.config import Config, Environment
-from mlgate.errors import ConfigError, InfraError, MlgateError, UsageError
-from mlgate.events import Event, Ignored, normalize
-from mlgate.policy import Decision, VersionFacts, decide, latest_states
+from mlgate.core import commands as cmdparse
+from mlgate.core.commands import Command, CommandError
+from mlgate.core.config import Config, Environment
+from mlgate.core.errors import ConfigError, InfraError, MlgateError, UsageError
+from mlgate.core.events import Event, Ignored, normalize
+from mlgate.core.policy import Decision, VersionFacts, decide, latest_states
 from mlgate.bot import promotion as promo
 
 log = structlog.get_logger("mlgate.bot.handlers")
@@ -106,7 +106,7 @@ class HandlerContext:
 
     ``forges(name, installation_id)`` returns a fresh forge client (a GitHub App installation
     token is minted per delivery and refreshed before it expires). ``registry_factory(uri)``
-    returns a :class:`mlgate.registry.Registry`.
+    returns a :class:`mlgate.edge.registry.Registry`.
     """
 
     settings: Any
@@ -120,10 +120,10 @@ class HandlerContext:
 
 
 def canary_store(ctx: HandlerContext) -> Any:
-    """The :class:`mlgate.canary_store.CanaryStore` on the bot's own database (created once)."""
+    """The :class:`mlgate.edge.db.canaries.CanaryStore` on the bot's own database (created once)."""
     with ctx._guard:
         if ctx._canaries is None:
-            from mlgate.canary_store import CanaryStore
+            from mlgate.edge.db.canaries import CanaryStore
 
             ctx._canaries = CanaryStore(ctx.store.engine)
         return ctx._canaries
@@ -141,12 +141,12 @@ def post_comment(ctx: HandlerContext, forge: Any, forge_name: str, repo: str, nu
 def set_commit_status(forge: Any, repo: str, sha: str, state: str, description: str, target_url: str | None = None,
                       context: str | None = None) -> None:
     """A commit status with ``context`` (default the forge's ``mlgate/gates``), through
-    :meth:`mlgate.forges.base.Forge.set_status`.
+    :meth:`mlgate.edge.forges.base.Forge.set_status`.
 
     ``state``: pending, success or failure. GitHub REST "Create a commit status"
     (``context``); GitLab "Set the pipeline status of a commit" (``name``).
     """
-    from mlgate.forges.base import STATUS_CONTEXT
+    from mlgate.edge.forges.base import STATUS_CONTEXT
 
     forge.set_status(repo, sha, state, description, target_url, context=context or STATUS_CONTEXT)
 
@@ -203,13 +203,13 @@ def audit_canary(ctx: HandlerContext, canary_id: int | None, base: dict[str, Any
 
 def make_context(settings: Any, store: Any) -> HandlerContext:
     """The context the server passes to every :func:`handle` call."""
-    from mlgate.forges import make_forge
+    from mlgate.edge.forges import make_forge
 
     registries: dict[str, Any] = {}
     guard = threading.Lock()
 
     def registry_factory(uri: str) -> Any:
-        from mlgate.registry import Registry
+        from mlgate.edge.registry import Registry
 
         with guard:
             if uri not in registries:
@@ -244,8 +244,8 @@ def handle(delivery: Any, ctx: HandlerContext) -> str:
     if isinstance(ev, Ignored):
         log.info("delivery ignored", delivery=delivery.id, reason=ev.reason)
         return f"ignored: {ev.reason}"
-    from mlgate.canary_store import Conflict
-    from mlgate.forges.base import ForgeBusy
+    from mlgate.edge.db.canaries import Conflict
+    from mlgate.edge.forges.base import ForgeBusy
 
     try:
         forge = ctx.forges(ev.forge, ev.installation_id)  # type: ignore[misc]
@@ -274,7 +274,7 @@ def handle(delivery: Any, ctx: HandlerContext) -> str:
 
 def _forge_refusal(e: Exception) -> MlgateError | None:
     """A forge client's 4xx answer as a ForgeError (retrying will not help), else None."""
-    from mlgate.forges.base import ForgeError
+    from mlgate.edge.forges.base import ForgeError
 
     module = type(e).__module__.split(".")[0]
     if module == "github":
@@ -331,7 +331,7 @@ class _Run:
         if text is None:
             out: Config | str = f"there is no `{CONFIG_FILE}` on the default branch `{branch}` of {repo_}"
         else:
-            from mlgate import config as cfgmod
+            from mlgate.core import config as cfgmod
 
             try:
                 out = cfgmod.parse(text, CONFIG_FILE)
@@ -394,8 +394,8 @@ class _Run:
                 return self.abort(cmd)
             return self.promote_or_status(cmd)
         except MlgateError as e:
-            from mlgate.canary_store import Conflict
-            from mlgate.forges.base import ForgeBusy
+            from mlgate.edge.db.canaries import Conflict
+            from mlgate.edge.forges.base import ForgeBusy
 
             if isinstance(e, (ForgeBusy, InfraError)):
                 raise
@@ -458,7 +458,7 @@ class _Run:
         if actor and command != "status":
             perm = f.permission(ev.repo, actor, ev.actor_id if actor == ev.actor else None)
             p = checked_env.promoters
-            from mlgate.policy import permission_rank
+            from mlgate.core.policy import permission_rank
 
             if actor not in p.users and permission_rank(perm) < permission_rank(p.min_permission) and p.teams:
                 teams = frozenset(t for t in p.teams if f.in_team(t, actor, ev.actor_id))
@@ -483,7 +483,7 @@ class _Run:
         committers: frozenset[str] = frozenset()
         committers_resolved = True
         if not a.committers_count:
-            from mlgate.forges.base import CommittersUnresolved
+            from mlgate.edge.forges.base import CommittersUnresolved
 
             try:
                 committers = frozenset(f.committers(ev.repo, ev.number))
@@ -499,7 +499,7 @@ class _Run:
             elif a.teams and u not in a.reviewers:
                 user_teams[u] = frozenset(t for t in a.teams if f.in_team(t, u))
 
-        from mlgate.pipeline import gates_fingerprint
+        from mlgate.flows.pipeline import gates_fingerprint
 
         reg = self.registry(cfg)
         head = reg.find_by_commit(model, pr.head_sha) if pr.head_sha else None
@@ -524,7 +524,7 @@ class _Run:
             if head is not None and head.version == version:
                 cand = head
             else:
-                from mlgate.errors import UsageError
+                from mlgate.core.errors import UsageError
 
                 try:
                     cand = reg.get_version(model, version)
@@ -596,7 +596,7 @@ class _Run:
             run_id=cand.run_id, body=body, command=cmd.name,
         )
         try:
-            from mlgate.bot import metrics
+            from mlgate.edge import metrics
 
             metrics.PROMOTION_API_CALLS.labels(forge=ev.forge).observe(result.api_calls)
         except Exception:  # metrics are optional outside the server
@@ -631,7 +631,7 @@ class _Run:
         if ev.forge == "gitlab" and ev.kind == "review" and ev.actor:
             key = f"gitlab:approval:{ev.repo}:{ev.number}:{ev.actor}"
             self.store.kv_set(key, (ev.head_sha or "") if ev.review_state == "approved" else "")
-        from mlgate.forges.base import parse_promotion_branch
+        from mlgate.edge.forges.base import parse_promotion_branch
 
         if parse_promotion_branch(ev.head_ref) or promo.is_canary_branch(ev.head_ref):
             return f"{ev.kind} {ev.action} on a promotion PR: nothing to check"
@@ -649,7 +649,7 @@ class _Run:
     # ---------------------------------------------------------------- merged promotion PRs
 
     def on_merged(self) -> str:
-        from mlgate.forges.base import parse_promotion_branch
+        from mlgate.edge.forges.base import parse_promotion_branch
 
         ev = self.ev
         if promo.is_canary_branch(ev.head_ref):
@@ -712,7 +712,7 @@ class _Run:
 
     def permission_for(self, command: str, promoters: Any, scope: str) -> Decision:
         """Whether the comment's author may run ``command`` under ``promoters`` (no review needed)."""
-        from mlgate.policy import permission_rank
+        from mlgate.core.policy import permission_rank
 
         ev, f = self.ev, self.forge
         perm = f.permission(ev.repo, ev.actor, ev.actor_id)
@@ -734,8 +734,8 @@ class _Run:
     def start_canary(self, cmd: Command, cfg: Config, model: str, env: Environment, version: str | None,
                      decision: Decision, record: dict[str, Any]) -> str:
         """The policy allowed ``/promote`` to an environment with a canary: start it (step 1)."""
-        from mlgate import canary_runner as runner
-        from mlgate.forges.base import repo_path
+        from mlgate.flows import canary as runner
+        from mlgate.edge.forges.base import repo_path
 
         ev = self.ev
         cstore = canary_store(self.ctx)
@@ -778,7 +778,7 @@ class _Run:
             if latest is not None and latest.source.get("delivery") == self.delivery.id:
                 if latest.status == "started":
                     # e.g. the forge refused the step's branch: nothing was written; do not leave it to the tick
-                    from mlgate import canary as core
+                    from mlgate.core import canary as core
 
                     why = f"could not write step 1, nothing was changed: {str(e).splitlines()[0]}"
                     cstore.save(core.to_aborted(latest, now=self.now().timestamp(), reason=why), expected=latest,
@@ -795,8 +795,8 @@ class _Run:
 
     def stop_canary(self, kind: str, rec: Any, env: Environment | None) -> tuple[str, str]:
         """``/rollback`` or ``/abort`` of a running canary; returns (outcome, comment text)."""
-        from mlgate import canary_runner as runner
-        from mlgate.config import Promoters
+        from mlgate.flows import canary as runner
+        from mlgate.core.config import Promoters
 
         ev = self.ev
         promoters = env.promoters if env is not None else Promoters()
@@ -850,8 +850,8 @@ class _Run:
         return urls
 
     def _canary_merged(self, named: Any) -> str:
-        from mlgate import canary_runner as runner
-        from mlgate.errors import Refused
+        from mlgate.flows import canary as runner
+        from mlgate.core.errors import Refused
 
         ev = self.ev
         cstore = canary_store(self.ctx)
@@ -890,8 +890,8 @@ class _Run:
 
     def train(self, cmd: Command) -> str:
         """``/train [--gpus N]``: submit the Argo WorkflowTemplate for the PR head commit."""
-        from mlgate import argo
-        from mlgate.config import Promoters
+        from mlgate.edge import argo
+        from mlgate.core.config import Promoters
 
         ev = self.ev
         cfg = self.config()
@@ -993,7 +993,7 @@ class _Run:
 
     def abort(self, cmd: Command) -> str:
         """``/abort``: stop the canaries started from this PR and its running /train workflows."""
-        from mlgate.config import Promoters
+        from mlgate.core.config import Promoters
 
         cfg = self.config()
         if isinstance(cfg, str):
@@ -1035,8 +1035,8 @@ class _Run:
         return out
 
     def stop_workflows(self, cmd: Command, workflows: list[dict[str, Any]], promoters: Any) -> tuple[str, str]:
-        from mlgate import argo
-        from mlgate.config import ArgoBackend
+        from mlgate.edge import argo
+        from mlgate.core.config import ArgoBackend
 
         ev = self.ev
         decision = self.permission_for("abort", promoters, "train_permission")
@@ -1150,7 +1150,7 @@ def _merge_reader(forge: Any, repo: str, record: Any, now: float) -> Callable[[s
         return None
 
     def read(_repository: str, branch: str, path: str) -> str:
-        from mlgate.errors import ManifestError
+        from mlgate.core.errors import ManifestError
 
         text = forge.read_file(repo, path, branch)
         if text is None:
@@ -1175,14 +1175,14 @@ def _with_lock(ctx: HandlerContext, name: str, fn: Callable[[], str]) -> str:
 
 
 def tick_canaries(ctx: HandlerContext) -> str:
-    """One pass over the running canaries the bot started (:func:`mlgate.canary_runner.tick` each):
+    """One pass over the running canaries the bot started (:func:`mlgate.flows.canary.tick` each):
     write pending steps, measure what is due, advance, roll back, promote; post each report on
     its source PR; audit every transition. Canaries started by the CLI are left to the CLI.
 
     Returns a short text of what changed ("" when nothing did). Never raises for one canary's
     trouble (it is logged, reported by the runner, and tried again at the next pass).
     """
-    from mlgate import canary_runner as runner
+    from mlgate.flows import canary as runner
 
     def run() -> str:
         cstore = canary_store(ctx)
@@ -1223,12 +1223,12 @@ def tick_canaries(ctx: HandlerContext) -> str:
 def poll_trains(ctx: HandlerContext) -> str:
     """Read the state of every ``/train`` workflow whose end the bot has not seen, and keep the
     ``mlgate/train`` commit status in step: pending (with the phase) → success, or failure with
-    the failed node's message (:meth:`mlgate.argo_plan.WorkflowStatus.failure_message`).
+    the failed node's message (:meth:`mlgate.core.argo_plan.WorkflowStatus.failure_message`).
 
     Returns a short text of what changed ("" when nothing did).
     """
-    from mlgate import argo
-    from mlgate.config import ArgoBackend
+    from mlgate.edge import argo
+    from mlgate.core.config import ArgoBackend
 
     def run() -> str:
         raw = ctx.store.kv_get(TRAIN_INDEX)

@@ -4,7 +4,7 @@ The pure part (no I/O): :class:`Snapshot` (what the handler gathered from the fo
 the registry, or what ``mlgate bot explain --facts`` read from a file), :func:`resolve_target`,
 :func:`facts_for`, and the Markdown renderers (gates table, promotion PR body, replies).
 The I/O part, :func:`open_promotion`, edits the manifest with
-:func:`mlgate.manifests.target_edit` and hands the commit to a forge.
+:func:`mlgate.core.manifests.target_edit` and hands the commit to a forge.
 
 Promotion PR/MR (issue 3, "Promotion pull requests"): branch
 ``mlgate/promote/<model>/<env>/v<version>`` in the environment's GitOps repository, one
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from mlgate.commands import Command
-from mlgate.config import Config, Environment
-from mlgate.policy import Decision, Facts, Review, VersionFacts
+from mlgate.core.commands import Command
+from mlgate.core.config import Config, Environment
+from mlgate.core.policy import Decision, Facts, Review, VersionFacts
 
 LABEL = "mlgate-promotion"
 _HIDDEN = re.compile(r"<!-- mlgate-promotion (\{.*?\}) -->", re.S)
@@ -36,12 +36,12 @@ _HIDDEN = re.compile(r"<!-- mlgate-promotion (\{.*?\}) -->", re.S)
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Facts gathered for one command, as plain data (see :class:`mlgate.policy.Facts`).
+    """Facts gathered for one command, as plain data (see :class:`mlgate.core.policy.Facts`).
 
     ``aliases``: environment name → version that holds that environment's alias now.
     ``gitlab_approved_by`` is None on GitHub. ``pr_state``: "open", "closed" or "merged".
     ``committers_resolved``: False when the forge could not tell who pushed commits.
-    ``gates_fingerprint``: :func:`mlgate.pipeline.gates_fingerprint` of ``config`` (the default
+    ``gates_fingerprint``: :func:`mlgate.flows.pipeline.gates_fingerprint` of ``config`` (the default
     branch's); None: computed from ``config`` by :func:`facts_for`.
     ``served_versions``: environment name → versions the bot's audit history shows held its alias.
     """
@@ -94,11 +94,11 @@ def environment_for_command(cfg: Config, env: Environment, command: str) -> Envi
 
 def facts_for(forge: str, command: str, actor: str, model: str, env: Environment, version: str | None,
               snap: Snapshot) -> Facts:
-    """Assemble :class:`mlgate.policy.Facts` from a :class:`Snapshot` (pure)."""
+    """Assemble :class:`mlgate.core.policy.Facts` from a :class:`Snapshot` (pure)."""
     required = snap.aliases.get(env.requires) if env.requires else None
     fingerprint = snap.gates_fingerprint
     if fingerprint is None:
-        from mlgate.pipeline import gates_fingerprint  # pure: a hash of the default branch's validate section
+        from mlgate.flows.pipeline import gates_fingerprint  # pure: a hash of the default branch's validate section
 
         fingerprint = gates_fingerprint(snap.config)
     return Facts(
@@ -191,7 +191,7 @@ def promotion_body(*, model: str, version: str, env: Environment, decision: Deci
                    source_repo: str, source_number: int | None, forge: str, actor: str, tracking_uri: str | None,
                    run_id: str | None, command: str = "promote") -> str:
     """Markdown body of the promotion PR/MR (the change line is filled in by the forge from the real diff)."""
-    from mlgate.forges.base import CHANGE_PLACEHOLDER
+    from mlgate.edge.forges.base import CHANGE_PLACEHOLDER
 
     links = mlflow_links(tracking_uri, model, version, run_id)
     approvers = ", ".join(f"@{a}" for a in decision.approvers) or "none required"
@@ -244,7 +244,7 @@ def refusal(cmd_text: str, decision: Decision) -> str:
 
 def manifest_editor(env: Environment, values: Mapping[str, str]):
     """A pure ``text -> new text`` function applying the environment's GitOps target."""
-    from mlgate.manifests import target_edit
+    from mlgate.core.manifests import target_edit
 
     def apply(text: str) -> str:
         return target_edit(text, env.gitops.target, values, env.gitops.path).text
@@ -253,7 +253,7 @@ def manifest_editor(env: Environment, values: Mapping[str, str]):
 
 
 def values_for(model: str, version: str, storage_uri: str, run_id: str | None) -> dict[str, str]:
-    """Placeholders of a target's value template (see :func:`mlgate.manifests.render_value`)."""
+    """Placeholders of a target's value template (see :func:`mlgate.core.manifests.render_value`)."""
     return {
         "model_uri": f"models:/{model}/{version}",
         "storage_uri": storage_uri,
@@ -268,17 +268,17 @@ def open_promotion(forge: Any, *, env: Environment, model: str, version: str, st
     """Edit the environment's manifest and open (or reuse) the promotion PR/MR.
 
     Args:
-        forge: a :class:`mlgate.forges.base.Forge` for the GitOps repository's forge.
+        forge: a :class:`mlgate.edge.forges.base.Forge` for the GitOps repository's forge.
         env: the environment (its ``gitops`` section says where and what to edit).
         body: the PR body (:func:`promotion_body`).
 
     Returns:
-        :class:`mlgate.forges.base.PromotionResult`.
+        :class:`mlgate.edge.forges.base.PromotionResult`.
 
     Raises:
         ManifestError/UsageError: the edit cannot be made; ForgeError/ForgeBusy: forge trouble.
     """
-    from mlgate.forges.base import FileEdit, PromotionRequest, promotion_branch, repo_path
+    from mlgate.edge.forges.base import FileEdit, PromotionRequest, promotion_branch, repo_path
 
     g = env.gitops
     editor = manifest_editor(env, values_for(model, version, storage_uri, run_id))
@@ -340,7 +340,7 @@ def canary_id_from_branch(ref: str | None) -> int | None:
 
 def canary_pr_body(message: str, source: Mapping[str, Any]) -> str:
     """Markdown body of a canary step/rollback PR: the commit message, where the canary came from, the change."""
-    from mlgate.forges.base import CHANGE_PLACEHOLDER
+    from mlgate.edge.forges.base import CHANGE_PLACEHOLDER
 
     lines = (message or "").splitlines()
     subject = lines[0] if lines else "canary step"
@@ -359,7 +359,7 @@ def canary_pr_body(message: str, source: Mapping[str, Any]) -> str:
 
 
 class CanaryWriter:
-    """:class:`mlgate.gitops.PromotionWriter` for a canary the bot drives: each step (or the
+    """:class:`mlgate.edge.git.PromotionWriter` for a canary the bot drives: each step (or the
     rollback) is written through the forge, as a pull/merge request (``pull-request`` mode: the
     step is live when it is merged) or a commit on the branch (``push`` mode: live at once).
 
@@ -375,8 +375,8 @@ class CanaryWriter:
 
     def write(self, change: Any) -> Any:
         """Raises ForgeError/ForgeBusy (forge trouble), ManifestError (the edit failed)."""
-        from mlgate.forges.base import FileEdit, PromotionRequest, describe_change
-        from mlgate.gitops import PromotionResult as GitopsResult
+        from mlgate.edge.forges.base import FileEdit, PromotionRequest, describe_change
+        from mlgate.edge.git import PromotionResult as GitopsResult
 
         subject = (change.message or "canary step").splitlines()[0]
         req = PromotionRequest(
@@ -392,15 +392,15 @@ class CanaryWriter:
 def permission_decision(command: str, actor: str, promoters: Any, permission: str, teams: frozenset[str],
                         scope: str) -> Decision:
     """Who may run a command that needs no review (``/train``, a canary's ``/rollback``/``/abort``) (pure):
-    :func:`mlgate.policy.promoter_check` as a :class:`~mlgate.policy.Decision`.
+    :func:`mlgate.core.policy.promoter_check` as a :class:`~mlgate.core.policy.Decision`.
 
     Args:
-        promoters: :class:`mlgate.config.Promoters` (``min_permission``, ``users``, ``teams``).
-        permission: the actor's level on the repository (see :data:`mlgate.policy.PERMISSIONS`).
+        promoters: :class:`mlgate.core.config.Promoters` (``min_permission``, ``users``, ``teams``).
+        permission: the actor's level on the repository (see :data:`mlgate.core.policy.PERMISSIONS`).
         teams: the teams/groups among ``promoters.teams`` the actor belongs to.
         scope: what the permission is about, for the message (``production``, ``train_permission``).
     """
-    from mlgate.policy import promoter_check
+    from mlgate.core.policy import promoter_check
 
     check = promoter_check(command, actor, promoters, permission, teams, scope)
     return Decision(allowed=check.ok, reasons=[] if check.ok else [check.detail], checks=[check])
@@ -416,7 +416,7 @@ def close_unmerged_steps(forge: Any, repo: str | None, record: Any, why: str) ->
     """Close the canary's :func:`unmerged_steps` through ``forge``, each with a comment saying why.
 
     Args:
-        forge: a :class:`mlgate.forges.base.Forge` for the GitOps repository.
+        forge: a :class:`mlgate.edge.forges.base.Forge` for the GitOps repository.
         repo: its ``owner/name`` (GitLab: project path).
         record: the canary, after its rollback or abort.
         why: what happened, completing "The canary ... was ..." (``rolled back by @carol with /rollback``).
@@ -425,7 +425,7 @@ def close_unmerged_steps(forge: Any, repo: str | None, record: Any, why: str) ->
         (step, outcome, Markdown line) per step PR; outcome "closed", "not open" (already
         closed or merged) or "failed" (the line says to close it by hand). Never raises.
     """
-    from mlgate.forges.base import pr_number_from_url
+    from mlgate.edge.forges.base import pr_number_from_url
 
     out: list[tuple[Any, str, str]] = []
     for step in unmerged_steps(record):

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from mlgate.errors import ConfigError, Problem
+from mlgate.core.errors import ConfigError, Problem
 
 SCHEMA_ID = "https://mlgate.dev/schemas/bot.schema.json"
 ENV_PREFIX = "MLGATE_"
@@ -194,7 +194,7 @@ def env_name(field: str) -> str:
 
 def _error_message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     """One line for a pydantic error; never repeats the input of a secret field."""
-    from mlgate.config import _message
+    from mlgate.core.config import _message
 
     if loc and loc[0] in SECRET_FIELDS:
         err = {**err, "input": {}}  # a dict input is never echoed by _message
@@ -217,7 +217,7 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> BotSet
             secret that is set but empty, an App id without a private key. Secret values are
             never part of the message.
     """
-    from mlgate.config import _clean_loc, _plain, _position, _value_position, load_yaml_mapping, locate, read_user_file
+    from mlgate.core.config import _clean_loc, _plain, _position, _value_position, load_yaml_mapping, locate, read_user_file
 
     filename = str(path) if path is not None else "bot.yml"
     data: Any = {}

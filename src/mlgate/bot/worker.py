@@ -9,9 +9,9 @@ What happens to an attempt (decided by the pure :func:`next_step`):
 - the handler returns → ``done`` with its outcome;
 - it raises an exception with a ``retry_after`` attribute (``mlgate.bot.handlers.Retryable``)
   → retried after ``retry_after`` seconds (or the backoff when None);
-- it raises :class:`mlgate.errors.InfraError` or an unexpected exception → retried with
+- it raises :class:`mlgate.core.errors.InfraError` or an unexpected exception → retried with
   exponential backoff (``retry_base_seconds`` × 2^(attempt-1), at most ``retry_max_seconds``);
-- it raises another :class:`mlgate.errors.MlgateError` (config, usage, refusal) → ``failed``
+- it raises another :class:`mlgate.core.errors.MlgateError` (config, usage, refusal) → ``failed``
   at once: running it again would give the same answer;
 - after ``max_attempts`` attempts → ``failed`` with the last error.
 
@@ -42,11 +42,11 @@ from typing import Any
 
 import structlog
 
-from mlgate.bot import metrics
-from mlgate.bot.intake import metric_event
+from mlgate.edge import metrics
+from mlgate.core.intake import metric_event
 from mlgate.bot.settings import BotSettings
-from mlgate.bot.store import Delivery, Store
-from mlgate.errors import ConfigError, InfraError, MlgateError, Problem
+from mlgate.edge.db.store import Delivery, Store
+from mlgate.core.errors import ConfigError, InfraError, MlgateError, Problem
 
 log = structlog.get_logger("mlgate.bot.worker")
 

@@ -1,7 +1,7 @@
 """The ``mlgate`` command line (click).
 
 Subcommands are imported lazily (see :class:`LazyGroup`) so that ``mlgate --help``
-never imports mlflow, sklearn or PyGithub. Expected failures (:class:`mlgate.errors.MlgateError`)
+never imports mlflow, sklearn or PyGithub. Expected failures (:class:`mlgate.core.errors.MlgateError`)
 print one message and exit with the error's code; no traceback reaches the user.
 """
 
@@ -93,7 +93,7 @@ def cli() -> None:
 
 def main() -> None:
     """Console-script entry point: runs :data:`cli` and maps expected errors to exit codes."""
-    from mlgate.errors import MlgateError
+    from mlgate.core.errors import MlgateError
 
     try:
         cli.main(standalone_mode=False)

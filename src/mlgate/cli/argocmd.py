@@ -1,8 +1,8 @@
 """``mlgate argo``: submit training to Argo Workflows, follow it, stop it.
 
-Thin shell over :mod:`mlgate.argo`: reads ``.mlgate.yml`` (``train.argo``), asks git for the
+Thin shell over :mod:`mlgate.edge.argo`: reads ``.mlgate.yml`` (``train.argo``), asks git for the
 commit and the repository URL, prints what happened. Heavy imports (Hera) happen in
-:mod:`mlgate.argo`'s functions, not at import time.
+:mod:`mlgate.edge.argo`'s functions, not at import time.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import click
 
 from mlgate.cli.common import config_option, emit_json, info_printer, output_option, write_github_output
-from mlgate.errors import UsageError
+from mlgate.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from mlgate.argo_plan import WorkflowStatus
-    from mlgate.config import ArgoBackend, Config
+    from mlgate.core.argo_plan import WorkflowStatus
+    from mlgate.core.config import ArgoBackend, Config
 
 EXIT_CODES = """
 \b
@@ -34,7 +34,7 @@ Exit codes:
 
 
 def _load(config_path: str, template: str | None = None) -> tuple[Config, ArgoBackend]:
-    from mlgate.config import load_file
+    from mlgate.core.config import load_file
 
     config = load_file(config_path)
     settings = config.train.argo
@@ -45,7 +45,7 @@ def _load(config_path: str, template: str | None = None) -> tuple[Config, ArgoBa
     if template is not None:
         settings = settings.model_copy(update={"template": template})
     # names go into Argo Server API paths: check them before git is asked or a request is made
-    from mlgate.argo_plan import check_namespace, check_object_name, check_server_url
+    from mlgate.core.argo_plan import check_namespace, check_object_name, check_server_url
 
     check_server_url(settings.server)
     check_namespace(settings.namespace)
@@ -64,7 +64,7 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 
 def _resolve_commit(commit: str | None, cwd: Path) -> str:
-    from mlgate.argo_plan import check_commit
+    from mlgate.core.argo_plan import check_commit
 
     if commit is None:
         head = _git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd)
@@ -166,8 +166,8 @@ def submit(
     GitHub Actions, workflow-name and workflow-url (and with --wait workflow-phase) are written
     to $GITHUB_OUTPUT.
     """
-    from mlgate import argo as argo_api
-    from mlgate.argo_plan import parse_parameter_options, progress_lines
+    from mlgate.edge import argo as argo_api
+    from mlgate.core.argo_plan import parse_parameter_options, progress_lines
     from mlgate.cli.common import check_github_output
 
     config, settings = _load(config_path, template)
@@ -235,7 +235,7 @@ def submit(
 @output_option
 def status(name: str, config_path: str, output: str) -> None:
     """Show a workflow's phase, its steps' phases and messages, and its Argo link."""
-    from mlgate import argo as argo_api
+    from mlgate.edge import argo as argo_api
 
     _, settings = _load(config_path)
     st = argo_api.get_status(settings, name)
@@ -266,7 +266,7 @@ def stop(name: str, config_path: str, terminate: bool, wait_: bool, poll_seconds
     Argo ends the workflow shortly after the request (phase Failed, "Stopped with strategy
     'Stop'"); --wait follows it until then.
     """
-    from mlgate import argo as argo_api
+    from mlgate.edge import argo as argo_api
 
     _, settings = _load(config_path)
     before = argo_api.get_status(settings, name)

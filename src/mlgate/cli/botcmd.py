@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from mlgate.errors import InfraError, UsageError
+from mlgate.core.errors import InfraError, UsageError
 
 _config_option = click.option(
     "--config",
@@ -41,7 +41,7 @@ def _open_store(settings: Any):  # -> Store
     or a table (UsageError, exit 2, when there is none or the URL cannot work)."""
     from sqlalchemy.engine import make_url
 
-    from mlgate.bot.store import Store, normalize_url, safe_database_url
+    from mlgate.edge.db.store import Store, normalize_url, safe_database_url
 
     url = normalize_url(settings.database_url)
     try:
@@ -96,7 +96,7 @@ def serve(config: str | None, host: str, port: int) -> None:
 
     from mlgate.bot.app import configure_logging, create_app
     from mlgate.bot.settings import check_servable
-    from mlgate.bot.store import Store
+    from mlgate.edge.db.store import Store
 
     settings = _settings(config)
     check_servable(settings)

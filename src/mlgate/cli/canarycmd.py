@@ -1,6 +1,6 @@
 """``mlgate canary start|step|status|abort|rollback``: drive a canary rollout from a terminal or CI.
 
-Parses arguments, calls :mod:`mlgate.canary_runner`, prints, exits. State lives in the bot's
+Parses arguments, calls :mod:`mlgate.flows.canary`, prints, exits. State lives in the bot's
 database (``--database-url`` / ``$MLGATE_DATABASE_URL``, default ``sqlite:///.mlgate/bot.db``
 beside ``.mlgate.yml``): a CI job that drives a canary needs a database that outlives the job
 (PostgreSQL, or a cached SQLite file).
@@ -47,14 +47,14 @@ class _LazyWriter:
 
     def write(self, change: Any) -> Any:
         if self._writer is None:
-            from mlgate.gitops import writer_for
+            from mlgate.edge.git import writer_for
 
             self._writer = writer_for(self.mode)
         return self._writer.write(change)
 
 
 def _db_url(database_url: str | None, base_dir: Path) -> str:
-    from mlgate.canary_store import DEFAULT_DATABASE_URL
+    from mlgate.edge.db.canaries import DEFAULT_DATABASE_URL
 
     url = database_url or DEFAULT_DATABASE_URL
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
@@ -63,7 +63,7 @@ def _db_url(database_url: str | None, base_dir: Path) -> str:
 
 
 def _project(config_path: str, model: str | None) -> Any:
-    from mlgate.pipeline import Project
+    from mlgate.flows.pipeline import Project
 
     project = Project.load(config_path)
     if model and model != project.config.model:
@@ -75,7 +75,7 @@ def _store(database_url: str | None, base_dir: Path) -> Any:
     """The canary database, created when missing (``canary start``).
 
     Raises UsageError (exit 2) for a URL that cannot work as written (its password hidden)."""
-    from mlgate.canary_store import CanaryStore
+    from mlgate.edge.db.canaries import CanaryStore
 
     return CanaryStore(_db_url(database_url, base_dir))
 
@@ -90,8 +90,8 @@ def _existing_store(database_url: str | None, base_dir: Path, config_path: str) 
     """
     from sqlalchemy.engine import make_url
 
-    from mlgate.canary_store import CanaryStore
-    from mlgate.errors import UsageError
+    from mlgate.edge.db.canaries import CanaryStore
+    from mlgate.core.errors import UsageError
 
     url = _db_url(database_url, base_dir)
     try:
@@ -141,14 +141,14 @@ def _emit(results: list[Any], output: str, report_path: str | None) -> None:
         emit_json([{"action": res.action, "message": res.message, **_record_json(res.canary)} for res in results])
         return
     for res in results:
-        from mlgate.canary import status_line
+        from mlgate.core.canary import status_line
 
         click.echo(f"{res.canary.label}: {res.action}: {res.message}")
         click.echo(f"  {status_line(res.canary)}")
 
 
 def _active(store: Any, model: str, env: str, version: str | None) -> Any:
-    from mlgate.errors import UsageError
+    from mlgate.core.errors import UsageError
 
     if store is None:
         raise UsageError(f"no canary of {model} is running in {env}: no canary was ever stored in this database")
@@ -192,10 +192,10 @@ def start(config_path: str, to: str, model: str | None, version: str | None, ali
     not hold, or when another canary runs there. Outputs: canary_id, canary_status,
     canary_step, canary_percent, model_version.
     """
-    from mlgate.canary_runner import start_canary
-    from mlgate.errors import UsageError
-    from mlgate.gitops import writer_for
-    from mlgate.pipeline import default_promotion_version, pick_version
+    from mlgate.flows.canary import start_canary
+    from mlgate.core.errors import UsageError
+    from mlgate.edge.git import writer_for
+    from mlgate.flows.pipeline import default_promotion_version, pick_version
 
     if version is not None and alias is not None:
         raise click.UsageError("give --version or --alias, not both")
@@ -235,7 +235,7 @@ def step(config_path: str, to: str, model: str | None, version: str | None, wait
     measurement is due and then advances, waits, holds or rolls back. Exit codes: 0 advanced,
     waiting or nothing due; 1 rolled back; 3 Prometheus/git/MLflow unreachable (held).
     """
-    from mlgate.canary_runner import read_branch_file, tick, wait_until_due
+    from mlgate.flows.canary import read_branch_file, tick, wait_until_due
 
     project = _project(config_path, model)
     store = _existing_store(database_url, project.base_dir, config_path)
@@ -265,7 +265,7 @@ def step(config_path: str, to: str, model: str | None, version: str | None, wait
 def status(config_path: str, to: str | None, model: str | None, version: str | None, show_all: bool,
            database_url: str | None, output: str) -> None:
     """Every running canary (with --all, finished ones too): step, traffic, latest reason."""
-    from mlgate.canary import status_line
+    from mlgate.core.canary import status_line
 
     base = Path(config_path).resolve().parent
     store = _existing_store(database_url, base, config_path)
@@ -284,7 +284,7 @@ def status(config_path: str, to: str | None, model: str | None, version: str | N
 
 def _stop(kind: str, config_path: str, to: str, model: str | None, version: str | None, reason: str,
           database_url: str | None, report_path: str | None, output: str) -> Any:
-    from mlgate import canary_runner
+    from mlgate.flows import canary as canary_runner
 
     project = _project(config_path, model)
     store = _existing_store(database_url, project.base_dir, config_path)
@@ -313,8 +313,8 @@ def _close_unmerged_steps(record: Any, why: str) -> None:
     if record.settings.mode != "pull-request" or not unmerged_steps(record):
         return
     try:
-        from mlgate.forges import forge_from_env
-        from mlgate.forges.base import repo_path
+        from mlgate.edge.forges import forge_from_env
+        from mlgate.edge.forges.base import repo_path
 
         repo = repo_path(record.settings.repository)
         forge = forge_from_env(record.settings.repository)

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 
 import click
 
-from mlgate.ci import github_output_lines
+from mlgate.core.ci import github_output_lines
 
 config_option = click.option(
     "--config", "-c", "config_path", default=".mlgate.yml", show_default=True, envvar="MLGATE_CONFIG",
@@ -32,7 +32,7 @@ def write_github_output(outputs: Mapping[str, Any], environ: Mapping[str, str] |
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(text)
     except OSError as e:
-        from mlgate.errors import UsageError
+        from mlgate.core.errors import UsageError
 
         raise UsageError(f"cannot write outputs to $GITHUB_OUTPUT ({path}): {e.strerror}") from None
 
@@ -46,7 +46,7 @@ def check_github_output(environ: Mapping[str, str] | None = None) -> None:
     Raises:
         UsageError: the file cannot be opened for append (exit 2), naming the path and the reason.
     """
-    from mlgate.errors import UsageError
+    from mlgate.core.errors import UsageError
 
     env = os.environ if environ is None else environ
     path = env.get("GITHUB_OUTPUT")

@@ -22,8 +22,8 @@ def check(file: str, output: str) -> None:
 
     Prints FILE:LINE:COL: message for every problem and exits 2; exits 0 when valid.
     """
-    from mlgate.config import load_file
-    from mlgate.errors import ConfigError
+    from mlgate.core.config import load_file
+    from mlgate.core.errors import ConfigError
 
     try:
         cfg = load_file(file)
@@ -49,6 +49,6 @@ def schema(bot: bool) -> None:
 
         click.echo(json.dumps(bot_schema(), indent=2))
         return
-    from mlgate.config import json_schema
+    from mlgate.core.config import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))

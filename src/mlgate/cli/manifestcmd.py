@@ -1,7 +1,7 @@
 """``mlgate manifest set``: the minimal manifest edit that promotion makes, on its own.
 
 For scripts and GitOps pipelines, the way people use ``yq -i`` or ``kustomize edit set image``,
-but without reformatting anything (see :mod:`mlgate.manifests`).
+but without reformatting anything (see :mod:`mlgate.core.manifests`).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def set_(file: str, keypath: str, value: str, select: str | None, create: bool, 
     Exit 2: FILE:LINE: message (missing path, ambiguous document, alias or merge key, ...);
     nothing is written.
     """
-    from mlgate.errors import MlgateError
+    from mlgate.core.errors import MlgateError
 
     try:
         _set(file, keypath, value, select, create, check, root, output)
@@ -92,9 +92,9 @@ def set_(file: str, keypath: str, value: str, select: str | None, create: bool, 
 
 def _set(file: str, keypath: str, value: str, select: str | None, create: bool, check: bool, root: str,
          output: str) -> None:
-    from mlgate.errors import ManifestError
-    from mlgate.manifest_files import read_text, resolve_in_repo, write_text
-    from mlgate.manifests import set_value
+    from mlgate.core.errors import ManifestError
+    from mlgate.edge.files import read_text, resolve_in_repo, write_text
+    from mlgate.core.manifests import set_value
 
     if ".." in PurePosixPath(file).parts:
         raise ManifestError(f"{file}: '..' in a manifest path is refused; run from the repository root or pass --root")
@@ -114,7 +114,7 @@ def _set(file: str, keypath: str, value: str, select: str | None, create: bool, 
     try:
         write_github_output({"changed": edit.changed})
     except OSError as e:  # checked above; it vanished in between
-        from mlgate.errors import UsageError
+        from mlgate.core.errors import UsageError
 
         done = f"{file} was written; " if written else ""
         raise UsageError(f"{done}cannot append to $GITHUB_OUTPUT: {e.strerror or e}") from None

@@ -1,4 +1,4 @@
-"""``mlgate train``, ``validate``, ``promote``, ``status``: parse, call :mod:`mlgate.pipeline`, print, exit."""
+"""``mlgate train``, ``validate``, ``promote``, ``status``: parse, call :mod:`mlgate.flows.pipeline`, print, exit."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def train(config_path: str, model: str | None, output: str, command: tuple[str, 
     mlgate's run. Exits with the command's own code when it fails (the run is marked FAILED).
     Outputs (also to $GITHUB_OUTPUT): run_id, model_version.
     """
-    from mlgate.pipeline import Project, train as do_train
+    from mlgate.flows.pipeline import Project, train as do_train
 
     project = Project.load(config_path, model=model, create_store=True)
     log = info_printer(output)
@@ -66,8 +66,8 @@ def validate(config_path: str, model: str | None, version: str | None, alias: st
     Exit codes: 0 passed, 1 a gate failed, 2 usage/config error, 3 MLflow unreachable.
     Outputs (also to $GITHUB_OUTPUT): gates_passed, model_version, report_path.
     """
-    from mlgate.pipeline import Project, validate as do_validate
-    from mlgate.report import github_annotations, render_markdown, report_dict
+    from mlgate.flows.pipeline import Project, validate as do_validate
+    from mlgate.core.report import github_annotations, render_markdown, report_dict
 
     project = Project.load(config_path, model=model)
     if sum(x is not None for x in (version, alias, commit)) > 1:
@@ -117,7 +117,7 @@ def promote(config_path: str, model: str | None, to: str, version: str | None, a
     message, pushes, then moves the environment's alias.
     Outputs (also to $GITHUB_OUTPUT): promotion_commit, promotion_url, model_version.
     """
-    from mlgate.pipeline import Project, promote as do_promote
+    from mlgate.flows.pipeline import Project, promote as do_promote
 
     if version is not None and alias is not None:
         raise click.UsageError("give --version or --alias, not both")
@@ -143,7 +143,7 @@ def promote(config_path: str, model: str | None, to: str, version: str | None, a
 @output_option
 def status(config_path: str, model: str | None, output: str) -> None:
     """For each environment: the version holding its alias, its gate result, the GitOps commit."""
-    from mlgate.pipeline import Project, status as do_status
+    from mlgate.flows.pipeline import Project, status as do_status
 
     project = Project.load(config_path, model=model)
     rows = do_status(project)

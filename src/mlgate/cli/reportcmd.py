@@ -1,6 +1,6 @@
 """``mlgate report``: publish a gate report where reviewers look, and turn it into CI outputs.
 
-Imperative shell around :mod:`mlgate.ci_publish`:
+Imperative shell around :mod:`mlgate.core.ci_report`:
 
 - ``mlgate report publish``: create, or update in place, ONE comment on the GitHub pull request
   (REST "Issue comments", through httpx, retried with stamina on 5xx/429/secondary rate limit)
@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from mlgate.errors import InfraError, UsageError
+from mlgate.core.errors import InfraError, UsageError
 
 USER_AGENT = "mlgate-report"
 #: Retry budget for forge calls: attempts and total seconds (stamina).
@@ -43,7 +43,7 @@ def _read_json(path: str) -> dict[str, Any]:
 
 
 def _report(path: str):
-    from mlgate.ci_publish import report_from_dict
+    from mlgate.core.ci_report import report_from_dict
 
     try:
         return report_from_dict(_read_json(path))
@@ -75,8 +75,8 @@ def publish(report_path: str | None, json_path: str | None, forge: str, key: str
     Not on a pull/merge request, or no token: prints why and exits 0.
     Exit 2 when the token is refused (401/403/404), 3 when the forge stays unreachable.
     """
-    from mlgate.ci_publish import GitHubTarget, NoTarget, comment_body, detect_target
-    from mlgate.report import render_markdown
+    from mlgate.core.ci_report import GitHubTarget, NoTarget, comment_body, detect_target
+    from mlgate.core.report import render_markdown
 
     if (report_path is None) == (json_path is None):
         raise UsageError("give exactly one of --report FILE or --json FILE")
@@ -120,7 +120,7 @@ def publish(report_path: str | None, json_path: str | None, forge: str, key: str
               help="Write here instead of stdout (GitLab: artifacts:reports:dotenv).")
 def dotenv(json_path: str, out_path: str | None) -> None:
     """Write gates_passed, model_version, model (validate) or run_id, model_version (train) as dotenv."""
-    from mlgate.ci_publish import dotenv_text, outputs
+    from mlgate.core.ci_report import dotenv_text, outputs
 
     text = dotenv_text(outputs(_read_json(json_path)))
     if out_path:
@@ -134,7 +134,7 @@ def dotenv(json_path: str, out_path: str | None) -> None:
               help="JSON result of 'mlgate validate --output json'.")
 def check(json_path: str) -> None:
     """Print one line per failed gate (which, and by how much); exit 1 when a gate failed."""
-    from mlgate.ci_publish import verdict_lines
+    from mlgate.core.ci_report import verdict_lines
 
     report_ = _report(json_path)
     for line in verdict_lines(report_):
@@ -167,7 +167,7 @@ def _github_call(client: Any, method: str, url: str, **kwargs: Any) -> Any:
     import httpx
     import stamina
 
-    from mlgate.ci_publish import retry_after
+    from mlgate.core.ci_report import retry_after
 
     try:
         for attempt in stamina.retry_context(on=_retry_hook, attempts=ATTEMPTS, timeout=TIMEOUT,
@@ -203,9 +203,9 @@ def publish_github(target: Any, body: str, key: str | None) -> tuple[str, str]:
     """Create or update the one mlgate comment on a GitHub pull request.
 
     Args:
-        target: a :class:`mlgate.ci_publish.GitHubTarget`.
+        target: a :class:`mlgate.core.ci_report.GitHubTarget`.
         body: the full comment text (markers included).
-        key: the comment key (see :func:`mlgate.ci_publish.find_comment`).
+        key: the comment key (see :func:`mlgate.core.ci_report.find_comment`).
 
     Returns:
         ``("created" | "updated", html_url)``.
@@ -217,7 +217,7 @@ def publish_github(target: Any, body: str, key: str | None) -> tuple[str, str]:
     import httpx
 
     from mlgate import __version__
-    from mlgate.ci_publish import find_comment
+    from mlgate.core.ci_report import find_comment
 
     headers = {
         "Accept": "application/vnd.github+json",
@@ -253,9 +253,9 @@ def publish_gitlab(target: Any, body: str, key: str | None) -> tuple[str, str]:
     """Create or update the one mlgate note on a GitLab merge request.
 
     Args:
-        target: a :class:`mlgate.ci_publish.GitLabTarget`.
+        target: a :class:`mlgate.core.ci_report.GitLabTarget`.
         body: the full note text (markers included).
-        key: the note key (see :func:`mlgate.ci_publish.find_comment`).
+        key: the note key (see :func:`mlgate.core.ci_report.find_comment`).
 
     Returns:
         ``("created" | "updated", note reference)``.
@@ -267,7 +267,7 @@ def publish_gitlab(target: Any, body: str, key: str | None) -> tuple[str, str]:
     import gitlab
     import requests
 
-    from mlgate.ci_publish import find_comment
+    from mlgate.core.ci_report import find_comment
 
     gl = gitlab.Gitlab(url=target.server_url, private_token=target.token, retry_transient_errors=True,
                        timeout=30, user_agent=USER_AGENT)

@@ -1,0 +1,611 @@
+"""Canary rollouts, the imperative shell: start, tick, step live, roll back, abort.
+
+These functions gather what the pure core (:mod:`mlgate.core.canary`) needs — the manifest text
+(inside the GitOps writer's edit callback), Prometheus measurements, the registry's versions —
+call it, and carry out what it decided: a commit per step through the GitOps repository, the
+registry alias and tags, the stored state. The bot and the CLI (``mlgate canary``) call them;
+every one takes its collaborators as parameters:
+
+* ``store``: :class:`mlgate.edge.db.canaries.CanaryStore` (the bot's database);
+* ``registry``: :class:`mlgate.edge.registry.Registry` (or anything with ``get_version``,
+  ``get_by_alias``, ``set_alias``, ``set_tags``);
+* ``writer``: a :class:`mlgate.edge.git.PromotionWriter` — :class:`mlgate.edge.git.PushWriter` for
+  mode ``push`` (a step is live once pushed) or the bot's pull-request writer (a step is live
+  when its PR merges: the bot calls :func:`on_step_live`, or a ``reader`` sees it on the branch);
+* ``clock``: ``() -> datetime`` (timezone-aware, UTC).
+
+Each returns :class:`TickResult` (the record, what happened in words, the Markdown report) and
+calls ``notify(record, report)`` when the canary changed, so the bot can edit its PR comment.
+
+Exactly-once steps: before a step (or the rollback) is written, the record moves to
+``advancing`` (``rolling_back``) with a compare-and-set on its revision, so only one worker
+writes it; a worker that dies after that point leaves the record there and the next tick
+writes the same step again. The edit *sets* values, so when the first attempt already reached
+the branch the file is unchanged and no second commit is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlgate.core import canary as core
+from mlgate.core.canary import CanaryRecord, CanarySettings, Observation
+from mlgate.edge.db.canaries import CanaryStore, Conflict
+from mlgate.core.config import CanaryAnalysis, Config
+from mlgate.core.errors import InfraError, ManifestError, MlgateError, Refused, UsageError
+
+__all__ = [
+    "TickResult", "start_canary", "on_step_live", "tick", "abort", "rollback", "report",
+    "read_branch_file", "default_prometheus",
+]
+
+Clock = Callable[[], datetime]
+Notify = Callable[[CanaryRecord, str], None]
+#: reads a file on a branch of a GitOps repository: (repository, branch, path) -> text
+Reader = Callable[[str, str, str], str]
+
+#: MLflow keeps tag values up to 5,000 characters (older servers: 250 for run tags).
+_TAG_MAX = 4000
+
+
+class RegistryLike(Protocol):
+    def get_version(self, model: str, version: str) -> Any: ...
+    def get_by_alias(self, model: str, alias: str) -> Any: ...
+    def set_alias(self, model: str, alias: str, version: str) -> None: ...
+    def set_tags(self, model: str, version: str, tags: Mapping[str, str]) -> None: ...
+
+
+class PrometheusLike(Protocol):
+    def value(self, promql: str, *, at: float | None = None) -> float | None: ...
+
+
+PrometheusFactory = Callable[[CanaryAnalysis], PrometheusLike]
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one call did to one canary.
+
+    Attributes:
+        canary: the record as stored afterwards.
+        action: one word: ``started``, ``advanced``, ``promoted``, ``rolled_back``,
+            ``rolling_back``, ``aborted``, ``live``, ``measured``, ``waiting``, ``held``,
+            ``awaiting_merge``, ``nothing_due``, ``conflict``, ``failed``.
+        message: what happened, in words.
+        report: the Markdown report (:func:`mlgate.core.canary.render_report`).
+        error: the expected error that stopped the work (Prometheus or git unreachable...),
+            already reflected in ``message``; None when all went as planned.
+    """
+
+    canary: CanaryRecord
+    action: str
+    message: str
+    report: str
+    error: MlgateError | None = None
+
+
+def _now(clock: Clock) -> float:
+    dt = clock()
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def report(store: CanaryStore, record: CanaryRecord) -> str:
+    """The Markdown report of ``record`` with its audited history."""
+    return core.render_report(record, store.transitions(record.id) if record.id is not None else ())
+
+
+def _log(event: str, record: CanaryRecord, **kw: Any) -> None:
+    """One log line per change (stdlib logging: the bot's JSON log setup formats it; silent in the CLI)."""
+    logging.getLogger("mlgate.canary").info(
+        "canary %s", event,
+        extra={"canary": record.id, "model": record.model, "environment": record.environment,
+               "version": record.version, "status": record.status, "step": record.step + 1, **kw},
+    )
+
+
+def _template_values(info: Any) -> dict[str, str]:
+    """The value-template placeholders of a version, exactly as ``mlgate promote`` fills them."""
+    from mlgate.flows.pipeline import template_values
+
+    return template_values(info)
+
+
+class _Run:
+    """One call's collaborators and its bookkeeping (the record as last stored)."""
+
+    def __init__(self, store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, actor: str,
+                 notify: Notify | None):
+        self.store, self.registry, self.writer, self.clock = store, registry, writer, clock
+        self.actor, self.notify = actor, notify
+        self.changed = False
+
+    def now(self) -> float:
+        return _now(self.clock)
+
+    def save(self, new: CanaryRecord, old: CanaryRecord, action: str) -> CanaryRecord:
+        stored = self.store.save(new, expected=old, actor=self.actor, action=action)
+        self.changed = True
+        _log(action, stored, reason=stored.reason)
+        return stored
+
+    def result(self, record: CanaryRecord, action: str, message: str, error: MlgateError | None = None) -> TickResult:
+        body = report(self.store, record)
+        if self.changed and self.notify is not None:
+            try:
+                self.notify(record, body)
+            except Exception as e:  # the comment is a view; the rollout goes on
+                message += f" (the report could not be posted: {type(e).__name__}: {e})"
+        return TickResult(record, action, message, body, error)
+
+    # ------------------------------------------------------------------ writes
+
+    def _change(self, record: CanaryRecord, *, rollback: bool, resume: bool = True) -> Any:
+        from mlgate.edge.git import Change
+
+        s = record.settings
+        if rollback:
+            def edit(text: str) -> str:
+                return core.plan_rollback(text, s, record.primary_values, filename=s.path)
+        else:
+            def edit(text: str) -> str:
+                return core.plan_step(text, s, record.step, record.values, filename=s.path, first=record.step == 0,
+                                      resume=resume)
+        return Change(s.repository, s.branch, s.path, core.commit_message(record, rollback=rollback), edit)
+
+    def write_step(self, record: CanaryRecord, *, resume: bool = True) -> CanaryRecord:
+        """Write the current step of a ``started``/``advancing`` record, record it, promote at 100 % live.
+
+        ``resume`` is False only for the very first attempt at step 1 (see :func:`mlgate.core.canary.plan_step`).
+        """
+        result = self.writer.write(self._change(record, rollback=False, resume=resume))
+        live = result.url is None
+        new = core.step_written(record, commit=result.commit, url=result.url, live=live, now=self.now())
+        try:
+            stored = self.save(new, record, "write")
+        except Conflict:
+            self.heal_after_lost_race(record)
+            raise
+        if live and stored.is_last_step:
+            stored = self.promote(stored)
+        return stored
+
+    def heal_after_lost_race(self, record: CanaryRecord) -> None:
+        """A step was written but the record moved on meanwhile: if it is being rolled back,
+        write the rollback again (idempotent) so that the rollback is the last change."""
+        latest = self.store.get(record.id) if record.id is not None else None
+        if latest is not None and latest.status in ("rolling_back", "rolled_back") and latest.rollback is not None:
+            self.writer.write(self._change(latest, rollback=True))
+
+    def write_rollback(self, record: CanaryRecord) -> CanaryRecord:
+        """Write the rollback of a ``rolling_back`` record (when some step was written), then finish it."""
+        if record.rollback is None and core.needs_rollback_write(record):
+            result = self.writer.write(self._change(record, rollback=True))
+            live = result.url is None
+            new = core.rollback_written(record, commit=result.commit, url=result.url, live=live, now=self.now())
+            record = self.save(new, record, "write")
+        if record.rollback is None or record.rollback.live_at is not None:
+            record = self.finish_rollback(record)
+        return record
+
+    # ------------------------------------------------------------------ registry
+
+    def promote(self, record: CanaryRecord) -> CanaryRecord:
+        """The 100 % step is live: move the alias, tag the version, mark ``promoted``."""
+        now = self.now()
+        new = core.to_promoted(record, now=now)
+        cur = record.current
+        tags = {"mlgate.canary": "promoted", "mlgate.canary.reason": new.reason[:_TAG_MAX],
+                f"mlgate.promoted.{record.environment}.at": _iso(now)}
+        if cur is not None and cur.commit:
+            tags[f"mlgate.promoted.{record.environment}.commit"] = cur.commit
+        if cur is not None and cur.url:
+            tags[f"mlgate.promoted.{record.environment}.url"] = cur.url
+        self.registry.set_alias(record.model, record.alias, record.version)
+        self.registry.set_tags(record.model, record.version, tags)
+        return self.save(new, record, "promote")
+
+    def finish_rollback(self, record: CanaryRecord) -> CanaryRecord:
+        self.registry.set_tags(record.model, record.version,
+                               {"mlgate.canary": "rolled_back", "mlgate.canary.reason": record.reason[:_TAG_MAX]})
+        return self.save(core.to_rolled_back(record, now=self.now()), record, "rolled_back")
+
+
+# --------------------------------------------------------------------------- start
+
+
+def start_canary(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, *, config: Config,
+                 environment: str, version: str, base_dir: str | Path = ".", source: Mapping[str, Any] | None = None,
+                 actor: str = "cli", check_policy: bool = True, notify: Notify | None = None) -> TickResult:
+    """Start a canary of ``version`` in ``environment``: store it and write step 1.
+
+    Args:
+        store, registry, writer, clock: see the module docs.
+        config: the model repository's ``.mlgate.yml``; the environment needs a ``canary:``
+            section and its ``gitops`` settings say where to write.
+        environment: environment name (e.g. ``production``).
+        version: model version number to roll out.
+        base_dir: directory of ``.mlgate.yml`` (a relative GitOps repository path is resolved
+            against it).
+        source: where the request came from, kept with the canary (the bot: forge, repository,
+            pull request, comment).
+        actor: who asked (a user login, ``cli``).
+        check_policy: refuse a version whose gates did not pass, or that the environment's
+            ``requires`` environment does not hold (the same rule as ``mlgate promote``); the
+            bot passes False when its own policy already decided.
+        notify: called with ``(record, report)`` when the canary changed.
+
+    Returns:
+        :class:`TickResult` (``started``, or ``promoted`` for steps ``[100]``).
+
+    Raises:
+        UsageError: no such environment, no ``canary:`` section, no such version.
+        Refused: gates not passed, ``requires`` not met, no primary version to compare with,
+            the version already is the primary, a canary already runs there, or the manifest
+            already carries another canary.
+        ManifestError: the manifest cannot take the canary (e.g. KServe Standard mode); the
+            canary is then stored as ``aborted`` with that reason.
+        InfraError: MLflow, git or the database unreachable. When the failure happened while
+            writing step 1 the canary stays ``started`` and the next :func:`tick` writes it.
+    """
+    from mlgate.edge.git import resolve_repository
+
+    try:
+        env = config.environment(environment)
+    except KeyError as e:
+        raise UsageError(str(e.args[0])) from None
+    if env.canary is None:
+        raise UsageError(f"environment {environment!r} has no canary: section in .mlgate.yml; "
+                         "use 'mlgate promote' or add canary.steps, interval, analysis and target")
+    version = core.validate_version(version)
+    model = config.model
+    info = registry.get_version(model, version)
+    if getattr(info, "status", "READY") != "READY":
+        raise Refused(f"{model} v{version} is {info.status}, not READY: it cannot serve traffic yet")
+    primary = registry.get_by_alias(model, env.registry_alias)
+    if primary is not None and str(primary.version) == version:
+        raise Refused(f"{model} v{version} already holds {env.registry_alias!r} in {environment}: "
+                      "there is nothing to canary")
+    if check_policy:
+        gates = info.tags.get("mlgate.gates")
+        if gates != "passed":
+            why = "were not evaluated (run 'mlgate validate')" if gates is None else f"are {gates!r}"
+            raise Refused(f"refusing to start a canary of {model} v{version} in {environment}: its gates {why}")
+        if env.requires:
+            req = config.environment(env.requires)
+            holder = registry.get_by_alias(model, req.registry_alias)
+            if holder is None or str(holder.version) != version:
+                held = f"holds v{holder.version}" if holder else "holds no version"
+                raise Refused(f"refusing to start a canary of {model} v{version} in {environment}: {env.requires} "
+                              f"must hold it first ({env.requires} {held}; alias {req.registry_alias!r})")
+    if primary is None:
+        raise Refused(f"a canary needs a primary version to share traffic with: no version of {model} holds "
+                      f"{env.registry_alias!r} ({environment}); promote the first version with 'mlgate promote'")
+    settings = CanarySettings(env.canary, resolve_repository(env.gitops.repository, Path(base_dir)),
+                              env.gitops.branch, env.gitops.path, env.gitops.mode)
+    run = _Run(store, registry, writer, clock, actor, notify)
+    record = core.new_canary(model=model, environment=environment, alias=env.registry_alias, version=version,
+                             primary_version=str(primary.version), settings=settings,
+                             values=_template_values(info), primary_values=_template_values(primary),
+                             now=run.now(), source=source)
+    record = store.create(record, actor=actor)
+    run.changed = True
+    _log("start", record)
+    try:
+        record = run.write_step(record, resume=False)
+    except (ManifestError, Refused, UsageError) as e:
+        aborted = core.to_aborted(record, now=run.now(), reason=f"could not write step 1, nothing was changed: {e}")
+        record = run.save(aborted, record, "abort")
+        run.result(record, "failed", aborted.reason)
+        raise
+    except InfraError as e:
+        latest = store.get(record.id) or record
+        run.result(latest, "failed", str(e))
+        raise InfraError(f"{e} (the canary of {model} v{version} is stored as started; "
+                         "'mlgate canary step' or the bot's next tick writes step 1)") from None
+    action = "promoted" if record.status == "promoted" else "started"
+    return run.result(record, action, record.reason)
+
+
+# --------------------------------------------------------------------------- live
+
+
+def on_step_live(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, canary_id: int, *,
+                 commit: str | None = None, actor: str = "bot", notify: Notify | None = None) -> TickResult:
+    """The current step's (or the rollback's) pull request was merged: the change is live.
+
+    Measuring starts ``interval`` seconds from now; a live 100 % step promotes the version
+    (alias + tags); a live rollback finishes it. Idempotent (a step already live is left).
+
+    Raises:
+        UsageError: no such canary. Refused: nothing of it is waiting to go live.
+        InfraError: MLflow or the database unreachable.
+    """
+    record = store.get(canary_id)
+    if record is None:
+        raise UsageError(f"no canary with id {canary_id}")
+    run = _Run(store, registry, writer, clock, actor, notify)
+    new = core.step_live(record, now=run.now(), commit=commit)
+    if new is not record:
+        record = run.save(new, record, "live")
+    if record.status == "observing" and record.is_last_step:
+        record = run.promote(record)
+        return run.result(record, "promoted", record.reason)
+    if record.status == "rolling_back":
+        record = run.write_rollback(record)
+        return run.result(record, record.status, record.reason)
+    return run.result(record, "live", record.reason)
+
+
+# --------------------------------------------------------------------------- tick
+
+
+def default_prometheus(analysis: CanaryAnalysis) -> PrometheusLike:
+    """A :class:`mlgate.edge.prometheus.Prometheus` for the analysis settings (token from ``token_env``)."""
+    from mlgate.edge.prometheus import Prometheus
+
+    token = os.environ.get(analysis.token_env) if analysis.token_env else None
+    return Prometheus(analysis.prometheus, timeout=analysis.timeout, token=token)
+
+
+def observe(record: CanaryRecord, prometheus: PrometheusLike) -> dict[str, Observation]:
+    """Query every check of ``record`` (canary value, samples, primary value).
+
+    Once Prometheus is unreachable the remaining checks are not queried: they carry the
+    same error (the whole measurement is held).
+    """
+    from mlgate.edge.prometheus import QueryError
+
+    cfg = record.settings.canary
+    out: dict[str, Observation] = {}
+    down: str | None = None
+    for check in cfg.analysis.checks:
+        if down is not None:
+            out[check.name] = Observation(error=down)
+            continue
+
+        def q(template: str, version: str) -> str:
+            return core.render_query(template, version=version, model=record.model, environment=record.environment)
+
+        try:
+            value = prometheus.value(q(check.query, record.version))
+            samples = prometheus.value(q(check.samples_query, record.version)) if check.samples_query else None
+            primary = (prometheus.value(q(check.primary_query, record.primary_version))
+                       if check.primary_query else None)
+        except QueryError as e:
+            out[check.name] = Observation(error=str(e))
+            continue
+        except InfraError as e:
+            down = str(e)
+            out[check.name] = Observation(error=down)
+            continue
+        out[check.name] = Observation(value=value, primary=primary, samples=samples)
+    return out
+
+
+def tick(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, *, canary_id: int | None = None,
+         prometheus: PrometheusFactory = default_prometheus, reader: Reader | None = None, actor: str = "bot",
+         notify: Notify | None = None) -> list[TickResult]:
+    """Do what is due for every running canary (or only ``canary_id``): one pass, no sleeping.
+
+    Per canary, by status: ``started``/``advancing`` → write the pending step; ``rolling_back``
+    → write/finish the rollback; ``observing`` → if the step is not live yet, ask ``reader``
+    whether the branch holds it (pull-request mode); if it is the live 100 % step, promote; if
+    a measurement is due (``interval`` after going live or after the last one), query
+    Prometheus, decide (:func:`mlgate.core.canary.measure`), and advance or roll back accordingly.
+
+    Prometheus unreachable, or a query rejected, holds the canary where it is and is
+    reported (``held``, with the error); it never advances. Errors of one canary do not stop
+    the others. The bot calls this every few seconds; ``mlgate canary step`` calls it once.
+
+    Returns:
+        One :class:`TickResult` per canary looked at.
+    """
+    if canary_id is not None:
+        rec = store.get(canary_id)
+        if rec is None:
+            raise UsageError(f"no canary with id {canary_id}")
+        records = [rec]
+    else:
+        records = store.list(active_only=True, limit=1000)
+    results = []
+    for record in records:
+        run = _Run(store, registry, writer, clock, actor, notify)
+        try:
+            results.append(_tick_one(run, record, prometheus, reader))
+        except Conflict as e:
+            latest = store.get(record.id) or record
+            results.append(run.result(latest, "conflict", str(e)))
+        except MlgateError as e:
+            latest = store.get(record.id) or record
+            results.append(run.result(latest, "failed", f"{e}; the canary stays {latest.status} and the next tick "
+                                                         "tries again", e))
+    return results
+
+
+def _tick_one(run: _Run, record: CanaryRecord, prometheus: PrometheusFactory, reader: Reader | None) -> TickResult:
+    status = record.status
+    if status in ("started", "advancing"):
+        record = run.write_step(record)
+        return run.result(record, "promoted" if record.status == "promoted" else "advanced", record.reason)
+    if status == "rolling_back":
+        if record.rollback is not None and record.rollback.live_at is None:
+            record = _check_merged(run, record, reader)
+            if record.rollback is not None and record.rollback.live_at is None:
+                return run.result(record, "awaiting_merge",
+                                  f"the rollback is waiting to be merged: {record.rollback.url or '-'}")
+        record = run.write_rollback(record)
+        return run.result(record, record.status, record.reason)
+    if status != "observing":
+        return run.result(record, "nothing_due", f"the canary is {status}")
+    cur = record.current
+    if cur is not None and cur.live_at is None:
+        record = _check_merged(run, record, reader)
+        cur = record.current
+        if cur is not None and cur.live_at is None:
+            return run.result(record, "awaiting_merge",
+                              f"step {record.step + 1} ({record.percent} %) is waiting to be merged: {cur.url or '-'}")
+    if record.is_last_step:
+        record = run.promote(record)
+        return run.result(record, "promoted", record.reason)
+    now = run.now()
+    if not core.measurement_due(record, now):
+        due = record.next_due_at
+        left = f"{max(0.0, due - now):.0f} s" if due is not None else "-"
+        return run.result(record, "nothing_due", f"next measurement of step {record.step + 1} in {left}")
+    prom = prometheus(record.settings.canary.analysis)
+    try:
+        observations = observe(record, prom)
+    finally:
+        close = getattr(prom, "close", None)
+        if callable(close):
+            close()
+    measured, decision = core.measure(record, observations, now=run.now())
+    record = run.save(measured, record, f"measure:{decision.action}")
+    if decision.action == "advance":
+        advancing = core.start_advance(record, now=run.now(), reason=decision.reason)
+        record = run.save(advancing, record, "advance")
+        record = run.write_step(record)
+        return run.result(record, "promoted" if record.status == "promoted" else "advanced", decision.reason)
+    if decision.action == "promote":  # defensive: the last step is promoted when live, never measured
+        record = run.promote(record)
+        return run.result(record, "promoted", record.reason)
+    if decision.action == "rollback":
+        rolling = core.start_rollback(record, now=run.now(), reason=decision.reason)
+        record = run.save(rolling, record, "rollback")
+        record = run.write_rollback(record)
+        return run.result(record, record.status, decision.reason)
+    if decision.action == "hold":
+        errors = [r.reason for r in measured.measurements[-1].results if r.outcome == "error"]
+        return run.result(record, "held", decision.reason, InfraError("; ".join(errors) or decision.reason))
+    return run.result(record, "waiting" if decision.action == "wait" else "measured", decision.reason)
+
+
+def _check_merged(run: _Run, record: CanaryRecord, reader: Reader | None) -> CanaryRecord:
+    """Pull-request mode without a merge event: the change is live once the branch holds it."""
+    if reader is None:
+        return record
+    s = record.settings
+    text = reader(s.repository, s.branch, s.path)
+    if record.status == "rolling_back":
+        holds = core.plan_rollback(text, s, record.primary_values, filename=s.path) == text
+    else:
+        holds = core.plan_step(text, s, record.step, record.values, filename=s.path) == text
+    if not holds:
+        return record
+    return run.save(core.step_live(record, now=run.now()), record, "live")
+
+
+# --------------------------------------------------------------------------- rollback and abort
+
+
+def _find(store: CanaryStore, canary: int | CanaryRecord) -> CanaryRecord:
+    if isinstance(canary, CanaryRecord):
+        fresh = store.get(canary.id) if canary.id is not None else None
+        if fresh is None:
+            raise UsageError(f"canary {canary.label} is not stored")
+        return fresh
+    found = store.get(canary)
+    if found is None:
+        raise UsageError(f"no canary with id {canary}")
+    return found
+
+
+def rollback(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, canary: int | CanaryRecord, *,
+             reason: str, actor: str = "cli", notify: Notify | None = None) -> TickResult:
+    """Roll a canary back now, at any step (``/rollback``): traffic back to the primary, canary removed.
+
+    Writes one rollback commit (nothing when no step was written yet), tags the version
+    ``mlgate.canary=rolled_back`` with the reason. Also works on an ``aborted`` canary.
+
+    Raises:
+        UsageError: no such canary. Refused: already promoted, rolled back or rolling back.
+        InfraError: git or MLflow unreachable (the canary stays ``rolling_back``; the next
+            tick finishes the rollback).
+    """
+    record = _find(store, canary)
+    run = _Run(store, registry, writer, clock, actor, notify)
+    why = f"rolled back by {actor}: {reason}" if reason else f"rolled back by {actor}"
+    rolling = core.start_rollback(record, now=run.now(), reason=why)
+    record = run.save(rolling, record, "rollback")
+    record = run.write_rollback(record)
+    msg = record.reason if record.status == "rolled_back" else f"{record.reason} (rollback awaiting merge)"
+    return run.result(record, record.status, msg)
+
+
+def abort(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, canary: int | CanaryRecord, *,
+          reason: str, actor: str = "cli", notify: Notify | None = None) -> TickResult:
+    """Stop driving a canary at any step (``/abort``), leaving the manifest as it is.
+
+    A person takes over: the report says how much traffic the canary still has. The version
+    is tagged ``mlgate.canary=aborted`` with the reason. ``writer`` is not used (the
+    signature matches the other functions); a :func:`rollback` may follow.
+
+    Raises:
+        UsageError: no such canary. Refused: already finished or aborted.
+        InfraError: MLflow unreachable while tagging (the canary is aborted all the same).
+    """
+    record = _find(store, canary)
+    run = _Run(store, registry, writer, clock, actor, notify)
+    cur = record.current
+    left = (f"the manifest keeps {record.percent} % of traffic on v{record.version}" if cur is not None
+            else "no step was written")
+    why = f"aborted by {actor}{': ' + reason if reason else ''}; mlgate no longer drives it and {left}"
+    record = run.save(core.to_aborted(record, now=run.now(), reason=why), record, "abort")
+    try:
+        registry.set_tags(record.model, record.version, {"mlgate.canary": "aborted", "mlgate.canary.reason": why[:_TAG_MAX]})
+    except InfraError as e:
+        return run.result(record, "aborted", f"{why} (tagging the version failed: {e})", e)
+    return run.result(record, "aborted", why)
+
+
+# --------------------------------------------------------------------------- git reader
+
+
+def read_branch_file(repository: str, branch: str, path: str) -> str:
+    """The text of ``path`` on ``branch`` of a git repository (shallow clone in a temp dir).
+
+    Raises:
+        InfraError: the repository or branch cannot be read. ManifestError: no such file.
+    """
+    from mlgate.edge.files import read_text, resolve_in_repo
+
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    with tempfile.TemporaryDirectory(prefix="mlgate-canary-") as tmp:
+        work = Path(tmp) / "repo"
+        proc = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", branch, "--", repository, str(work)],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "git clone failed"
+            raise InfraError(f"cannot read branch {branch!r} of GitOps repository {repository}: {last}")
+        target = resolve_in_repo(work, path)
+        if not target.is_file():
+            raise ManifestError(f"{path}: no such file in {repository} (branch {branch})")
+        return read_text(target, path)
+
+
+def wait_until_due(record: CanaryRecord, clock: Clock, *, max_wait: float,
+                   sleep: Callable[[float], None] = time.sleep) -> float:
+    """Sleep until ``record``'s next measurement is due, at most ``max_wait`` seconds; returns the
+    seconds slept (for ``mlgate canary step --wait``)."""
+    if record.next_due_at is None or record.status != "observing":
+        return 0.0
+    left = min(max_wait, record.next_due_at - _now(clock))
+    if left <= 0:
+        return 0.0
+    sleep(left + 0.05)
+    return left
