@@ -17,14 +17,21 @@ own tables, and are created when missing. Times are UNIX seconds (float, UTC).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 
 from mlgate.core.canary import ACTIVE, CanaryRecord, Transition, record_from_json, record_to_json
-from mlgate.core.errors import InfraError, MlgateError, Refused, UsageError
+from mlgate.core.errors import InfraError, MlgateError, Refused
+from mlgate.edge.db.engine import make_engine, schema_error
+from mlgate.edge.db.engine import short_error as _short
+
+#: How the user names this database in messages.
+SETTING = "the canary database URL"
 
 DEFAULT_DATABASE_URL = "sqlite:///.mlgate/bot.db"
 
@@ -76,32 +83,8 @@ class Conflict(MlgateError):
 
 def database_url(environ: Mapping[str, str] | None = None) -> str:
     """``$MLGATE_DATABASE_URL`` or the bot's default ``sqlite:///.mlgate/bot.db``."""
-    import os
-
     env = os.environ if environ is None else environ
     return env.get("MLGATE_DATABASE_URL") or DEFAULT_DATABASE_URL
-
-
-def _normalize(url: str) -> str:
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
-def _short(e: BaseException) -> str:
-    orig = getattr(e, "orig", None) or e
-    text = str(orig).strip().splitlines()
-    return (text[0] if text else type(orig).__name__)[:300]
 
 
 class CanaryStore:
@@ -123,29 +106,13 @@ class CanaryStore:
     """
 
     def __init__(self, database: str | sa.Engine | None = None, *, create: bool = True):
-        from mlgate.edge.db.store import database_target
-
         if isinstance(database, sa.Engine):
             self.engine = database
             self._owned = False
         else:
-            url = _normalize(database or database_url())
-            parsed, sqlite_file = database_target(url, create=create, setting="the canary database URL")
-            kwargs: dict[str, Any] = {}
-            if parsed.get_backend_name() == "sqlite":
-                kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-            else:
-                kwargs["pool_pre_ping"] = True
-            safe = parsed.render_as_string(hide_password=True)
-            try:
-                self.engine = sa.create_engine(parsed, **kwargs)
-            except Exception as e:  # missing driver, bad options: the URL as written cannot work
-                raise UsageError(f"the canary database URL {safe!r} cannot be used: {type(e).__name__}") from None
-            if parsed.get_backend_name() == "sqlite":
-                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.engine, _ = make_engine(database or database_url(), create=create, setting=SETTING)
             self._owned = True
         self.safe_url = self.engine.url.render_as_string(hide_password=True)
-        self._sqlite = self.engine.dialect.name == "sqlite"
         if create:
             self.create_schema()
 
@@ -158,11 +125,7 @@ class CanaryStore:
         try:
             metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as e:
-            if self._sqlite and isinstance(e, sa.exc.DatabaseError) and any(
-                    m in str(e) for m in ("unable to open database file", "readonly database", "not a database")):
-                raise UsageError(f"the canary database URL {self.safe_url!r}: cannot open or create the SQLite "
-                                 f"file: {_short(e)}") from None
-            raise InfraError(f"database {self.safe_url} is not usable: {_short(e)}") from None
+            raise schema_error(e, self.engine, SETTING, self.safe_url) from None
 
     def has_tables(self) -> bool:
         """Whether the canary tables exist (False in a database no canary was ever stored in)."""
@@ -314,6 +277,4 @@ class CanaryStore:
 
 
 def _with(record: CanaryRecord, **changes: Any) -> CanaryRecord:
-    from dataclasses import replace
-
     return replace(record, **changes)

@@ -1,0 +1,37 @@
+"""Audit records: append-only (triggers refuse updates and deletes, see :data:`tables.APPEND_ONLY`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from mlgate.edge.db.deliveries import _dt
+from mlgate.edge.db.tables import audit_table
+
+
+class AuditLog:
+    """The audit part of :class:`mlgate.edge.db.store.Store`."""
+
+    engine: sa.Engine
+
+    def audit(self, record: dict) -> None:
+        """Append one audit record (a JSON-serialisable dict). Records cannot be changed or deleted."""
+        now = datetime.now(UTC).timestamp()
+        with self.engine.begin() as conn:
+            conn.execute(
+                audit_table.insert().values(recorded_at=now, record=json.dumps(record, sort_keys=True, default=str))
+            )
+
+    def audit_records(self) -> list[dict]:
+        """Every audit record, oldest first, each with ``id`` and ``recorded_at`` (ISO 8601) added."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(audit_table).order_by(audit_table.c.id)).all()
+        out = []
+        for r in rows:
+            rec = json.loads(r.record)
+            rec.setdefault("id", r.id)
+            rec.setdefault("recorded_at", _dt(r.recorded_at).isoformat())  # type: ignore[union-attr]
+            out.append(rec)
+        return out

@@ -1,0 +1,76 @@
+"""The bot's tables (SQLAlchemy Core metadata). Times are UNIX seconds (float, UTC)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+deliveries = sa.Table(
+    "mlgate_deliveries",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("forge", sa.String(16), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_expires_at", sa.Float),
+    sa.Column("outcome", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("finished_at", sa.Float),
+    sa.Index("ix_mlgate_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_mlgate_deliveries_lease", "status", "lease_expires_at"),
+)
+
+effects = sa.Table(
+    "mlgate_effects",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("delivery_id", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+locks = sa.Table(
+    "mlgate_locks",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+audit_table = sa.Table(
+    "mlgate_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("recorded_at", sa.Float, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+)
+
+kv = sa.Table(
+    "mlgate_kv",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+#: Triggers that make the audit table append-only, per dialect.
+APPEND_ONLY = {
+    "sqlite": [
+        "CREATE TRIGGER IF NOT EXISTS mlgate_audit_no_update BEFORE UPDATE ON mlgate_audit "
+        "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END",
+        "CREATE TRIGGER IF NOT EXISTS mlgate_audit_no_delete BEFORE DELETE ON mlgate_audit "
+        "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END",
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION mlgate_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'audit records are append-only'; END $$",
+        "DROP TRIGGER IF EXISTS mlgate_audit_append_only ON mlgate_audit",
+        "CREATE TRIGGER mlgate_audit_append_only BEFORE UPDATE OR DELETE ON mlgate_audit "
+        "FOR EACH ROW EXECUTE FUNCTION mlgate_audit_append_only()",
+    ],
+}
