@@ -907,7 +907,7 @@ def test_comment_between_anchor_or_tag_and_value_is_kept(case):
 
 def test_a_wrong_span_fails_closed(monkeypatch):
     """The text-level check refuses an edit whose span is not exactly the old scalar token."""
-    import mlgate.core.manifests as m
+    import mlgate.core.manifests.edit as m  # the module whose _edit_docs looks _token_start up
 
     def swallow_comment(text, node):  # the old bug: stops at the comment, which is then replaced
         i = node.start
