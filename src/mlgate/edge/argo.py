@@ -27,24 +27,32 @@ Names and the namespace go into API paths (``/api/v1/workflows/{namespace}/{name
 validated first and percent-encoded as a second guard. A password in ``train.argo.server`` (or
 ``ui_url``) is shown as ``user:***@`` in every message, retry warning and link.
 
-Hera, requests and stamina are imported inside functions: ``mlgate --help`` must stay fast.
+The Argo Server client (timeouts, TLS, token, error translation, retries) is
+:mod:`mlgate.edge.argo_client`. Hera is imported inside functions: ``mlgate --help`` must stay fast.
 """
 
 from __future__ import annotations
 
-import os
 import time
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from mlgate.core import argo_plan
 from mlgate.core.argo_plan import NodeInfo, SubmitPlan, WorkflowStatus
 from mlgate.core.errors import InfraError, MlgateError, UsageError
-from mlgate.core.urls import redact_url
+from mlgate.edge.argo_client import (
+    ArgoAuthError,
+    call,
+    dump,
+    path_segment,
+    resolve_token,
+    scrub,
+    server_message,
+    shown_server,
+    ui_base,
+    workflow_url,
+)
 
 if TYPE_CHECKING:
     from mlgate.core.config import ArgoBackend
@@ -64,24 +72,6 @@ __all__ = [
     "wait",
     "workflow_url",
 ]
-
-T = TypeVar("T")
-
-#: Seconds to wait for a TCP connection / for an answer from the Argo Server.
-CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 30.0
-#: Attempts for idempotent reads (GET) when the server is unreachable or answers 5xx.
-READ_ATTEMPTS = 3
-
-
-class ArgoAuthError(MlgateError):
-    """The Argo Server refused the credentials (401) or the namespace (403): exit 2.
-
-    Retrying does not help; the token (``train.argo.token_env``/``token_file``) or the service
-    account's RBAC must change.
-    """
-
-    exit_code = 2
 
 
 class WorkflowFailed(MlgateError):
@@ -129,209 +119,6 @@ class Submission:
         }
 
 
-# --------------------------------------------------------------------------- plumbing
-
-
-def _ui_base(settings: ArgoBackend) -> str:
-    return _hide_password(settings, redact_url(settings.ui_url or settings.server)).rstrip("/")
-
-
-def _hide_password(settings: ArgoBackend, text: str) -> str:
-    """``text`` with the server URL's password (as written and percent-decoded) replaced by ``***``."""
-    from urllib.parse import unquote, urlsplit
-
-    try:
-        password = urlsplit(settings.server).password
-    except ValueError:  # a malformed URL: mlgate.core.urls.redact_url still covers the usual form
-        password = None
-    for secret in sorted({password or "", unquote(password or "")}, key=len, reverse=True):
-        if len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _server(settings: ArgoBackend) -> str:
-    """The server URL as shown in messages: its password is replaced by ``***``."""
-    return _hide_password(settings, redact_url(settings.server))
-
-
-def _scrub(settings: ArgoBackend, text: str) -> str:
-    """``text`` (e.g. an exception message) without credentials of any URL in it."""
-    return _hide_password(settings, redact_url(text))
-
-
-def _seg(value: str) -> str:
-    """One URL path segment, percent-encoded (names are validated first; this is a second guard)."""
-    from urllib.parse import quote
-
-    return quote(value, safe="")
-
-
-def _check_settings(settings: ArgoBackend) -> None:
-    """Refuse a malformed server URL or namespace before any request (UsageError, exit 2)."""
-    argo_plan.check_server_url(settings.server)
-    argo_plan.check_namespace(settings.namespace)
-
-
-def workflow_url(settings: ArgoBackend, name: str) -> str:
-    """Argo UI link of workflow ``name`` in the configured namespace."""
-    return argo_plan.workflow_url(_ui_base(settings), settings.namespace, name)
-
-
-def resolve_token(settings: ArgoBackend, environ: Mapping[str, str] | None = None) -> tuple[str | None, str]:
-    """The bearer token and a description of its source (for messages; never the token).
-
-    Order: the environment variable ``settings.token_env`` when set and non-empty, else the file
-    ``settings.token_file`` (``~`` expanded, relative to the working directory, whitespace
-    stripped). ``(None, "no token ...")`` when neither gives one: the request goes without
-    ``Authorization`` (an Argo Server in ``--auth-mode=server`` accepts that).
-
-    Raises:
-        UsageError: ``token_file`` is set but cannot be read, or is empty.
-    """
-    env = os.environ if environ is None else environ
-    if settings.token_env and env.get(settings.token_env, "").strip():
-        return env[settings.token_env].strip(), f"the token from ${settings.token_env}"
-    if settings.token_file:
-        path = Path(settings.token_file).expanduser()
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise UsageError(
-                f"cannot read the Argo token file {str(path)!r} (train.argo.token_file): {e.strerror}"
-            ) from None
-        if not token:
-            raise UsageError(f"the Argo token file {str(path)!r} (train.argo.token_file) is empty")
-        return token, f"the token from {str(path)!r}"
-    where = f"${settings.token_env} is not set" if settings.token_env else "train.argo.token_env is empty"
-    return None, f"no token was sent ({where} and train.argo.token_file is not set)"
-
-
-@contextmanager
-def _service(settings: ArgoBackend) -> Iterator[Any]:
-    """Hera ``WorkflowsService`` with timeouts, TLS verification and the bearer token."""
-    import requests
-    from hera.workflows.service import WorkflowsService
-
-    class _TimeoutSession(requests.Session):
-        def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-            kwargs.setdefault("timeout", (CONNECT_TIMEOUT, READ_TIMEOUT))
-            return super().request(*args, **kwargs)
-
-    _check_settings(settings)
-    token, _ = resolve_token(settings)
-    session = _TimeoutSession()  # honours HTTPS_PROXY and REQUESTS_CA_BUNDLE, as users expect
-    service = WorkflowsService(
-        host=settings.server.rstrip("/") + "/",
-        verify_ssl=settings.verify_tls,
-        token=token,
-        namespace=_seg(settings.namespace),
-        session=session,
-    )
-    try:
-        yield service
-    finally:
-        service.close()
-
-
-def _server_message(exc: Exception) -> str:
-    text = str(exc)
-    marker = "with message: `"
-    if marker in text:
-        text = text.split(marker, 1)[1].rstrip("`")
-    text = " ".join(text.split())
-    return text[:300]
-
-
-class _Transient(Exception):
-    """Internal: a failure worth retrying for an idempotent read."""
-
-    def __init__(self, error: InfraError):
-        super().__init__(str(error))
-        self.error = error
-
-
-def _translate(settings: ArgoBackend, exc: Exception, action: str) -> MlgateError:
-    """Map a requests/Hera/pydantic exception to an mlgate error naming server and namespace."""
-    import requests
-    from hera import exceptions as hx
-
-    server, ns = _server(settings), settings.namespace
-    detail = _scrub(settings, _server_message(exc))
-    if isinstance(exc, requests.exceptions.SSLError):
-        return InfraError(
-            f"TLS error talking to Argo Server {server} ({action}): the certificate was not accepted; "
-            "fix the certificate, or set train.argo.verify_tls: false for a test server"
-        )
-    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
-        kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
-        return InfraError(f"cannot reach Argo Server {server} ({action}, namespace {ns!r}): {kind}")
-    if isinstance(exc, hx.Unauthorized):
-        _, source = resolve_token(settings)
-        return ArgoAuthError(
-            f"Argo Server {server} refused the credentials for namespace {ns!r} (401 Unauthorized) "
-            f"while trying to {action}: {source}; set a valid service-account token in "
-            f"${settings.token_env or 'ARGO_TOKEN'} or train.argo.token_file"
-        )
-    if isinstance(exc, hx.Forbidden):
-        return ArgoAuthError(
-            f"Argo Server {server}: the token may not {action} in namespace {ns!r} (403 Forbidden); "
-            "grant the service account access to workflows and workflowtemplates there, or fix train.argo.namespace"
-        )
-    if isinstance(exc, hx.BadRequest):
-        return UsageError(f"Argo Server {server} refused to {action} in namespace {ns!r}: {detail}")
-    if isinstance(exc, hx.NotFound):
-        return UsageError(
-            f"Argo Server {server}: not found while trying to {action} in namespace {ns!r}: {detail}"
-        )
-    if isinstance(exc, hx.HeraException):
-        return InfraError(f"Argo Server {server} failed to {action} (namespace {ns!r}): {detail}")
-    return InfraError(
-        f"unexpected answer from Argo Server {server} while trying to {action}: {type(exc).__name__}: {detail}"
-    )
-
-
-def _call(settings: ArgoBackend, action: str, fn: Callable[[Any], T], *, idempotent: bool = False) -> T:
-    """Run ``fn(service)``; translate errors; retry idempotent reads on connection errors/5xx."""
-    from hera import exceptions as hx
-
-    _check_settings(settings)  # a malformed URL or namespace is a config error, never retried
-
-    def once() -> T:
-        try:
-            with _service(settings) as svc, warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                return fn(svc)
-        except MlgateError:
-            raise
-        except (hx.AlreadyExists, hx.NotFound):
-            raise
-        except Exception as e:  # noqa: BLE001 - every other failure is translated below
-            err = _translate(settings, e, action)
-            if idempotent and isinstance(err, InfraError) and not str(err).startswith("TLS"):
-                raise _Transient(err) from None
-            raise err from None
-
-    if not idempotent:
-        return once()
-    import stamina
-
-    try:
-        for attempt in stamina.retry_context(
-            on=_Transient, attempts=READ_ATTEMPTS, wait_initial=0.2, wait_max=2.0, wait_jitter=0.1
-        ):
-            with attempt:
-                return once()
-    except _Transient as t:
-        raise t.error from None
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _dump(model: Any) -> dict[str, Any]:
-    """A Hera/pydantic model → plain JSON dict (camelCase keys, as on the wire)."""
-    return model.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
 # --------------------------------------------------------------------------- reads
 
 
@@ -346,18 +133,18 @@ def fetch_template(settings: ArgoBackend, template: str | None = None) -> dict[s
 
     name = argo_plan.check_object_name("WorkflowTemplate name", template or settings.template)
     try:
-        wt = _call(
+        wt = call(
             settings,
             f"read WorkflowTemplate {name!r}",
-            lambda s: s.get_workflow_template(_seg(name), namespace=_seg(settings.namespace)),
+            lambda s: s.get_workflow_template(path_segment(name), namespace=path_segment(settings.namespace)),
             idempotent=True,
         )
     except hx.NotFound:
         raise UsageError(
-            f"WorkflowTemplate {name!r} not found in namespace {settings.namespace!r} on {_server(settings)}; "
+            f"WorkflowTemplate {name!r} not found in namespace {settings.namespace!r} on {shown_server(settings)}; "
             f"install it: kubectl -n {settings.namespace} apply -f workflows/{name}.yaml"
         ) from None
-    return _dump(wt)
+    return dump(wt)
 
 
 def template_parameters(settings: ArgoBackend, template: str | None = None) -> list[argo_plan.DeclaredParameter]:
@@ -370,17 +157,17 @@ def _get_workflow(settings: ArgoBackend, name: str) -> dict[str, Any]:
 
     argo_plan.check_object_name("workflow name", name)
     try:
-        wf = _call(
+        wf = call(
             settings,
             f"read workflow {name!r}",
-            lambda s: s.get_workflow(_seg(name), namespace=_seg(settings.namespace)),
+            lambda s: s.get_workflow(path_segment(name), namespace=path_segment(settings.namespace)),
             idempotent=True,
         )
     except hx.NotFound:
         raise UsageError(
-            f"workflow {name!r} not found in namespace {settings.namespace!r} on {_server(settings)}"
+            f"workflow {name!r} not found in namespace {settings.namespace!r} on {shown_server(settings)}"
         ) from None
-    return _dump(wf)
+    return dump(wf)
 
 
 def get_status(settings: ArgoBackend, name: str) -> WorkflowStatus:
@@ -396,18 +183,18 @@ def get_status(settings: ArgoBackend, name: str) -> WorkflowStatus:
     Raises:
         UsageError: no such workflow. ArgoAuthError, InfraError: see the module docstring.
     """
-    return argo_plan.parse_status(_get_workflow(settings, name), _ui_base(settings))
+    return argo_plan.parse_status(_get_workflow(settings, name), ui_base(settings))
 
 
 def find_existing(settings: ArgoBackend, selector: str) -> list[dict[str, Any]]:
     """Workflows matching a label selector, newest first (``listOptions.labelSelector``)."""
-    wl = _call(
+    wl = call(
         settings,
         "list workflows",
-        lambda s: s.list_workflows(namespace=_seg(settings.namespace), label_selector=selector),
+        lambda s: s.list_workflows(namespace=path_segment(settings.namespace), label_selector=selector),
         idempotent=True,
     )
-    items = [_dump(w) for w in (wl.items or [])]
+    items = [dump(w) for w in (wl.items or [])]
     items.sort(key=lambda w: (w.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
     return items
 
@@ -416,7 +203,7 @@ def find_existing(settings: ArgoBackend, selector: str) -> list[dict[str, Any]]:
 
 
 def _existing_submission(settings: ArgoBackend, plan: SubmitPlan, wf: Mapping[str, Any]) -> Submission:
-    st = argo_plan.parse_status(wf, _ui_base(settings))
+    st = argo_plan.parse_status(wf, ui_base(settings))
     sent = ((wf.get("spec") or {}).get("arguments") or {}).get("parameters") or []
     return Submission(
         name=st.name,
@@ -450,7 +237,7 @@ def build_workflow(plan: SubmitPlan) -> Any:
         workflow_template_ref=WorkflowTemplateRef(name=plan.template),
         arguments=[Parameter(name=n, value=v) for n, v in plan.parameters.values],
     ).build()
-    left = argo_plan.find_placeholders(_dump(model))
+    left = argo_plan.find_placeholders(dump(model))
     if left:
         raise UsageError(f"refusing to submit: unresolved '{{{{' in {', '.join(left)}")
     return model
@@ -496,8 +283,6 @@ def submit_for_commit(
         UsageError: parameter, commit, URL or template problems; the server refused the body.
         ArgoAuthError: 401/403. InfraError: server unreachable or failing.
     """
-    from hera import exceptions as hx
-
     template_object = fetch_template(settings)
     user = {**settings.parameters, **dict(parameters or {})}
     plan = argo_plan.plan_submission(
@@ -517,22 +302,29 @@ def submit_for_commit(
     existing = find_existing(settings, plan.selector)
     if existing:
         return _existing_submission(settings, plan, existing[0])
+    return _create(settings, plan)
+
+
+def _create(settings: ArgoBackend, plan: SubmitPlan) -> Submission:
+    """Create the planned workflow (``POST /api/v1/workflows/{namespace}``); a concurrent
+    submission (409 AlreadyExists) is read back by its deterministic name."""
+    from hera import exceptions as hx
 
     workflow = build_workflow(plan)
 
     def create(s: Any) -> Any:
         from hera.workflows.models import WorkflowCreateRequest
 
-        return s.create_workflow(WorkflowCreateRequest(workflow=workflow), namespace=_seg(settings.namespace))
+        return s.create_workflow(WorkflowCreateRequest(workflow=workflow), namespace=path_segment(settings.namespace))
 
     try:
-        _call(settings, f"create a workflow from WorkflowTemplate {settings.template!r}", create)
+        call(settings, f"create a workflow from WorkflowTemplate {settings.template!r}", create)
     except hx.AlreadyExists:
         # submitted concurrently (or labels were edited): the deterministic name holds it
         return _existing_submission(settings, plan, _get_workflow(settings, plan.name))
     except hx.NotFound as e:
         raise UsageError(
-            f"Argo Server {_server(settings)} answered not found on create: {_scrub(settings, _server_message(e))}"
+            f"Argo Server {shown_server(settings)} answered not found on create: {scrub(settings, server_message(e))}"
         ) from None
     return Submission(
         name=plan.name,
@@ -607,24 +399,24 @@ def _shutdown(settings: ArgoBackend, name: str, message: str | None, terminate: 
     if current.finished:
         return current
 
-    def call(s: Any) -> Any:
+    def send(s: Any) -> Any:
         from hera.workflows.models import WorkflowStopRequest, WorkflowTerminateRequest
 
         if terminate:
             return s.terminate_workflow(
-                _seg(name),
+                path_segment(name),
                 WorkflowTerminateRequest(name=name, namespace=settings.namespace),
-                namespace=_seg(settings.namespace),
+                namespace=path_segment(settings.namespace),
             )
         req = WorkflowStopRequest(name=name, namespace=settings.namespace, message=message)
-        return s.stop_workflow(_seg(name), req, namespace=_seg(settings.namespace))
+        return s.stop_workflow(path_segment(name), req, namespace=path_segment(settings.namespace))
 
     verb = "terminate" if terminate else "stop"
     try:
-        wf = _call(settings, f"{verb} workflow {name!r}", call)
+        wf = call(settings, f"{verb} workflow {name!r}", send)
     except hx.NotFound:
         raise UsageError(
-            f"workflow {name!r} not found in namespace {settings.namespace!r} on {_server(settings)}"
+            f"workflow {name!r} not found in namespace {settings.namespace!r} on {shown_server(settings)}"
         ) from None
     except (UsageError, InfraError):
         # e.g. it completed between our read and the stop ("cannot shutdown a completed
@@ -633,7 +425,7 @@ def _shutdown(settings: ArgoBackend, name: str, message: str | None, terminate: 
         if after.finished:
             return after
         raise
-    return argo_plan.parse_status(_dump(wf), _ui_base(settings))
+    return argo_plan.parse_status(dump(wf), ui_base(settings))
 
 
 def stop(settings: ArgoBackend, name: str, *, message: str | None = None) -> WorkflowStatus:
