@@ -1,0 +1,95 @@
+"""Canary rollouts, the pure core: state machine, decision, manifest planning, report.
+
+Nothing here reads a clock, the network or the disk: times are UNIX seconds handed in, the
+manifest is text handed in, measurements are numbers handed in. The edge
+(:mod:`mlgate.flows.canary`) gathers those, calls these functions and carries out what they
+return; :mod:`mlgate.edge.db.canaries` keeps the :class:`CanaryRecord` between ticks.
+
+State machine (``CanaryRecord.status``; every change is one audited transition)::
+
+    started ──(step 1 written)──▶ observing ──(all checks pass)──▶ advancing ──▶ observing ...
+       │                            │  │                                         │
+       │                            │  └─(last step, 100 %, live)──▶ promoted    │
+       └──────(rollback/abort)──────┴──(failure_limit reached, /rollback)──▶ rolling_back ──▶ rolled_back
+                                    └──(/abort)──▶ aborted ──(/rollback)──▶ rolling_back
+
+* ``started``: the record exists; step 1 is being written to the GitOps repository.
+* ``observing``: step N is written. Until it is *live* (push done, or pull request merged)
+  nothing is measured; then a measurement is due every ``interval`` seconds.
+* ``advancing``: step N+1 is being written (a crash here is resumed by rewriting the same step;
+  the edit sets values, so a step already on the branch produces no second commit).
+* ``promoted``: the 100 % step is live: the version is the primary and holds the alias.
+* ``rolling_back``: the rollback is being written (traffic back to the primary, canary removed).
+* ``rolled_back``: the rollback is live. ``aborted``: mlgate stopped driving the canary and left
+  the manifest as it was (a person takes over); a rollback may still follow.
+
+Decision per measurement (:func:`decide`): each check is *pass*, *fail*, *wait* (too few
+samples, no data) or *error* (Prometheus unreachable or the query rejected). Then, in order:
+a check with ``failure_limit`` consecutive failures → **rollback**; any error → **hold** (never
+advance blindly); any failure below its limit → **retry**; any wait → **wait**; all pass →
+**advance** (or **promote** when the step is already the last).
+
+The package's modules, one job each: ``records`` (statuses, records, JSON), ``machine`` (the
+transitions), ``analysis`` (checks and the decision), ``plan`` (manifest edits, commit
+message), ``report`` (status line and Markdown report).
+"""
+
+from __future__ import annotations
+
+from mlgate.core.canary.analysis import decide, evaluate_check, measure, render_query
+from mlgate.core.canary.machine import (
+    TRANSITIONS,
+    check_transition,
+    measurement_due,
+    needs_rollback_write,
+    new_canary,
+    rollback_live,
+    rollback_written,
+    start_advance,
+    start_rollback,
+    step_live,
+    step_written,
+    to_aborted,
+    to_promoted,
+    to_rolled_back,
+)
+from mlgate.core.canary.plan import (
+    KSERVE_PERCENT,
+    KSERVE_URI,
+    MODE_ANNOTATION,
+    SERVERLESS_MODES,
+    commit_message,
+    kserve_mode_problem,
+    plan_rollback,
+    plan_step,
+)
+from mlgate.core.canary.records import (
+    ACTIVE,
+    FINAL,
+    STATUSES,
+    Action,
+    CanaryRecord,
+    CanarySettings,
+    CheckResult,
+    Decision,
+    Measurement,
+    Observation,
+    Outcome,
+    Status,
+    StepRecord,
+    Transition,
+    record_from_json,
+    record_to_json,
+    validate_version,
+)
+from mlgate.core.canary.report import render_report, report_marker, status_line
+
+__all__ = [
+    "ACTIVE", "FINAL", "STATUSES", "CanaryRecord", "CanarySettings", "CheckResult", "Decision", "Measurement",
+    "Observation", "StepRecord", "Transition", "check_transition", "decide", "evaluate_check", "measure",
+    "measurement_due", "new_canary", "plan_rollback", "plan_step", "render_query", "render_report",
+    "status_line", "step_live", "step_written", "start_advance", "start_rollback", "to_aborted", "to_promoted",
+    "to_rolled_back", "record_to_json", "record_from_json", "KSERVE_URI", "KSERVE_PERCENT", "MODE_ANNOTATION",
+    "rollback_written", "rollback_live", "needs_rollback_write", "commit_message", "report_marker",
+    "kserve_mode_problem", "validate_version",
+]
