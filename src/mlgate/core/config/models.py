@@ -1,11 +1,4 @@
-"""The repository config ``.mlgate.yml``: pydantic models, loading, and located errors.
-
-Pure core: parses text it is handed; the only I/O is :func:`load_file`, a thin
-wrapper that reads the file and calls :func:`parse`.
-
-``schemas/mlgate.schema.json`` is generated from :class:`Config` (``mlgate schema``);
-``tests/core/test_config.py`` fails when the committed schema drifts.
-"""
+"""The pydantic models of ``.mlgate.yml`` (the source of ``schemas/mlgate.schema.json``)."""
 
 from __future__ import annotations
 
@@ -13,9 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from mlgate.core.errors import ConfigError, Problem
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_ID = "https://mlgate.dev/schemas/mlgate.schema.json"
 
@@ -34,8 +25,6 @@ class _Model(BaseModel):
 
 
 # --------------------------------------------------------------------------- gates
-
-
 class Gate(_Model):
     """One metric gate.
 
@@ -104,8 +93,6 @@ class Validate(_Model):
 
 
 # --------------------------------------------------------------------------- training
-
-
 class ArgoBackend(_Model):
     """Where heavy training runs: an Argo Server and a WorkflowTemplate (see ``workflows/``)."""
 
@@ -205,8 +192,6 @@ class GitOps(_Model):
 
 
 # --------------------------------------------------------------------------- approval policy
-
-
 class Promoters(_Model):
     """Who may run ``/promote`` (or ``/train``)."""
 
@@ -431,348 +416,7 @@ class Config(_Model):
         raise KeyError(f"unknown environment {name!r} (known: {known})")
 
 
-# --------------------------------------------------------------------------- loading
-
-
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``.mlgate.yml``, generated from :class:`Config`."""
     schema = Config.model_json_schema(by_alias=True)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
-
-
-def _position(node: Any, loc: tuple[Any, ...]) -> tuple[int, int]:
-    """Best 0-based (line, col) for a pydantic error location inside a ruamel node tree.
-
-    Walks ``loc`` as the tree goes; a mapping key points at the key, a list index
-    at the item. Union/discriminator tags in ``loc`` that are not keys are skipped.
-    """
-    line, col = 0, 0
-    if hasattr(node, "lc"):
-        line, col = node.lc.line, node.lc.col
-    for part in loc:
-        lc = getattr(node, "lc", None)
-        if isinstance(node, dict) and part in node:
-            if lc is not None:
-                kl = lc.key(part)
-                if kl is not None:
-                    line, col = kl
-            child = node[part]
-            node = child
-            continue
-        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            if lc is not None:
-                il = lc.item(part)
-                if il is not None:
-                    line, col = il
-            node = node[part]
-            continue
-        # a union branch name or a discriminator tag: stay on this node
-    return line, col
-
-
-def _value_position(node: Any, loc: tuple[Any, ...]) -> tuple[int, int] | None:
-    """0-based position of the *value* at ``loc`` (for type errors), if it is a mapping value."""
-    if not loc:
-        return None
-    parent = node
-    for part in loc[:-1]:
-        if isinstance(parent, dict) and part in parent:
-            parent = parent[part]
-        elif isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent):
-            parent = parent[part]
-    last = loc[-1]
-    if isinstance(parent, dict) and last in parent and hasattr(parent, "lc"):
-        return parent.lc.value(last)
-    return None
-
-
-def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
-    """Drop union-branch and discriminator-tag parts that are not keys of the document."""
-    out: list[Any] = []
-    node = data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, (dict, list)):
-            # not in the document: either a missing/extra key (keep, last) or a branch tag (skip)
-            if part == loc[-1]:
-                out.append(part)
-    return tuple(out)
-
-
-def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
-    dotted = ".".join(str(p) for p in loc) or "(top level)"
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return f"unknown key {loc[-1]!r} at {dotted}"
-    if kind == "missing":
-        return f"missing required key {loc[-1]!r} at {dotted}" if loc else "missing required key"
-    if kind == "union_tag_invalid":
-        ctx = err.get("ctx") or {}
-        return (f"{dotted}: {ctx.get('discriminator', 'kind').strip(chr(39))} must be one of "
-                f"{ctx.get('expected_tags', '?')} (got {ctx.get('tag', err.get('input'))!r})")
-    if loc and loc[-1] == "max_regression" and kind not in ("value_error",):
-        return (f"{dotted}: must be a number (an absolute amount) or a string like '2%' "
-                f"(relative to the champion) (got {err.get('input')!r})")
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    got = err.get("input")
-    if kind not in ("value_error", "assertion_error") and not isinstance(got, (dict, list)):
-        return f"{dotted}: {msg} (got {got!r})"
-    return f"{dotted}: {msg}"
-
-
-def parse(text: str, filename: str = ".mlgate.yml") -> Config:
-    """Parse and validate ``.mlgate.yml`` text.
-
-    Args:
-        text: the file's contents.
-        filename: used in error messages only.
-
-    Returns:
-        The validated :class:`Config`.
-
-    Raises:
-        ConfigError: with one :class:`~mlgate.core.errors.Problem` (``file:line:col: message``,
-            1-based) per problem: YAML syntax errors, duplicate keys, unknown keys,
-            wrong types, missing keys, invalid values.
-    """
-    data = load_yaml_mapping(text, filename)
-    if data is None:
-        raise ConfigError([Problem(filename, 1, 1, "the file is empty; it needs at least 'model:'")])
-    try:
-        cfg = Config.model_validate(_plain(data))
-    except ValidationError as exc:
-        problems: list[Problem] = []
-        seen: set[tuple[Any, ...]] = set()
-        for err in exc.errors(include_url=False):
-            loc = _clean_loc(tuple(err["loc"]), data)
-            if loc in seen:  # one problem per place: union branches repeat the same loc
-                continue
-            seen.add(loc)
-            problems.append(locate(err, loc, data, filename))
-        problems.sort(key=lambda p: (p.line, p.col))
-        raise ConfigError(problems) from None
-    semantic = semantic_problems(cfg, data, filename)
-    if semantic:
-        raise ConfigError(sorted(semantic, key=lambda p: (p.line, p.col)))
-    return cfg
-
-
-def load_yaml_mapping(text: str, filename: str) -> Any:
-    """Load YAML text with ruamel.yaml round-trip (positions kept) for a user-written file.
-
-    Returns:
-        The top-level mapping (a ruamel ``CommentedMap``), or None for an empty document.
-
-    Raises:
-        ConfigError: duplicate keys, YAML syntax errors, or a top level that is not a mapping,
-            each as ``file:line:col`` (1-based).
-    """
-    from ruamel.yaml import YAML
-    from ruamel.yaml.constructor import DuplicateKeyError
-    from ruamel.yaml.error import MarkedYAMLError
-
-    from ruamel.yaml.reader import ReaderError
-
-    try:
-        data = YAML(typ="rt").load(text)
-    except ReaderError as e:
-        line, col = _line_col(text, e.position)
-        raise ConfigError([Problem(filename, line, col, f"unacceptable character {e.character!r} (control "
-                                   "characters are not allowed in YAML)")]) from None
-    except RecursionError:
-        raise ConfigError([Problem(filename, 1, 1, "the document is nested too deeply")]) from None
-    except DuplicateKeyError as e:
-        mark = e.problem_mark
-        raise ConfigError([Problem(filename, mark.line + 1, mark.column + 1, f"duplicate key: {e.problem}")]) from None
-    except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise ConfigError([Problem(filename, line, col, f"YAML syntax error: {e.problem or e.context}")]) from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError([Problem(filename, 1, 1, f"the top level must be a mapping, not {type(data).__name__}")])
-    return data
-
-
-def _line_col(text: str, position: int) -> tuple[int, int]:
-    """1-based line and column of character offset ``position`` in ``text``."""
-    before = text[: max(position, 0)]
-    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
-
-
-def locate(err: dict[str, Any], loc: tuple[Any, ...], data: Any, filename: str,
-           message: Any = None) -> Problem:
-    """A :class:`Problem` for one pydantic error at (cleaned) ``loc`` inside ruamel ``data``:
-    unknown and missing keys point at the key, wrong values at the value."""
-    if err["type"] in ("extra_forbidden", "missing") or not loc:
-        line, col = _position(data, loc)
-    else:
-        pos = _value_position(data, loc)
-        line, col = pos if pos is not None else _position(data, loc)
-    text = (message or _message)(err, loc)
-    return Problem(filename, line + 1, col + 1, text)
-
-
-TEMPLATE_PLACEHOLDERS = ("model_uri", "storage_uri", "version", "model", "run_id")
-_RESERVED_ALIASES = {"challenger": "mlgate validate moves to every version that passes its gates"}
-
-
-def _at(data: Any, loc: tuple[Any, ...], filename: str, message: str, value: bool = True) -> Problem:
-    pos = _value_position(data, loc) if value else None
-    line, col = pos if pos is not None else _position(data, loc)
-    return Problem(filename, line + 1, col + 1, message)
-
-
-def _template_problem(template: str) -> str | None:
-    import string
-
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-    except ValueError as e:
-        return f"bad value template {template!r}: {e}"
-    unknown = [f for f in fields if f not in TEMPLATE_PLACEHOLDERS]
-    if unknown:
-        known = ", ".join("{" + k + "}" for k in TEMPLATE_PLACEHOLDERS)
-        return f"unknown placeholder {{{unknown[0]}}} in {template!r} (known: {known})"
-    return None
-
-
-def _path_problem(path: str) -> str | None:
-    from mlgate.core.errors import MlgateError
-    from mlgate.core.manifests import parse_path
-
-    try:
-        parse_path(path)
-    except MlgateError as e:
-        return f"bad key path {path!r}: {e}"
-    return None
-
-
-_SELECT = re.compile(r"^[A-Za-z][A-Za-z0-9]*/[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-
-
-def semantic_problems(cfg: Config, data: Any, filename: str) -> list[Problem]:
-    """Whole-config checks with positions: unique environment names, ``requires`` that exist
-    and do not loop, one environment per registry alias (and none on reserved aliases), value
-    templates with known placeholders, key paths and ``select`` that parse, a training command
-    that splits. Pure over the validated config and its ruamel tree."""
-    import shlex
-
-    problems: list[Problem] = []
-    envs = cfg.environments
-    names = [e.name for e in envs]
-    seen: dict[str, int] = {}
-    for i, e in enumerate(envs):
-        if e.name in seen:
-            problems.append(_at(data, ("environments", i, "name"), filename,
-                                f"environment name {e.name!r} is used twice (first as environments.{seen[e.name]})"))
-        else:
-            seen[e.name] = i
-    aliases: dict[str, int] = {}
-    for i, e in enumerate(envs):
-        where = ("environments", i, "alias") if e.alias else ("environments", i, "name")
-        alias = e.registry_alias
-        if alias in _RESERVED_ALIASES:
-            problems.append(_at(data, where, filename, f"environment {e.name!r} would hold alias {alias!r}, which "
-                                f"{_RESERVED_ALIASES[alias]}; choose another name or alias"))
-        elif alias in aliases and envs[aliases[alias]].name != e.name:
-            problems.append(_at(data, where, filename, f"environment {e.name!r} holds alias {alias!r} like environment "
-                                f"{envs[aliases[alias]].name!r}: each environment needs its own alias"))
-        else:
-            aliases.setdefault(alias, i)
-        if e.requires is not None:
-            loc = ("environments", i, "requires")
-            if e.requires not in names:
-                known = ", ".join(dict.fromkeys(names))
-                problems.append(_at(data, loc, filename, f"requires unknown environment {e.requires!r} (known: {known})"))
-            else:
-                chain, cur = [e.name], e.requires
-                while cur is not None and cur not in chain:
-                    chain.append(cur)
-                    cur = next((x.requires for x in envs if x.name == cur), None)
-                if cur is not None:
-                    problems.append(_at(data, loc, filename,
-                                        f"requires forms a loop ({' -> '.join(chain + [cur])}): no version could ever be promoted"))
-        target = e.gitops.target
-        tloc = ("environments", i, "gitops", "target")
-        msg = _template_problem(target.value)
-        if msg:
-            problems.append(_at(data, tloc + ("value",), filename, msg))
-        for key in ("path", "key"):
-            if hasattr(target, key):
-                msg = _path_problem(getattr(target, key))
-                if msg:
-                    problems.append(_at(data, tloc + (key,), filename, msg))
-        if getattr(target, "select", None) and not _SELECT.match(target.select):
-            problems.append(_at(data, tloc + ("select",), filename,
-                                f"select {target.select!r} must be KIND/NAME, e.g. InferenceService/wine"))
-        if e.canary is not None:
-            ct = getattr(e.canary, "target", None)
-            if ct is not None and getattr(ct, "value", None):
-                msg = _template_problem(ct.value)
-                if msg:
-                    problems.append(_at(data, ("environments", i, "canary", "target", "value"), filename, msg))
-            for key in ("canary_weight", "primary_weight", "canary_value", "primary_value"):
-                if ct is not None and getattr(ct, key, None):
-                    msg = _path_problem(getattr(ct, key))
-                    if msg:
-                        problems.append(_at(data, ("environments", i, "canary", "target", key), filename, msg))
-    cmd = cfg.train.command
-    if cmd is not None:
-        loc = ("train", "command")
-        if isinstance(cmd, str):
-            try:
-                words = shlex.split(cmd)
-            except ValueError as e:
-                problems.append(_at(data, loc, filename, f"train.command cannot be split like a shell would: {e}"))
-                words = ["x"]
-        else:
-            words = cmd
-        if not words or not str(words[0]).strip():
-            problems.append(_at(data, loc, filename, "train.command is empty: give the training command, "
-                                "e.g. python train.py"))
-    return problems
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip containers → plain dict/list/scalars for pydantic."""
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, str):
-        return str(node)
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    return node
-
-
-def read_user_file(path: str | Path) -> str:
-    """The UTF-8 text of a user-written file; ConfigError (``file:1:1``) when it is missing,
-    a directory, unreadable or not UTF-8."""
-    p = Path(path)
-    try:
-        return p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([Problem(str(path), 1, 1, "file not found")]) from None
-    except IsADirectoryError:
-        raise ConfigError([Problem(str(path), 1, 1, "is a directory, not a file")]) from None
-    except PermissionError:
-        raise ConfigError([Problem(str(path), 1, 1, "permission denied")]) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError([Problem(str(path), 1, 1, f"not UTF-8 text: {e.reason}")]) from None
-
-
-def load_file(path: str | Path) -> Config:
-    """Read and parse a config file; raises :class:`ConfigError` (also for a missing file)."""
-    return parse(read_user_file(path), str(path))
