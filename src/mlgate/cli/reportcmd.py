@@ -1,12 +1,13 @@
 """``mlgate report``: publish a gate report where reviewers look, and turn it into CI outputs.
 
-Imperative shell around :mod:`mlgate.core.ci_report`:
+Imperative shell around :mod:`mlgate.core.ci_report` and :mod:`mlgate.edge.forges.ci_comments`:
 
 - ``mlgate report publish``: create, or update in place, ONE comment on the GitHub pull request
   (REST "Issue comments", through httpx, retried with stamina on 5xx/429/secondary rate limit)
   or ONE note on the GitLab merge request (REST "Notes", through python-gitlab with
-  ``retry_transient_errors``). The comment is found by a hidden marker. Outside a pull/merge
-  request, or without a token, it does nothing and says why in one line (exit 0).
+  ``retry_transient_errors``). The comment is found by a hidden marker (the one comment client,
+  :mod:`mlgate.edge.forges.comments`). Outside a pull/merge request, or without a token, it does
+  nothing and says why in one line (exit 0).
 - ``mlgate report dotenv``: the outputs of ``mlgate validate|train --output json`` as a GitLab
   dotenv report (``gates_passed``, ``model_version``, ...).
 - ``mlgate report check``: one line per failed gate (which, and by how much); exit 1 when one failed.
@@ -22,12 +23,7 @@ from typing import Any
 
 import click
 
-from mlgate.core.errors import InfraError, UsageError
-
-USER_AGENT = "mlgate-report"
-#: Retry budget for forge calls: attempts and total seconds (stamina).
-ATTEMPTS = 5
-TIMEOUT = 120.0
+from mlgate.core.errors import UsageError
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -143,150 +139,20 @@ def check(json_path: str) -> None:
         sys.exit(1)
 
 
-# --------------------------------------------------------------------------- GitHub (httpx)
-
-
-class _Retryable(Exception):
-    """A forge answer worth retrying; carries the wait the forge asked for (seconds, 0 = default)."""
-
-    def __init__(self, what: str, wait: float):
-        super().__init__(what)
-        self.wait = wait
-
-
-def _retry_hook(exc: Exception) -> bool | float:
-    import httpx
-
-    if isinstance(exc, _Retryable):
-        return exc.wait if exc.wait > 0 else True
-    return isinstance(exc, httpx.TransportError)
-
-
-def _github_call(client: Any, method: str, url: str, **kwargs: Any) -> Any:
-    """One GitHub REST call, retried on 5xx, 429, the secondary rate limit and transport errors."""
-    import httpx
-    import stamina
-
-    from mlgate.core.ci_report import retry_after
-
-    try:
-        for attempt in stamina.retry_context(on=_retry_hook, attempts=ATTEMPTS, timeout=TIMEOUT,
-                                             wait_initial=1.0, wait_max=30.0):
-            with attempt:
-                resp = client.request(method, url, **kwargs)
-                wait = retry_after(resp.status_code, resp.headers)
-                if wait is not None:
-                    raise _Retryable(f"{method} {url} answered {resp.status_code}", wait)
-                return resp
-    except _Retryable as e:
-        raise InfraError(f"GitHub API: {e} after {ATTEMPTS} attempts") from None
-    except httpx.TransportError as e:
-        raise InfraError(f"GitHub API unreachable at {url}: {type(e).__name__}: {e}") from None
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _github_check(resp: Any, what: str) -> None:
-    if resp.status_code < 400:
-        return
-    try:
-        message = resp.json().get("message", "")
-    except ValueError:
-        message = resp.text[:200]
-    hint = ""
-    if resp.status_code in (401, 403, 404):
-        hint = " (the token needs pull-requests: write on this repository; fork PRs get a read-only token)"
-        raise UsageError(f"GitHub refused to {what}: {resp.status_code} {message}{hint}")
-    raise InfraError(f"GitHub failed to {what}: {resp.status_code} {message}")
+# --------------------------------------------------------------------------- publishing (edge)
 
 
 def publish_github(target: Any, body: str, key: str | None) -> tuple[str, str]:
-    """Create or update the one mlgate comment on a GitHub pull request.
+    """Create or update the one mlgate comment on a GitHub pull request; see
+    :func:`mlgate.edge.forges.ci_comments.publish_github` (inputs, outputs and errors)."""
+    from mlgate.edge.forges import ci_comments  # lazily: httpx and stamina slow down `mlgate --help`
 
-    Args:
-        target: a :class:`mlgate.core.ci_report.GitHubTarget`.
-        body: the full comment text (markers included).
-        key: the comment key (see :func:`mlgate.core.ci_report.find_comment`).
-
-    Returns:
-        ``("created" | "updated", html_url)``.
-
-    Raises:
-        UsageError: the token was refused (401/403/404).
-        InfraError: 5xx/429 after the retries, or GitHub unreachable.
-    """
-    import httpx
-
-    from mlgate import __version__
-    from mlgate.core.ci_report import find_comment
-
-    headers = {
-        "Accept": "application/vnd.github+json",
-        "Authorization": f"Bearer {target.token}",
-        "X-GitHub-Api-Version": "2022-11-28",
-        "User-Agent": f"{USER_AGENT}/{__version__}",
-    }
-    base = f"{target.api_url}/repos/{target.repository}"
-    with httpx.Client(headers=headers, timeout=30.0) as client:
-        comments: list[tuple[Any, str]] = []
-        url: str | None = f"{base}/issues/{target.number}/comments"
-        params: dict[str, Any] | None = {"per_page": 100}
-        while url:
-            resp = _github_call(client, "GET", url, params=params)
-            _github_check(resp, f"list the comments of #{target.number}")
-            comments.extend((c["id"], c.get("body") or "") for c in resp.json())
-            url = resp.links.get("next", {}).get("url")
-            params = None  # the next link carries its own query
-        existing = find_comment(comments, key)
-        if existing is None:
-            resp = _github_call(client, "POST", f"{base}/issues/{target.number}/comments", json={"body": body})
-            _github_check(resp, f"comment on #{target.number}")
-            return "created", resp.json().get("html_url", "")
-        resp = _github_call(client, "PATCH", f"{base}/issues/comments/{existing}", json={"body": body})
-        _github_check(resp, f"update comment {existing} on #{target.number}")
-        return "updated", resp.json().get("html_url", "")
-
-
-# --------------------------------------------------------------------------- GitLab (python-gitlab)
+    return ci_comments.publish_github(target, body, key)
 
 
 def publish_gitlab(target: Any, body: str, key: str | None) -> tuple[str, str]:
-    """Create or update the one mlgate note on a GitLab merge request.
+    """Create or update the one mlgate note on a GitLab merge request; see
+    :func:`mlgate.edge.forges.ci_comments.publish_gitlab` (inputs, outputs and errors)."""
+    from mlgate.edge.forges import ci_comments  # lazily: httpx and stamina slow down `mlgate --help`
 
-    Args:
-        target: a :class:`mlgate.core.ci_report.GitLabTarget`.
-        body: the full note text (markers included).
-        key: the note key (see :func:`mlgate.core.ci_report.find_comment`).
-
-    Returns:
-        ``("created" | "updated", note reference)``.
-
-    Raises:
-        UsageError: the token was refused (401/403/404).
-        InfraError: 5xx/429 after python-gitlab's retries, or GitLab unreachable.
-    """
-    import gitlab
-    import requests
-
-    from mlgate.core.ci_report import find_comment
-
-    gl = gitlab.Gitlab(url=target.server_url, private_token=target.token, retry_transient_errors=True,
-                       timeout=30, user_agent=USER_AGENT)
-    mr = gl.projects.get(target.project, lazy=True).mergerequests.get(target.iid, lazy=True)
-    try:
-        notes = [(n.id, n.body) for n in mr.notes.list(iterator=True, per_page=100, sort="asc", order_by="created_at")]
-        existing = find_comment(notes, key)
-        if existing is None:
-            note = mr.notes.create({"body": body})
-            return "created", target.note_url(note.id)
-        mr.notes.update(existing, {"body": body})
-        return "updated", target.note_url(existing)
-    except gitlab.exceptions.GitlabError as e:
-        code = getattr(e, "response_code", None)
-        if code in (401, 403, 404):
-            raise UsageError(
-                f"GitLab refused the note on {target}: {code} {e.error_message} "
-                "(MLGATE_GITLAB_TOKEN needs the api scope and at least the Reporter role)"
-            ) from None
-        raise InfraError(f"GitLab failed the note on {target}: {code} {e.error_message}") from None
-    except requests.RequestException as e:
-        raise InfraError(f"GitLab unreachable at {target.server_url}: {type(e).__name__}") from None
+    return ci_comments.publish_gitlab(target, body, key)

@@ -27,7 +27,11 @@ Endpoints used (GitHub REST API, api.github.com OpenAPI description in npm
 
 Promotion commits: the contents API needs 2 + 2·n calls for n files (branch read, n reads,
 ref create, n writes); the git data API needs 4 + n (branch read with its tree, n reads,
-tree, commit, ref). :func:`use_contents_api` picks the cheaper one.
+tree, commit, ref). :func:`use_contents_api` picks the cheaper one. The promotion writes
+(branch, commit, PR, labels) are :class:`~mlgate.edge.forges.github_promotion.GitHubPromotions`.
+
+PyGithub is imported at the top: this module is imported only when a forge is built
+(:func:`mlgate.edge.forges.make_forge`), never at CLI start-up.
 """
 
 from __future__ import annotations
@@ -36,35 +40,28 @@ import base64
 from typing import Any
 from urllib.parse import quote
 
+import requests
+from github import Auth, Github, GithubException
+
+from mlgate.core.policy import PERMISSIONS, Review
 from mlgate.edge.forges.base import (
     MARKER,
     STATUS_CONTEXT,
     ForgeBusy,
     ForgeError,
     GitLabApprovals,
-    PromotionRequest,
-    PromotionResult,
     PullRequest,
     forge_call,
-    fill_body,
     retry_after_seconds,
 )
-from mlgate.core.policy import Review
+from mlgate.edge.forges.comments import Comment, upsert_marked_comment
+from mlgate.edge.forges.github_promotion import GitHubPromotions, use_contents_api
 
-#: Bounded re-read/re-apply/retry when the branch moved under us (409 / not fast-forward).
-MOVE_RETRIES = 5
+
 PER_PAGE = 100
 
 
-def use_contents_api(files: int) -> bool:
-    """True when the contents API needs no more calls than the git data API for ``files`` files."""
-    return 2 + 2 * files <= 4 + files
-
-
 def _classify(exc: BaseException) -> float | bool:
-    from github import GithubException
-    import requests
-
     if isinstance(exc, GithubException):
         status = exc.status
         wait = retry_after_seconds(exc.headers)
@@ -75,7 +72,7 @@ def _classify(exc: BaseException) -> float | bool:
     return isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError))
 
 
-class GitHubForge:
+class GitHubForge(GitHubPromotions):
     """GitHub REST API for one installation (or token).
 
     Args:
@@ -105,8 +102,6 @@ class GitHubForge:
         bot_login: str | None = None,
         timeout: int = 15,
     ):
-        from github import Auth, Github
-
         if app_id and private_key and installation_id:
             auth: Any = Auth.AppAuth(app_id, private_key).get_installation_auth(int(installation_id))
         elif token:
@@ -134,8 +129,6 @@ class GitHubForge:
 
     def _api(self, verb: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> tuple[dict, Any]:
         """One REST call with retries; returns (headers, json). GithubException is re-raised as is."""
-        from github import GithubException
-
         req = self._gh.requester
 
         def count() -> None:
@@ -159,20 +152,6 @@ class GitHubForge:
                 return out
             page += 1
 
-    @staticmethod
-    def _status(e: Exception) -> int:
-        return int(getattr(e, "status", 0) or 0)
-
-    @staticmethod
-    def _message(e: Exception) -> str:
-        data = getattr(e, "data", None)
-        parts = []
-        if isinstance(data, dict):
-            parts.append(str(data.get("message", "")))
-            for err in data.get("errors") or []:
-                parts.append(str(err.get("message", "")) if isinstance(err, dict) else str(err))
-        return " ".join(parts) or str(e)
-
     def web_url(self, repo: str) -> str:
         host = self.base_url
         if host == "https://api.github.com":
@@ -186,8 +165,6 @@ class GitHubForge:
         return data["default_branch"]
 
     def _contents(self, repo: str, path: str, ref: str) -> tuple[str, str] | None:
-        from github import GithubException
-
         try:
             _, data = self._api("GET", f"/repos/{repo}/contents/{quote(path)}", {"ref": ref})
         except GithubException as e:
@@ -234,8 +211,6 @@ class GitHubForge:
         return out
 
     def permission(self, repo: str, user: str, user_id: int | None = None) -> str:
-        from github import GithubException
-
         try:
             _, d = self._api("GET", f"/repos/{repo}/collaborators/{quote(user, safe='')}/permission")
         except GithubException as e:
@@ -246,8 +221,6 @@ class GitHubForge:
         # repository role (Enterprise, e.g. "ml-deployer") has its own name there, and then the
         # legacy ``permission`` field holds the base role it inherits (REST "Get repository
         # permissions for a user"; "About custom repository roles").
-        from mlgate.core.policy import PERMISSIONS
-
         role = str(d.get("role_name") or "").lower()
         if role in PERMISSIONS:
             return role
@@ -255,8 +228,6 @@ class GitHubForge:
         return {"pull": "read", "push": "write"}.get(legacy, legacy if legacy in PERMISSIONS else "none")
 
     def in_team(self, team: str, user: str, user_id: int | None = None) -> bool:
-        from github import GithubException
-
         org, _, slug = team.partition("/")
         if not slug:
             return False
@@ -271,23 +242,16 @@ class GitHubForge:
     # ------------------------------------------------------------------ writes on the source PR
 
     def upsert_comment(self, repo: str, number: int, body: str, known_id: int | None = None) -> tuple[int, str]:
-        from github import GithubException
-
+        """Create or update mlgate's one comment (found by :data:`MARKER` on a comment of a bot, or
+        of ``bot_login``); (comment id, url). See :func:`~mlgate.edge.forges.comments.upsert_marked_comment`."""
         text = body if MARKER in body else f"{MARKER}\n{body}"
-        if known_id:
-            try:
-                _, d = self._api("PATCH", f"/repos/{repo}/issues/comments/{known_id}", body={"body": text})
-                return int(d["id"]), d.get("html_url") or ""
-            except GithubException as e:
-                if self._status(e) not in (404, 410):
-                    raise
-        for c in self._pages(f"/repos/{repo}/issues/{number}/comments"):
+
+        def ours(c: Comment) -> bool:
             user = c.get("user") or {}
             mine = user.get("type") == "Bot" or (self.bot_login and user.get("login") == self.bot_login)
-            if MARKER in (c.get("body") or "") and mine:
-                _, d = self._api("PATCH", f"/repos/{repo}/issues/comments/{c['id']}", body={"body": text})
-                return int(d["id"]), d.get("html_url") or ""
-        _, d = self._api("POST", f"/repos/{repo}/issues/{number}/comments", body={"body": text})
+            return bool(MARKER in (c.get("body") or "") and mine)
+
+        _, d = upsert_marked_comment(_IssueComments(self, repo, number), text, ours, known_id=known_id)
         return int(d["id"]), d.get("html_url") or ""
 
     def set_status(self, repo: str, sha: str, state: str, description: str, target_url: str | None = None,
@@ -307,198 +271,27 @@ class GitHubForge:
         self._api("PATCH", f"/repos/{repo}/pulls/{number}", body={"state": "closed"})
         return True
 
-    # ------------------------------------------------------------------ promotion
 
-    def _branch(self, repo: str, branch: str) -> tuple[str, str] | None:
-        """(commit sha, tree sha) of a branch tip; None when the branch does not exist."""
-        from github import GithubException
+class _IssueComments:
+    """The comments of one pull request through :meth:`GitHubForge._api` (a
+    :class:`~mlgate.edge.forges.comments.CommentThread`)."""
 
+    def __init__(self, forge: GitHubForge, repo: str, number: int):
+        self.forge, self.repo, self.number = forge, repo, number
+
+    def comments(self) -> list[Comment]:
+        return self.forge._pages(f"/repos/{self.repo}/issues/{self.number}/comments")
+
+    def create(self, body: str) -> Comment:
+        return self.forge._api("POST", f"/repos/{self.repo}/issues/{self.number}/comments", body={"body": body})[1]
+
+    def update(self, comment_id: Any, body: str, *, missing_ok: bool = False) -> Comment | None:
         try:
-            _, d = self._api("GET", f"/repos/{repo}/branches/{quote(branch, safe='')}")
+            return self.forge._api("PATCH", f"/repos/{self.repo}/issues/comments/{comment_id}", body={"body": body})[1]
         except GithubException as e:
-            if self._status(e) == 404:
+            if missing_ok and self.forge._status(e) in (404, 410):
                 return None
             raise
-        return d["commit"]["sha"], d["commit"]["commit"]["tree"]["sha"]
-
-    def _create_ref(self, repo: str, branch: str, sha: str) -> bool:
-        """Create ``refs/heads/<branch>``; False when it already exists (422)."""
-        from github import GithubException
-
-        try:
-            self._api("POST", f"/repos/{repo}/git/refs", body={"ref": f"refs/heads/{branch}", "sha": sha})
-            return True
-        except GithubException as e:
-            if self._status(e) == 422 and "already exists" in self._message(e).lower():
-                return False
-            raise ForgeError(f"GitHub refused to create branch {branch} in {repo}: {self._message(e)}",
-                             self._status(e)) from None
-
-    def _put_file(self, repo: str, branch: str, edit: Any, message: str, known: tuple[str, str] | None,
-                  diff: dict[str, tuple[str, str]]) -> str | None:
-        """Write one edited file with ``PUT contents`` on ``branch``; re-read and re-apply on 409.
-
-        ``known``: (text, blob sha) already read for this branch's tip, saving a read.
-        Returns the new commit sha, or None when the file already held the new text.
-        """
-        from github import GithubException
-
-        for attempt in range(MOVE_RETRIES):
-            got = known if known is not None else self._contents(repo, edit.path, branch)
-            known = None
-            if got is None:
-                raise ForgeError(f"{repo}: {edit.path} does not exist on {branch}")
-            old, blob = got
-            new = edit.apply(old)
-            diff[edit.path] = (diff.get(edit.path, (old, new))[0], new)
-            if new == old:
-                return None
-            try:
-                _, d = self._api(
-                    "PUT",
-                    f"/repos/{repo}/contents/{quote(edit.path)}",
-                    body={"message": message, "content": base64.b64encode(new.encode()).decode(),
-                          "sha": blob, "branch": branch},
-                )
-                return d["commit"]["sha"]
-            except GithubException as e:
-                if self._status(e) in (409, 422) and attempt + 1 < MOVE_RETRIES:
-                    continue  # the file changed under us: re-read, re-apply
-                raise ForgeError(f"GitHub refused to update {edit.path} on {branch}: {self._message(e)}",
-                                 self._status(e)) from None
-        raise ForgeError(f"{repo}: {edit.path} on {branch} kept changing; gave up after {MOVE_RETRIES} attempts")
-
-    def _git_data_commit(self, repo: str, parent: str, tree: str, req: PromotionRequest,
-                         diff: dict[str, tuple[str, str]], reads: dict[str, tuple[str, str]] | None = None) -> str | None:
-        """Create (not yet referenced) one commit holding every edit on top of ``parent``."""
-        entries = []
-        for edit in req.edits:
-            got = (reads or {}).get(edit.path) or self._contents(repo, edit.path, parent)
-            if got is None:
-                raise ForgeError(f"{repo}: {edit.path} does not exist at {parent[:7]}")
-            old = got[0]
-            new = edit.apply(old)
-            diff[edit.path] = (diff.get(edit.path, (old, new))[0], new)
-            if new != old:
-                entries.append({"path": edit.path, "mode": "100644", "type": "blob", "content": new})
-        if not entries:
-            return None
-        _, t = self._api("POST", f"/repos/{repo}/git/trees", body={"base_tree": tree, "tree": entries})
-        _, c = self._api("POST", f"/repos/{repo}/git/commits",
-                         body={"message": req.message, "tree": t["sha"], "parents": [parent]})
-        return c["sha"]
-
-    def _advance(self, repo: str, branch: str, req: PromotionRequest, diff: dict[str, tuple[str, str]]) -> str | None:
-        """Commit the edits on an existing ``branch`` (git data API), retrying when it moves."""
-        from github import GithubException
-
-        for attempt in range(MOVE_RETRIES):
-            tip = self._branch(repo, branch)
-            if tip is None:
-                raise ForgeError(f"{repo}: branch {branch} does not exist")
-            sha = self._git_data_commit(repo, tip[0], tip[1], req, diff)
-            if sha is None:
-                return None
-            try:
-                self._api("PATCH", f"/repos/{repo}/git/refs/heads/{quote(branch, safe='/')}",
-                          body={"sha": sha, "force": False})
-                return sha
-            except GithubException as e:
-                if self._status(e) in (409, 422) and attempt + 1 < MOVE_RETRIES:
-                    continue  # not a fast-forward: the branch moved; re-read and re-apply
-                raise ForgeError(f"GitHub refused to move {branch}: {self._message(e)}", self._status(e)) from None
-        raise ForgeError(f"{repo}: {branch} kept moving; gave up after {MOVE_RETRIES} attempts")
-
-    def _find_open_pr(self, repo: str, branch: str) -> dict | None:
-        owner = repo.split("/")[0]
-        _, prs = self._api("GET", f"/repos/{repo}/pulls", {"head": f"{owner}:{branch}", "state": "open"})
-        return prs[0] if prs else None
-
-    def open_promotion(self, req: PromotionRequest) -> PromotionResult:
-        """Commit the edits and open (or reuse) the promotion PR; see the module docstring.
-
-        Idempotent: an existing branch (422 "Reference already exists") is reused and its
-        file re-checked; an existing open PR (422 "A pull request already exists") is
-        updated. In ``push`` mode the commit goes straight to ``req.base``. When a branch
-        moved under us (409 / not a fast-forward) the files are re-read, the edits
-        re-applied and the write retried, at most :data:`MOVE_RETRIES` times.
-        When ``req.base`` already holds the new values nothing is written
-        (``changed=False``, ``url=None``).
-        """
-        from github import GithubException
-
-        start = self.api_calls
-        diff: dict[str, tuple[str, str]] = {}
-        contents = use_contents_api(len(req.edits))
-
-        def result(url=None, number=None, created=False, commit=None, branch=req.branch):
-            return PromotionResult(url=url, number=number, created=created, changed=commit is not None,
-                                   commit=commit, api_calls=self.api_calls - start, branch=branch, diff=diff)
-
-        base = self._branch(req.repo, req.base)
-        if base is None:
-            raise ForgeError(f"{req.repo}: branch {req.base} does not exist")
-        reads: dict[str, tuple[str, str]] = {}
-        for edit in req.edits:
-            got = self._contents(req.repo, edit.path, base[0])
-            if got is None:
-                raise ForgeError(f"{req.repo}: {edit.path} does not exist on {req.base}")
-            reads[edit.path] = got
-            diff[edit.path] = (got[0], edit.apply(got[0]))
-        if all(old == new for old, new in diff.values()):
-            return result(branch=req.base)
-
-        if req.mode == "push":
-            if contents:
-                commit = None
-                for edit in req.edits:
-                    commit = self._put_file(req.repo, req.base, edit, req.message, reads[edit.path], diff) or commit
-            else:
-                sha = self._git_data_commit(req.repo, base[0], base[1], req, diff, reads)
-                try:
-                    self._api("PATCH", f"/repos/{req.repo}/git/refs/heads/{quote(req.base, safe='/')}",
-                              body={"sha": sha, "force": False})
-                    commit = sha
-                except GithubException as e:
-                    if self._status(e) not in (409, 422):
-                        raise ForgeError(f"GitHub refused to move {req.base}: {self._message(e)}",
-                                         self._status(e)) from None
-                    commit = self._advance(req.repo, req.base, req, diff)
-            return result(commit=commit, branch=req.base)
-
-        if contents:
-            if self._create_ref(req.repo, req.branch, base[0]):
-                commit = None
-                for edit in req.edits:
-                    commit = self._put_file(req.repo, req.branch, edit, req.message, reads[edit.path], diff) or commit
-            else:  # the branch exists (an earlier attempt or promotion): re-check its files
-                commit = None
-                for edit in req.edits:
-                    commit = self._put_file(req.repo, req.branch, edit, req.message, None, diff) or commit
-        else:
-            sha = self._git_data_commit(req.repo, base[0], base[1], req, diff, reads)
-            if sha is not None and self._create_ref(req.repo, req.branch, sha):
-                commit = sha
-            else:
-                commit = self._advance(req.repo, req.branch, req, diff)
-
-        created = True
-        try:
-            _, pr = self._api("POST", f"/repos/{req.repo}/pulls",
-                              body={"title": req.title, "head": req.branch, "base": req.base, "body": fill_body(req.body, diff)})
-        except GithubException as e:
-            msg = self._message(e).lower()
-            if self._status(e) == 422 and "already exists" in msg:
-                pr = self._find_open_pr(req.repo, req.branch)
-                if pr is None:
-                    raise ForgeError(f"GitHub says a PR for {req.branch} exists but none is open", 422) from None
-                created = False
-                self._api("PATCH", f"/repos/{req.repo}/pulls/{pr['number']}", body={"body": fill_body(req.body, diff)})
-            else:
-                raise ForgeError(f"GitHub refused to open the promotion PR: {self._message(e)}", self._status(e)) from None
-        if created and req.labels:
-            self._api("POST", f"/repos/{req.repo}/issues/{pr['number']}/labels", body={"labels": list(req.labels)})
-        return result(url=pr.get("html_url"), number=int(pr["number"]), created=created, commit=commit)
 
 
 def _pull(d: dict[str, Any]) -> PullRequest:

@@ -9,7 +9,11 @@ Retries: python-gitlab sleeps ``Retry-After`` on 429 (``obey_rate_limit``, at mo
 
 A promotion takes 3 calls: read the file on the target branch, one ``POST
 /repository/commits`` that creates the branch (``start_branch``) and the commit for any
-number of files, and ``POST /merge_requests`` with the label.
+number of files, and ``POST /merge_requests`` with the label
+(:class:`~mlgate.edge.forges.gitlab_promotion.GitLabPromotions`).
+
+python-gitlab is imported at the top: this module is imported only when a forge is built
+(:func:`mlgate.edge.forges.make_forge`), never at CLI start-up.
 """
 
 from __future__ import annotations
@@ -19,20 +23,23 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+import gitlab
+import requests
+from gitlab.exceptions import GitlabHttpError
+
+from mlgate.core.policy import Review, gitlab_permission
 from mlgate.edge.forges.base import (
     MARKER,
     STATUS_CONTEXT,
+    CommittersUnresolved,
     ForgeError,
     GitLabApprovals,
-    PromotionRequest,
-    PromotionResult,
     PullRequest,
     forge_call,
-    fill_body,
 )
-from mlgate.core.policy import Review, gitlab_permission
+from mlgate.edge.forges.comments import Comment, upsert_marked_comment
+from mlgate.edge.forges.gitlab_promotion import GitLabPromotions, enc_project
 
-MOVE_RETRIES = 5
 PER_PAGE = 100
 #: GitLab's private commit e-mail: ``<user id>-<username>@users.noreply.<host>`` (docs: "Use an
 #: automatically generated private commit email").
@@ -41,19 +48,12 @@ _STATE = {"pending": "pending", "success": "success", "failure": "failed", "erro
 
 
 def _classify(exc: BaseException) -> bool:
-    import requests
-    from gitlab.exceptions import GitlabHttpError
-
     if isinstance(exc, GitlabHttpError):
         return (exc.response_code or 0) >= 500 or exc.response_code == 429
     return isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError))
 
 
-def _enc(project: str | int) -> str:
-    return str(project) if isinstance(project, int) or str(project).isdigit() else quote(str(project), safe="")
-
-
-class GitLabForge:
+class GitLabForge(GitLabPromotions):
     """GitLab REST API v4 with a token.
 
     Args:
@@ -68,8 +68,6 @@ class GitLabForge:
 
     def __init__(self, url: str = "https://gitlab.com", *, token: str | None = None, bot_login: str | None = None,
                  timeout: float = 15.0):
-        import gitlab
-
         if not token:
             raise ForgeError("no GitLab credentials: set MLGATE_GITLAB_TOKEN")
         self.url = url.rstrip("/")
@@ -81,8 +79,6 @@ class GitLabForge:
     # ------------------------------------------------------------------ plumbing
 
     def _api(self, verb: str, path: str, query: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> Any:
-        from gitlab.exceptions import GitlabHttpError
-
         def send() -> Any:
             r = self._gl.http_request(verb, path, query_data=query, post_data=body, obey_rate_limit=True,
                                       retry_transient_errors=False, max_retries=3)
@@ -106,10 +102,6 @@ class GitLabForge:
                 return out
             page += 1
 
-    @staticmethod
-    def _code(e: Exception) -> int:
-        return int(getattr(e, "response_code", 0) or 0)
-
     def web_url(self, repo: str) -> str:
         return f"{self.url}/{repo}"
 
@@ -120,14 +112,12 @@ class GitLabForge:
     # ------------------------------------------------------------------ reads
 
     def default_branch(self, repo: str) -> str:
-        return self._api("get", f"/projects/{_enc(repo)}")["default_branch"]
+        return self._api("get", f"/projects/{enc_project(repo)}")["default_branch"]
 
     def _file(self, repo: str, path: str, ref: str) -> tuple[str, str] | None:
         """(text, last_commit_id) of a file at ``ref``; None when it does not exist."""
-        from gitlab.exceptions import GitlabHttpError
-
         try:
-            d = self._api("get", f"/projects/{_enc(repo)}/repository/files/{quote(path, safe='')}", {"ref": ref})
+            d = self._api("get", f"/projects/{enc_project(repo)}/repository/files/{quote(path, safe='')}", {"ref": ref})
         except GitlabHttpError as e:
             if self._code(e) == 404:
                 return None
@@ -143,7 +133,7 @@ class GitLabForge:
         """``GET /projects/:id/merge_requests/:iid``, then ``GET /projects/:source_project_id`` for the
         source project's ``http_url_to_repo`` (a fork's, for an MR from a fork; None when the
         bot cannot see that project)."""
-        d = self._api("get", f"/projects/{_enc(repo)}/merge_requests/{number}")
+        d = self._api("get", f"/projects/{enc_project(repo)}/merge_requests/{number}")
         author = d.get("author") or {}
         state = {"opened": "open", "merged": "merged"}.get(d.get("state", ""), "closed")
         return PullRequest(
@@ -155,10 +145,8 @@ class GitLabForge:
 
     def _clone_url(self, project: str | int) -> str | None:
         """A project's ``http_url_to_repo``; None when it is gone or hidden from the bot (403/404)."""
-        from gitlab.exceptions import GitlabHttpError
-
         try:
-            d = self._api("get", f"/projects/{_enc(project)}")
+            d = self._api("get", f"/projects/{enc_project(project)}")
         except GitlabHttpError as e:
             if self._code(e) in (403, 404):
                 return None
@@ -170,7 +158,7 @@ class GitLabForge:
         return []
 
     def approvals(self, repo: str, number: int) -> GitLabApprovals:
-        d = self._api("get", f"/projects/{_enc(repo)}/merge_requests/{number}/approvals")
+        d = self._api("get", f"/projects/{enc_project(repo)}/merge_requests/{number}/approvals")
         users = tuple(
             ((a.get("user") or a).get("username") or "") for a in d.get("approved_by") or []
         )
@@ -200,9 +188,7 @@ class GitLabForge:
             CommittersUnresolved: some commit e-mail matches no GitLab user (the policy then
                 fails closed when ``approvals.committers_count`` is false).
         """
-        from mlgate.edge.forges.base import CommittersUnresolved
-
-        enc = _enc(repo)
+        enc = enc_project(repo)
         mr = self._api("get", f"/projects/{enc}/merge_requests/{number}")
         mr = mr if isinstance(mr, dict) else {}
         commits = self._pages(f"/projects/{enc}/merge_requests/{number}/commits")
@@ -236,7 +222,7 @@ class GitLabForge:
         branch = mr.get("source_branch")
         source = mr.get("source_project_id") or repo
         if branch:
-            for ev in self._pages(f"/projects/{_enc(source)}/events", {"action": "pushed"}):
+            for ev in self._pages(f"/projects/{enc_project(source)}/events", {"action": "pushed"}):
                 push = ev.get("push_data") or {}
                 if push.get("ref") == branch and ev.get("author_username"):
                     found.add(ev["author_username"])
@@ -246,13 +232,11 @@ class GitLabForge:
         return found
 
     def permission(self, repo: str, user: str, user_id: int | None = None) -> str:
-        from gitlab.exceptions import GitlabHttpError
-
         uid = user_id or self._user_id(user)
         if uid is None:
             return "none"
         try:
-            d = self._api("get", f"/projects/{_enc(repo)}/members/all/{uid}")
+            d = self._api("get", f"/projects/{enc_project(repo)}/members/all/{uid}")
         except GitlabHttpError as e:
             if self._code(e) == 404:
                 return "none"
@@ -262,13 +246,11 @@ class GitLabForge:
         return gitlab_permission(d.get("access_level"))
 
     def in_team(self, team: str, user: str, user_id: int | None = None) -> bool:
-        from gitlab.exceptions import GitlabHttpError
-
         uid = user_id or self._user_id(user)
         if uid is None:
             return False
         try:
-            d = self._api("get", f"/groups/{_enc(team)}/members/all/{uid}")
+            d = self._api("get", f"/groups/{enc_project(team)}/members/all/{uid}")
         except GitlabHttpError as e:
             if self._code(e) == 404:
                 return False
@@ -278,23 +260,15 @@ class GitLabForge:
     # ------------------------------------------------------------------ writes on the source MR
 
     def upsert_comment(self, repo: str, number: int, body: str, known_id: int | None = None) -> tuple[int, str]:
-        from gitlab.exceptions import GitlabHttpError
-
+        """Create or update mlgate's one note (found by :data:`MARKER` on a note of ``bot_login``, or
+        of anyone without one); (note id, ""). See :func:`~mlgate.edge.forges.comments.upsert_marked_comment`."""
         text = body if MARKER in body else f"{MARKER}\n{body}"
-        base = f"/projects/{_enc(repo)}/merge_requests/{number}/notes"
-        if known_id:
-            try:
-                d = self._api("put", f"{base}/{known_id}", body={"body": text})
-                return int(d["id"]), ""
-            except GitlabHttpError as e:
-                if self._code(e) != 404:
-                    raise
-        for n in self._pages(base):
+
+        def ours(n: Comment) -> bool:
             author = (n.get("author") or {}).get("username")
-            if MARKER in (n.get("body") or "") and (self.bot_login is None or author == self.bot_login):
-                d = self._api("put", f"{base}/{n['id']}", body={"body": text})
-                return int(d["id"]), ""
-        d = self._api("post", base, body={"body": text})
+            return MARKER in (n.get("body") or "") and (self.bot_login is None or author == self.bot_login)
+
+        _, d = upsert_marked_comment(_MergeRequestNotes(self, repo, number), text, ours, known_id=known_id)
         return int(d["id"]), ""
 
     def set_status(self, repo: str, sha: str, state: str, description: str, target_url: str | None = None,
@@ -304,12 +278,12 @@ class GitLabForge:
                                 "description": description[:255]}
         if target_url:
             body["target_url"] = target_url
-        self._api("post", f"/projects/{_enc(repo)}/statuses/{sha}", body=body)
+        self._api("post", f"/projects/{enc_project(repo)}/statuses/{sha}", body=body)
 
     def close_pull_request(self, repo: str, number: int, comment: str) -> bool:
         """Add a note, then ``PUT /projects/:id/merge_requests/:iid`` with ``state_event=close``
         (docs "Update MR"). False when the MR is not open (closed or merged): nothing is written."""
-        base = f"/projects/{_enc(repo)}/merge_requests/{number}"
+        base = f"/projects/{enc_project(repo)}/merge_requests/{number}"
         d = self._api("get", base)
         if (d or {}).get("state") != "opened":
             return False
@@ -317,95 +291,28 @@ class GitLabForge:
         self._api("put", base, body={"state_event": "close"})
         return True
 
-    # ------------------------------------------------------------------ promotion
 
-    def _commit(self, repo: str, branch: str, message: str, files: dict[str, tuple[str, str]],
-                start_branch: str | None) -> str:
-        actions = [
-            {"action": "update", "file_path": path, "content": new, **({"last_commit_id": last} if last else {})}
-            for path, (new, last) in files.items()
-        ]
-        body: dict[str, Any] = {"branch": branch, "commit_message": message, "actions": actions}
-        if start_branch:
-            body["start_branch"] = start_branch
-        return self._api("post", f"/projects/{_enc(repo)}/repository/commits", body=body)["id"]
+class _MergeRequestNotes:
+    """The notes of one merge request through :meth:`GitLabForge._api` (a
+    :class:`~mlgate.edge.forges.comments.CommentThread`)."""
 
-    def _apply_on(self, repo: str, branch: str, req: PromotionRequest, diff: dict[str, tuple[str, str]],
-                  start_branch: str | None = None,
-                  reads: dict[str, tuple[str, str]] | None = None) -> str | None:
-        """Commit the edits on ``branch`` (read at ``start_branch or branch``), retrying on conflicts."""
-        from gitlab.exceptions import GitlabHttpError
+    def __init__(self, forge: GitLabForge, repo: str, number: int):
+        self.forge = forge
+        self.base = f"/projects/{enc_project(repo)}/merge_requests/{number}/notes"
 
-        for attempt in range(MOVE_RETRIES):
-            changes: dict[str, tuple[str, str]] = {}
-            for edit in req.edits:
-                got = (reads or {}).get(edit.path) or self._file(repo, edit.path, start_branch or branch)
-                if got is None:
-                    raise ForgeError(f"{repo}: {edit.path} does not exist on {start_branch or branch}")
-                old, last = got
-                new = edit.apply(old)
-                diff[edit.path] = (diff.get(edit.path, (old, new))[0], new)
-                if new != old:
-                    changes[edit.path] = (new, last)
-            reads = None
-            if not changes:
-                return None
-            try:
-                return self._commit(repo, branch, req.message, changes, start_branch)
-            except GitlabHttpError as e:
-                msg = str(e.error_message).lower()
-                if self._code(e) == 400 and "already exists" in msg and start_branch:
-                    start_branch = None  # the promotion branch exists: reuse it, re-read its files
-                    continue
-                if self._code(e) in (400, 409) and attempt + 1 < MOVE_RETRIES:
-                    continue  # the file changed since we read it: re-read, re-apply
-                raise ForgeError(f"GitLab refused the commit on {branch}: {e.error_message}", self._code(e)) from None
-        raise ForgeError(f"{repo}: {branch} kept changing; gave up after {MOVE_RETRIES} attempts")
+    def comments(self) -> list[Comment]:
+        return self.forge._pages(self.base)
 
-    def open_promotion(self, req: PromotionRequest) -> PromotionResult:
-        """Commit the edits and open (or reuse) the promotion merge request.
+    def create(self, body: str) -> Comment:
+        return self.forge._api("post", self.base, body={"body": body})
 
-        Idempotent: an existing branch ("A branch called ... already exists") is reused; an
-        existing open MR (409 "Another open merge request already exists") is updated.
-        """
-        from gitlab.exceptions import GitlabHttpError
-
-        start = self.api_calls
-        diff: dict[str, tuple[str, str]] = {}
-        reads: dict[str, tuple[str, str]] = {}
-        for edit in req.edits:
-            got = self._file(req.repo, edit.path, req.base)
-            if got is None:
-                raise ForgeError(f"{req.repo}: {edit.path} does not exist on {req.base}")
-            reads[edit.path] = got
-            diff[edit.path] = (got[0], edit.apply(got[0]))
-
-        def result(url=None, number=None, created=False, commit=None, branch=req.branch):
-            return PromotionResult(url=url, number=number, created=created, changed=commit is not None,
-                                   commit=commit, api_calls=self.api_calls - start, branch=branch, diff=diff)
-
-        if all(o == n for o, n in diff.values()):
-            return result(branch=req.base)
-        if req.mode == "push":
-            return result(commit=self._apply_on(req.repo, req.base, req, diff, None, reads), branch=req.base)
-
-        commit = self._apply_on(req.repo, req.branch, req, diff, req.base, reads)
-        base = f"/projects/{_enc(req.repo)}/merge_requests"
-        created = True
+    def update(self, comment_id: Any, body: str, *, missing_ok: bool = False) -> Comment | None:
         try:
-            mr = self._api("post", base, body={
-                "source_branch": req.branch, "target_branch": req.base, "title": req.title,
-                "description": fill_body(req.body, diff), "labels": ",".join(req.labels), "remove_source_branch": True,
-            })
+            return self.forge._api("put", f"{self.base}/{comment_id}", body={"body": body})
         except GitlabHttpError as e:
-            if self._code(e) != 409:
-                raise ForgeError(f"GitLab refused to open the promotion MR: {e.error_message}", self._code(e)) from None
-            found = self._api("get", base, {"source_branch": req.branch, "target_branch": req.base, "state": "opened"})
-            if not found:
-                raise ForgeError(f"GitLab says an MR for {req.branch} exists but none is open", 409) from None
-            mr = self._api("put", f"{base}/{found[0]['iid']}", body={"description": fill_body(req.body, diff)})
-            created = False
-        return result(url=mr.get("web_url"), number=int(mr["iid"]), created=created, commit=commit)
+            if missing_ok and self.forge._code(e) == 404:
+                return None
+            raise
 
 
 __all__ = ["GitLabForge"]
