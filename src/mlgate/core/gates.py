@@ -83,6 +83,50 @@ def _is_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def _threshold(gate: Gate) -> str:
+    """The gate's thresholds in words, e.g. ``>= 0.85, >= champion - 2%``."""
+    parts: list[str] = []
+    if gate.min is not None:
+        parts.append(f">= {_fmt(gate.min)}")
+    if gate.max is not None:
+        parts.append(f"<= {_fmt(gate.max)}")
+    allowance = gate.regression_allowance()
+    sign = ">=" if gate.direction == "higher" else "<="
+    pm = "-" if gate.direction == "higher" else "+"
+    if allowance is not None:
+        kind, amount = allowance
+        amount_txt = f"{_fmt(amount * 100)}%" if kind == "relative" else _fmt(amount)
+        parts.append(f"{sign} champion {pm} {amount_txt}")
+    return ", ".join(parts)
+
+
+def _champion_check(
+    gate: Gate,
+    value: float,
+    champion: Mapping[str, float] | None,
+    champ_value: float | None,
+    champion_version: str | None,
+) -> tuple[str | None, str | None]:
+    """(failure, note) of the "no worse than the champion" comparison of a gate that has one."""
+    name = gate.metric
+    allowance = gate.regression_allowance()
+    assert allowance is not None
+    if champion is None:
+        return None, "no champion yet, so the comparison passes for this first model"
+    if champ_value is None:
+        return None, f"champion v{champion_version} has no usable '{name}', so the comparison was not made"
+    kind, amount = allowance
+    allowed = amount * abs(champ_value) if kind == "relative" else amount
+    regression = (champ_value - value) if gate.direction == "higher" else (value - champ_value)
+    if regression > allowed + EPSILON:
+        return (
+            f"{name} {_fmt(value)} is worse than champion v{champion_version} ({_fmt(champ_value)}) "
+            f"by {_fmt(regression)}; at most {_fmt(allowed)} is allowed"
+        ), None
+    better = "better than" if regression < 0 else ("equal to" if regression == 0 else "within the allowance of")
+    return None, f"{better} champion v{champion_version} ({_fmt(champ_value)})"
+
+
 def evaluate_gate(
     gate: Gate,
     candidate: Mapping[str, float],
@@ -106,19 +150,7 @@ def evaluate_gate(
         A :class:`GateResult`; never raises for bad metric values (they fail the gate).
     """
     name = gate.metric
-    parts: list[str] = []
-    if gate.min is not None:
-        parts.append(f">= {_fmt(gate.min)}")
-    if gate.max is not None:
-        parts.append(f"<= {_fmt(gate.max)}")
-    allowance = gate.regression_allowance()
-    sign = ">=" if gate.direction == "higher" else "<="
-    pm = "-" if gate.direction == "higher" else "+"
-    if allowance is not None:
-        kind, amount = allowance
-        amount_txt = f"{_fmt(amount * 100)}%" if kind == "relative" else _fmt(amount)
-        parts.append(f"{sign} champion {pm} {amount_txt}")
-    threshold = ", ".join(parts)
+    threshold = _threshold(gate)
 
     champ_value = champion.get(name) if champion is not None else None
     if champ_value is not None and (not _is_number(champ_value) or not math.isfinite(champ_value)):
@@ -150,23 +182,10 @@ def evaluate_gate(
         failures.append(f"{name} {_fmt(value)} is above the maximum {_fmt(gate.max)} by {_fmt(value - gate.max)}")
 
     notes: list[str] = []
-    if allowance is not None:
-        if champion is None:
-            notes.append("no champion yet, so the comparison passes for this first model")
-        elif champ_value is None:
-            notes.append(f"champion v{champion_version} has no usable '{name}', so the comparison was not made")
-        else:
-            kind, amount = allowance
-            allowed = amount * abs(champ_value) if kind == "relative" else amount
-            regression = (champ_value - value) if gate.direction == "higher" else (value - champ_value)
-            if regression > allowed + EPSILON:
-                failures.append(
-                    f"{name} {_fmt(value)} is worse than champion v{champion_version} ({_fmt(champ_value)}) "
-                    f"by {_fmt(regression)}; at most {_fmt(allowed)} is allowed"
-                )
-            else:
-                better = "better than" if regression < 0 else ("equal to" if regression == 0 else "within the allowance of")
-                notes.append(f"{better} champion v{champion_version} ({_fmt(champ_value)})")
+    if gate.regression_allowance() is not None:
+        failure, note = _champion_check(gate, value, champion, champ_value, champion_version)
+        failures += [failure] if failure is not None else []
+        notes += [note] if note is not None else []
 
     if failures:
         return result(False, "; ".join(failures), value)
