@@ -1,0 +1,280 @@
+"""What every handler shares: the bot's context, the store helpers, and :class:`Job` (one delivery).
+
+:class:`HandlerContext` is built once when the server starts (:func:`make_context`); a
+:class:`Job` is built per delivery by :func:`mlgate.bot.dispatch.handle` and handed to the
+feature's handler: it replies on the PR/MR (:meth:`Job.say`: mlgate's one comment, its id kept
+in the store), appends audit records, reads the policy from the default branch
+(:meth:`Job.config`), and reaches the registry.
+
+Errors: :class:`Retryable` asks the worker to retry the delivery later; :class:`MalformedPayload`
+fails it at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mlgate.core import config as cfgmod
+from mlgate.core.config import Config, Promoters
+from mlgate.core.errors import ConfigError, InfraError, MlgateError, UsageError
+from mlgate.core.events import Event
+from mlgate.core.policy import Decision, permission_rank
+from mlgate.bot import promotion as promo
+from mlgate.bot.ports import BotStore, Forge, ModelRegistry, Settings
+from mlgate.edge.db.canaries import CanaryStore
+from mlgate.edge.db.store import Delivery
+from mlgate.edge.forges import make_forge
+from mlgate.edge.forges.base import STATUS_CONTEXT, PullRequest
+from mlgate.edge.registry import Registry
+
+CONFIG_FILE = ".mlgate.yml"
+#: Seconds a (model, environment) promotion lock lives unless released (a crashed worker's lock expires).
+LOCK_TTL = 900.0
+#: Seconds a periodic task's lock lives (one bot replica at a time runs a task).
+PERIODIC_LOCK_TTL = 300.0
+#: Seconds a delivery waits for a canary the periodic tick is working on before it is retried later.
+CANARY_LOCK_WAIT = 10.0
+
+
+def canary_lock_name(model: str, environment: str) -> str:
+    """The lock held by whoever acts on the canary of (model, environment): a delivery or the tick."""
+    return f"canary:{model}:{environment}"
+
+
+class MalformedPayload(UsageError):
+    """The delivery's payload cannot be normalised (a field missing or of the wrong type): running
+    it again gives the same answer, so the worker marks it failed at once (exit 2)."""
+
+
+class Retryable(Exception):
+    """A temporary failure: the worker retries the delivery after ``retry_after`` seconds (None: backoff)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class HandlerContext:
+    """What :func:`mlgate.bot.dispatch.handle` needs; built once by :func:`make_context` when the server starts.
+
+    ``forges(name, installation_id)`` returns a fresh forge client (a GitHub App installation
+    token is minted per delivery and refreshed before it expires). ``registry_factory(uri)``
+    returns a :class:`mlgate.edge.registry.Registry`.
+    """
+
+    settings: Settings
+    store: BotStore
+    clock: Callable[[], datetime] = utcnow
+    forges: Callable[[str, int | None], Forge] | None = None
+    registry_factory: Callable[[str], ModelRegistry] | None = None
+    lock_ttl: float = LOCK_TTL
+    _canaries: CanaryStore | None = field(default=None, repr=False)
+    _guard: Any = field(default_factory=threading.Lock, repr=False)
+
+
+def make_context(settings: Settings, store: BotStore) -> HandlerContext:
+    """The context the server passes to every :func:`mlgate.bot.dispatch.handle` call."""
+    registries: dict[str, ModelRegistry] = {}
+    guard = threading.Lock()
+
+    def registry_factory(uri: str) -> ModelRegistry:
+        with guard:
+            if uri not in registries:
+                registries[uri] = Registry(uri)
+            return registries[uri]
+
+    return HandlerContext(
+        settings=settings, store=store, clock=utcnow,
+        forges=lambda name, inst: make_forge(name, settings, inst), registry_factory=registry_factory,
+    )
+
+
+def canary_store(ctx: HandlerContext) -> CanaryStore:
+    """The :class:`mlgate.edge.db.canaries.CanaryStore` on the bot's own database (created once)."""
+    with ctx._guard:
+        if ctx._canaries is None:
+            ctx._canaries = CanaryStore(ctx.store.engine)
+        return ctx._canaries
+
+
+def post_comment(ctx: HandlerContext, forge: Forge, forge_name: str, repo: str, number: int, text: str) -> None:
+    """Create or update mlgate's one comment on PR/MR ``number`` of ``repo`` (its id is kept in the store)."""
+    key = f"comment:{forge_name}:{repo}:{number}"
+    known = ctx.store.kv_get(key)
+    cid, _url = forge.upsert_comment(repo, number, text, int(known) if known else None)
+    if str(cid) != known:
+        ctx.store.kv_set(key, str(cid))
+
+
+def set_commit_status(forge: Forge, repo: str, sha: str, state: str, description: str, target_url: str | None = None,
+                      context: str | None = None) -> None:
+    """A commit status with ``context`` (default the forge's ``mlgate/gates``), through
+    :meth:`mlgate.edge.forges.base.Forge.set_status`.
+
+    ``state``: pending, success or failure. GitHub REST "Create a commit status"
+    (``context``); GitLab "Set the pipeline status of a commit" (``name``).
+    """
+    forge.set_status(repo, sha, state, description, target_url, context=context or STATUS_CONTEXT)
+
+
+def kv_update(ctx: HandlerContext, key: str, change: Callable[[Any], Any]) -> Any:
+    """Read-modify-write of a JSON value in the store, under a short lock (workers and the
+    periodic thread update the same keys)."""
+    owner = uuid.uuid4().hex
+    deadline = time.monotonic() + 15.0
+    while not ctx.store.acquire_lock(f"kv:{key}", owner, 30.0, utcnow()):
+        if time.monotonic() > deadline:
+            raise InfraError(f"the bot's state {key!r} stayed locked for 15 s")
+        time.sleep(0.05)
+    try:
+        raw = ctx.store.kv_get(key)
+        new = change(json.loads(raw) if raw else None)
+        ctx.store.kv_set(key, json.dumps(new, sort_keys=True))
+        return new
+    finally:
+        ctx.store.release_lock(f"kv:{key}", owner)
+
+
+def with_periodic_lock(ctx: HandlerContext, name: str, fn: Callable[[], str]) -> str:
+    """Run ``fn`` when this replica holds the lock ``name`` (one bot replica at a time); "" otherwise."""
+    owner = f"{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:6]}"
+    if not ctx.store.acquire_lock(name, owner, PERIODIC_LOCK_TTL, utcnow()):
+        return ""
+    try:
+        return fn()
+    finally:
+        ctx.store.release_lock(name, owner)
+
+
+# --------------------------------------------------------------------------- one delivery
+
+
+@dataclass
+class Job:
+    """One delivery being handled: its event, the forge client, and what it has read so far."""
+
+    ev: Event
+    delivery: Delivery
+    ctx: HandlerContext
+    forge: Forge
+    _config: Config | str | None = None
+    _pr: PullRequest | None = None
+
+    @property
+    def store(self) -> BotStore:
+        return self.ctx.store
+
+    def now(self) -> datetime:
+        return self.ctx.clock()
+
+    def say(self, text: str, number: int | None = None, repo: str | None = None) -> None:
+        """Create or update mlgate's one comment on the PR/MR."""
+        post_comment(self.ctx, self.forge, self.ev.forge, repo or self.ev.repo, number or self.ev.number, text)  # type: ignore[arg-type]
+
+    def audit_base(self) -> dict[str, Any]:
+        ev = self.ev
+        return {"forge": ev.forge, "repo": ev.repo, "pr": ev.number, "delivery": self.delivery.id}
+
+    def audit(self, **record: Any) -> None:
+        base = {
+            "at": self.now().isoformat(), "forge": self.ev.forge, "repo": self.ev.repo, "pr": self.ev.number,
+            "delivery": self.delivery.id, "actor": self.ev.actor,
+        }
+        self.store.audit({**base, **record})
+
+    def config(self, repo: str | None = None, default_branch: str | None = None) -> Config | str:
+        """``.mlgate.yml`` from the default branch (never the PR head), or a reply saying what is wrong."""
+        if repo is None and self._config is not None:
+            return self._config
+        repo_ = repo or self.ev.repo
+        branch = default_branch or (self.ev.default_branch if repo is None else None) or self.forge.default_branch(repo_)
+        text = self.forge.read_file(repo_, CONFIG_FILE, branch)
+        if text is None:
+            out: Config | str = f"there is no `{CONFIG_FILE}` on the default branch `{branch}` of {repo_}"
+        else:
+            try:
+                out = cfgmod.parse(text, CONFIG_FILE)
+            except ConfigError as e:
+                out = f"`{CONFIG_FILE}` on the default branch `{branch}` is invalid:\n\n```\n{e}\n```"
+        if repo is None:
+            self._config = out
+        return out
+
+    def no_policy(self, cmd_text: str, cfg: str) -> str:
+        """Reply and audit that the policy cannot be read; returns the first line of why."""
+        self.say(promo.reply(f"`{cmd_text}`: cannot read the policy", cfg))
+        self.audit(command=cmd_text, allowed=False, reasons=[cfg.splitlines()[0]], outcome="no policy")
+        return cfg.splitlines()[0]
+
+    def pr(self) -> PullRequest:
+        if self._pr is None:
+            self._pr = self.forge.pull_request(self.ev.repo, self.ev.number)  # type: ignore[arg-type]
+        return self._pr
+
+    def tracking_uri(self, cfg: Config) -> str | None:
+        """bot.yml ``tracking_uri``, else the model's when it is a server (a file store is
+        only meaningful on the machine that trained); None when neither is usable."""
+        configured = getattr(self.ctx.settings, "tracking_uri", None)
+        if configured:
+            return configured
+        uri = cfg.tracking_uri
+        return uri if uri.startswith(("http://", "https://", "databricks")) else None
+
+    def registry(self, cfg: Config) -> ModelRegistry:
+        uri = self.tracking_uri(cfg)
+        if uri is None:
+            raise MlgateError(
+                f"the MLflow tracking URI in {CONFIG_FILE} ({cfg.tracking_uri}) is a local file store the bot cannot "
+                "read: set tracking_uri in bot.yml or an http(s) tracking_uri in .mlgate.yml"
+            )
+        return self.ctx.registry_factory(uri)  # type: ignore[misc]
+
+    def permission_for(self, command: str, promoters: Promoters, scope: str) -> Decision:
+        """Whether the comment's author may run ``command`` under ``promoters`` (no review needed)."""
+        ev, f = self.ev, self.forge
+        perm = f.permission(ev.repo, ev.actor, ev.actor_id)
+        teams: frozenset[str] = frozenset()
+        if (ev.actor not in promoters.users and permission_rank(perm) < permission_rank(promoters.min_permission)
+                and promoters.teams):
+            teams = frozenset(t for t in promoters.teams if f.in_team(t, ev.actor, ev.actor_id))
+        return promo.permission_decision(command, ev.actor, promoters, perm, teams, scope)
+
+    def set_gates_status(self, decision: Decision, sha: str | None) -> None:
+        """The ``mlgate/gates`` commit status of ``sha``: success when ``decision`` allows, else pending."""
+        if not sha:
+            return
+        state = "success" if decision.allowed else "pending"
+        self.forge.set_status(self.ev.repo, sha, state, decision.summary())
+
+    @contextmanager
+    def canary_lock(self, model: str, environment: str) -> Iterator[None]:
+        """Hold the canary lock of (model, environment) while this delivery acts on its canary.
+
+        The periodic tick holds it while it works on that canary (a fraction of a second, a git
+        write at most); this waits up to :data:`CANARY_LOCK_WAIT` seconds, then retries the
+        delivery later (:class:`Retryable`). Never the cause of a "busy" reply.
+        """
+        name = canary_lock_name(model, environment)
+        deadline = time.monotonic() + CANARY_LOCK_WAIT
+        while not self.store.acquire_lock(name, self.delivery.id, self.ctx.lock_ttl, self.now()):
+            if time.monotonic() > deadline:
+                raise Retryable(f"the canary of {model} in {environment} is busy (the periodic tick is acting on it)", 1.0)
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            self.store.release_lock(name, self.delivery.id)
