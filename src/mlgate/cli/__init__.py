@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mlgate.cli.pipeline:train", "Start a tracked MLflow run, run the training command, register a model version."),
     "validate": ("mlgate.cli.pipeline:validate", "Check a model version against the metric gates (exit 1 when one fails)."),
     "promote": ("mlgate.cli.pipeline:promote", "Promote a model version to an environment through its GitOps repository."),
+    "reconcile": ("mlgate.cli.reconcilecmd:reconcile", "Move each environment's alias to the model version git deploys."),
     "status": ("mlgate.cli.pipeline:status", "Show, per environment, the version that holds its alias."),
     "config": ("mlgate.cli.configcmd:config", "Check .mlgate.yml."),
     "schema": ("mlgate.cli.configcmd:schema", "Print the JSON Schema of .mlgate.yml (or bot.yml)."),
@@ -87,7 +88,8 @@ def cli() -> None:
     70 internal error (a bug; MLGATE_DEBUG=1 shows the traceback); 'mlgate train' passes
     through the training command's own non-zero exit code.
     \b
-    The main job, in order: train → validate → promote → status.
+    The main job, in order: train → validate → promote → status (reconcile keeps the
+    registry in step with git when promotion PRs merge without the bot).
     """
 
 

@@ -63,7 +63,7 @@ def _db_url(database_url: str | None, base_dir: Path) -> str:
 
 
 def _project(config_path: str, model: str | None) -> Any:
-    from mlgate.flows.pipeline import Project
+    from mlgate.flows.project import Project
 
     project = Project.load(config_path)
     if model and model != project.config.model:
@@ -195,7 +195,8 @@ def start(config_path: str, to: str, model: str | None, version: str | None, ali
     from mlgate.flows.canary import start_canary
     from mlgate.core.errors import UsageError
     from mlgate.edge.git import writer_for
-    from mlgate.flows.pipeline import default_promotion_version, pick_version
+    from mlgate.flows.promote import default_promotion_version
+    from mlgate.flows.validate import pick_version
 
     if version is not None and alias is not None:
         raise click.UsageError("give --version or --alias, not both")

@@ -1,4 +1,4 @@
-"""``mlgate train``, ``validate``, ``promote``, ``status``: parse, call :mod:`mlgate.flows.pipeline`, print, exit."""
+"""``mlgate train``, ``validate``, ``promote``, ``status``: parse, call the flow (:mod:`mlgate.flows`), print, exit."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def train(config_path: str, model: str | None, output: str, command: tuple[str, 
     mlgate's run. Exits with the command's own code when it fails (the run is marked FAILED).
     Outputs (also to $GITHUB_OUTPUT): run_id, model_version.
     """
-    from mlgate.flows.pipeline import Project, train as do_train
+    from mlgate.flows.project import Project
+    from mlgate.flows.train import train as do_train
 
     project = Project.load(config_path, model=model, create_store=True)
     log = info_printer(output)
@@ -66,7 +67,8 @@ def validate(config_path: str, model: str | None, version: str | None, alias: st
     Exit codes: 0 passed, 1 a gate failed, 2 usage/config error, 3 MLflow unreachable.
     Outputs (also to $GITHUB_OUTPUT): gates_passed, model_version, report_path.
     """
-    from mlgate.flows.pipeline import Project, validate as do_validate
+    from mlgate.flows.project import Project
+    from mlgate.flows.validate import validate as do_validate
     from mlgate.core.report import github_annotations, render_markdown, report_dict
 
     project = Project.load(config_path, model=model)
@@ -113,11 +115,14 @@ def promote(config_path: str, model: str | None, to: str, version: str | None, a
 
     \b
     Refuses (exit 1) a version whose gates did not pass or that the required environment
-    does not hold. Edits only the target value of the manifest, commits with a structured
-    message, pushes, then moves the environment's alias.
+    does not hold. Edits only the target value of the manifest and commits it with the
+    promotion's trailers. Mode push: pushes, then moves the environment's alias. Mode
+    pull-request: opens a PR/MR on mlgate/promote/<model>/<env>/v<version>; the alias
+    moves when it is merged (the bot, or 'mlgate reconcile').
     Outputs (also to $GITHUB_OUTPUT): promotion_commit, promotion_url, model_version.
     """
-    from mlgate.flows.pipeline import Project, promote as do_promote
+    from mlgate.flows.project import Project
+    from mlgate.flows.promote import promote as do_promote
 
     if version is not None and alias is not None:
         raise click.UsageError("give --version or --alias, not both")
@@ -129,7 +134,11 @@ def promote(config_path: str, model: str | None, to: str, version: str | None, a
         emit_json(asdict(result))
         return
     where = result.url or f"{result.repository} @ {(result.commit or '')[:12]}"
-    if result.changed:
+    if not result.landed:
+        click.echo(f"promotion PR for {result.model} v{result.version} to {result.environment}: {result.url} "
+                   f"(branch {result.branch}); alias {result.alias!r} moves when it is merged "
+                   "(by the mlgate bot, or 'mlgate reconcile' in the GitOps repository)")
+    elif result.changed:
         click.echo(f"promoted {result.model} v{result.version} to {result.environment}: {where} "
                    f"(alias {result.alias!r} now on v{result.version})")
     else:
@@ -143,7 +152,8 @@ def promote(config_path: str, model: str | None, to: str, version: str | None, a
 @output_option
 def status(config_path: str, model: str | None, output: str) -> None:
     """For each environment: the version holding its alias, its gate result, the GitOps commit."""
-    from mlgate.flows.pipeline import Project, status as do_status
+    from mlgate.flows.project import Project
+    from mlgate.flows.status import status as do_status
 
     project = Project.load(config_path, model=model)
     rows = do_status(project)

@@ -4,8 +4,8 @@ Thin edge over the ``git`` command line (real git; any remote git accepts, inclu
 local path or a bare repository). The edit itself is planned by the pure
 :func:`mlgate.core.manifests.target_edit`; this module only moves bytes and commits.
 
-Mode ``pull-request`` is defined by :class:`PromotionWriter`; its GitHub and GitLab
-implementations live in :mod:`mlgate.edge.forges` (the bot's forge adapters).
+Mode ``pull-request`` is written by :class:`mlgate.edge.forges.ForgeWriter` through the
+forges' APIs; :func:`mlgate.flows.promote.writer_for` chooses between the two.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
+import time
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from mlgate.core.errors import InfraError, ManifestError, MlgateError, UsageError
+from mlgate.core.promotion import Change, WriteResult
 from mlgate.core.urls import redact_url
 from mlgate.edge.files import read_text, resolve_in_repo, write_text
 
@@ -25,36 +26,15 @@ from mlgate.edge.files import read_text, resolve_in_repo, write_text
 PUSH_ATTEMPTS = 4
 
 
-@dataclass(frozen=True)
-class Change:
-    """What a promotion writes: one file's new content on a branch, with a commit message.
-
-    ``edit`` receives the file's current text and returns the new text (or the same text
-    when the value is already set); it is re-applied when the branch moved under us.
-    """
-
-    repository: str
-    branch: str
-    path: str
-    message: str
-    edit: Callable[[str], str]
-
-
-@dataclass(frozen=True)
-class PromotionResult:
-    """Where a promotion landed: ``commit`` (SHA) in push mode, ``url`` of the PR/MR in
-    pull-request mode; ``changed`` is False when the file already held the value."""
-
-    commit: str | None
-    url: str | None
-    changed: bool
-    diff: str = ""
-
-
 class PromotionWriter(Protocol):
-    """Writes a :class:`Change` to a GitOps repository: by push, or as a pull/merge request."""
+    """Writes a :class:`~mlgate.core.promotion.Change` to a GitOps repository: by push
+    (:class:`PushWriter`), or as a pull/merge request (:class:`mlgate.edge.forges.ForgeWriter`)."""
 
-    def write(self, change: Change) -> PromotionResult: ...
+    def write(self, change: Change) -> WriteResult: ...
+
+
+#: The name this result had before issue 9; canary code and tests still use it.
+PromotionResult = WriteResult
 
 
 def _git(args: list[str], cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -99,7 +79,7 @@ class PushWriter:
         self.author_name = author_name
         self.author_email = author_email
 
-    def write(self, change: Change) -> PromotionResult:
+    def write(self, change: Change) -> WriteResult:
         """Raises InfraError (remote unreachable, push refused), ManifestError (edit failed)."""
         last_error = ""
         for _attempt in range(PUSH_ATTEMPTS):
@@ -115,7 +95,7 @@ class PushWriter:
                 new = change.edit(old)
                 if new == old:
                     head = _git(["rev-parse", "HEAD"], cwd=work).stdout.strip()
-                    return PromotionResult(commit=head, url=None, changed=False)
+                    return WriteResult(commit=head, url=None, changed=False)
                 write_text(target, new, change.path)
                 _git(["add", "--", change.path], cwd=work)
                 _git(
@@ -127,7 +107,7 @@ class PushWriter:
                 diff = _git(["show", "--format=", "--unified=1", sha], cwd=work).stdout
                 push = _git(["push", "--quiet", "origin", f"HEAD:refs/heads/{change.branch}"], cwd=work, check=False)
                 if push.returncode == 0:
-                    return PromotionResult(commit=sha, url=None, changed=True, diff=diff)
+                    return WriteResult(commit=sha, url=None, changed=True, diff=diff)
                 last_error = push.stderr.strip()
                 if "non-fast-forward" not in last_error and "fetch first" not in last_error and "rejected" not in last_error:
                     raise InfraError(f"push to {redact_url(change.repository)} ({change.branch}) failed: "
@@ -138,17 +118,69 @@ class PushWriter:
         )
 
 
-def writer_for(mode: str) -> PromotionWriter:
-    """The writer for a GitOps mode; ``pull-request`` needs a forge (the bot's adapters)."""
-    if mode == "push":
-        return PushWriter()
-    if mode == "pull-request":
-        try:
-            from mlgate.edge.forges import promotion_writer_from_env  # type: ignore[attr-defined]
-        except ImportError:
-            raise UsageError(
-                "GitOps mode 'pull-request' needs forge credentials and the bot's forge adapters; "
-                "use 'mlgate bot' or mode 'push'"
-            ) from None
-        return promotion_writer_from_env()
-    raise UsageError(f"unknown GitOps mode {mode!r} (push or pull-request)")
+# --------------------------------------------------------------------------- reading history (mlgate reconcile)
+
+
+def _read(args: list[str], repo: Path) -> str:
+    proc = _git(args, cwd=repo, check=False)
+    if proc.returncode != 0:
+        err = redact_url(proc.stderr.strip()) or f"git {args[0]} failed"
+        raise InfraError(f"git {' '.join(args[:2])} in {repo}: {err}")
+    return proc.stdout
+
+
+def open_repository(path: Path) -> Path:
+    """The top of the git repository (work tree or bare) at ``path``.
+
+    Raises:
+        UsageError: ``path`` is not inside a git repository.
+    """
+    proc = _git(["rev-parse", "--absolute-git-dir"], cwd=path, check=False) if path.is_dir() else None
+    if proc is None or proc.returncode != 0:
+        raise UsageError(f"{path} is not a git repository: run mlgate reconcile in a clone of the GitOps repository "
+                         "(or give --repo)")
+    bare = _git(["rev-parse", "--is-bare-repository"], cwd=path).stdout.strip() == "true"
+    return Path(proc.stdout.strip()) if bare else Path(_git(["rev-parse", "--show-toplevel"], cwd=path).stdout.strip())
+
+
+def is_shallow(repo: Path) -> bool:
+    """Whether the clone has only part of its history (CI checkouts often do)."""
+    return _read(["rev-parse", "--is-shallow-repository"], repo).strip() == "true"
+
+
+def resolve_commit(repo: Path, ref: str) -> str:
+    """The full SHA of ``ref``. Raises UsageError for an unknown ref."""
+    proc = _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=repo, check=False)
+    if proc.returncode != 0:
+        raise UsageError(f"{ref!r} is not a commit in {repo}")
+    return proc.stdout.strip()
+
+
+def log_messages(repo: Path, ref: str) -> list[tuple[str, str, str]]:
+    """(sha, committer date ISO 8601 UTC, full message) of every commit reachable from ``ref``,
+    newest first in topological order (both parents of merges: a merged promotion commit is
+    reached through the merge)."""
+    out = _read(["log", "--topo-order", "--no-color", "--format=%H%x00%ct%x00%B%x1e", ref], repo)
+    rows = []
+    for record in out.split("\x1e"):
+        record = record.strip("\n")
+        if not record:
+            continue
+        sha, stamp, message = record.split("\x00", 2)
+        rows.append((sha, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(stamp))), message))
+    return rows
+
+
+def changed_paths(repo: Path, sha: str) -> list[str]:
+    """The files a (non-merge) commit changed."""
+    return [p for p in _read(["diff-tree", "--no-commit-id", "--name-only", "-r", "--root", sha], repo).splitlines() if p]
+
+
+def line_owners(repo: Path, ref: str, path: str) -> set[str]:
+    """The commits that wrote the lines of ``path`` as it is at ``ref`` (``git blame``); empty
+    when the file does not exist there."""
+    proc = _git(["blame", "--porcelain", ref, "--", path], cwd=repo, check=False)
+    if proc.returncode != 0:
+        return set()
+    return {line.split(" ", 1)[0] for line in proc.stdout.splitlines()
+            if len(line) > 40 and line[40] == " " and all(c in "0123456789abcdef" for c in line[:40])}

@@ -220,18 +220,24 @@ def test_gitlab_push_mode_rereads_when_the_file_changed(gl):
 
 
 def test_mlgate_promote_pull_request_mode_writer(gh):
-    """``mlgate promote`` (GitOps mode pull-request) gets its writer from MLGATE_* variables."""
-    from mlgate.edge.forges import promotion_writer_from_env
-    from mlgate.edge.git import Change
+    """``mlgate promote`` (GitOps mode pull-request) gets its writer from MLGATE_* variables; the
+    branch, title, body and label come from the typed promotion, not from the message text."""
+    from mlgate.core.promotion import Change, Promotion, parse_hidden, parse_message
+    from mlgate.edge.forges import writer_from_env
 
     gh.add_repo("acme/deploy", {"values.yaml": VALUES})
-    writer = promotion_writer_from_env({"MLGATE_GITHUB_TOKEN": TOKEN, "MLGATE_GITHUB_API_URL": gh.url,
-                                        "MLGATE_GITHUB_WRITE_INTERVAL": "0"})
+    writer = writer_from_env({"MLGATE_GITHUB_TOKEN": TOKEN, "MLGATE_GITHUB_API_URL": gh.url,
+                              "MLGATE_GITHUB_WRITE_INTERVAL": "0"})
+    p = Promotion("iris", "2", "prod", "champion")
     change = Change(repository="https://github.com/acme/deploy.git", branch="main", path="values.yaml",
-                    message="Promote iris to version 2 in prod\n\nmlgate: iris@2 -> prod", edit=set_uri("iris", "s3://m/iris/2"))
+                    message=p.message(), edit=set_uri("iris", "s3://m/iris/2"), promotion=p)
     res = writer.write(change)
-    assert res.changed and res.url and "s3://m/iris/2" in res.diff
-    assert gh.pulls("acme/deploy")[0].head == "mlgate/promote/iris/prod/v2"
+    assert res.changed and res.created and res.url and "s3://m/iris/2" in res.diff and not res.landed
+    pr = gh.pulls("acme/deploy")[0]
+    assert pr.head == "mlgate/promote/iris/prod/v2" and pr.title == "Promote iris to version 2 in prod"
+    assert parse_hidden(pr.body)["alias"] == "champion" and "mlgate-promotion" in pr.labels
+    g = gh.repos["acme/deploy"].git
+    assert parse_message(g.commit_info(g.branch(pr.head))["message"]) == p
 
 
 # ---------------------------------------------------------------- closing PRs, status contexts, forks

@@ -1,19 +1,22 @@
 """Forge adapters (GitHub through PyGithub, GitLab through python-gitlab) behind one small interface.
 
-:func:`make_forge` builds one for the bot from its settings; :func:`promotion_writer_from_env`
-gives ``mlgate promote`` (GitOps mode ``pull-request``) a writer from ``MLGATE_*`` variables.
+:func:`make_forge` builds one for the bot from its settings; :func:`writer_from_env`
+gives ``mlgate promote`` (GitOps mode ``pull-request``) a :class:`ForgeWriter` from ``MLGATE_*`` variables.
 PyGithub and python-gitlab are imported only when a forge is built.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+
+from mlgate.core.errors import UsageError
+from mlgate.core.promotion import LABEL, Change, WriteResult
 
 from mlgate.edge.forges.base import (  # noqa: F401  (re-exported names)
     MARKER,
     STATUS_CONTEXT,
+    describe_change,
     FileEdit,
     Forge,
     ForgeBusy,
@@ -75,33 +78,41 @@ def make_forge(name: str, settings: Any, installation_id: int | None = None) -> 
     raise ForgeError(f"unknown forge {name!r} (github or gitlab)")
 
 
-class _ForgeWriter:
-    """:class:`mlgate.edge.git.PromotionWriter` for mode ``pull-request`` (used by ``mlgate promote``)."""
+class ForgeWriter:
+    """Writes a promotion through a forge's API (:class:`mlgate.edge.git.PromotionWriter`).
 
-    def __init__(self, forge_for: Any):
+    ``pull-request`` mode opens (or updates) the promotion PR/MR on the promotion's branch
+    (:attr:`mlgate.core.promotion.Promotion.branch`) with its title and body, labelled
+    ``mlgate-promotion``; ``push`` mode commits straight to the branch through the API.
+
+    Args:
+        forge_for: the forge client for a repository (``owner/name`` or URL).
+        mode: ``pull-request`` or ``push``.
+    """
+
+    def __init__(self, forge_for: Callable[[str], Forge], mode: str = "pull-request"):
         self._forge_for = forge_for
+        self.mode = mode
 
-    def write(self, change: Any) -> Any:
-        from mlgate.edge.git import PromotionResult as GitopsResult
-        from mlgate.edge.forges.base import describe_change
-
+    def write(self, change: Change) -> WriteResult:
+        """Raises ForgeError/ForgeBusy (forge trouble), ManifestError (the edit failed),
+        UsageError (a change that carries no promotion)."""
+        p = change.promotion
+        if p is None:
+            raise UsageError("a forge writer writes promotions only (the change carries none)")
         forge = self._forge_for(change.repository)
-        first = change.message.splitlines()[0] if change.message else "promotion"
-        m = re.search(r"mlgate: (?P<model>[\w.-]+)@(?P<version>\d+) -> (?P<env>[\w.-]+)", change.message or "")
-        if m:
-            branch = promotion_branch(m["model"], m["env"], m["version"])
-        else:
-            branch = "mlgate/promote/" + (re.sub(r"[^a-z0-9.]+", "-", first.lower()).strip("-")[:60] or "change")
         req = PromotionRequest(
-            repo=repo_path(change.repository), base=change.branch, branch=branch,
-            edits=(FileEdit(change.path, change.edit),), message=change.message, title=first,
-            body=f"{first}\n\nOpened by `mlgate promote`.\n\n**Change:** {{{{mlgate:change}}}}",
+            repo=repo_path(change.repository), base=change.branch, branch=p.branch,
+            edits=(FileEdit(change.path, change.edit),), message=change.message, title=p.title,
+            body=change.body or p.body(), labels=(LABEL,), mode=self.mode,
         )
         res = forge.open_promotion(req)
-        return GitopsResult(commit=res.commit, url=res.url, changed=res.changed, diff=describe_change(res.diff))
+        url = res.url if self.mode != "push" else None
+        return WriteResult(commit=res.commit, url=url, changed=res.changed, diff=describe_change(res.diff),
+                           created=res.created, number=res.number, api_calls=res.api_calls)
 
 
-def promotion_writer_from_env(environ: Mapping[str, str] | None = None) -> Any:
+def writer_from_env(environ: Mapping[str, str] | None = None) -> ForgeWriter:
     """A pull-request writer from ``MLGATE_GITHUB_TOKEN``/``MLGATE_GITHUB_API_URL`` or
     ``MLGATE_GITLAB_TOKEN``/``MLGATE_GITLAB_URL`` (``MLGATE_FORGE`` chooses when both are set;
     otherwise a repository URL whose host contains "gitlab" goes to GitLab).
@@ -110,7 +121,11 @@ def promotion_writer_from_env(environ: Mapping[str, str] | None = None) -> Any:
     Raises:
         ForgeError: no token for the forge the repository is on.
     """
-    return _ForgeWriter(lambda repository: forge_from_env(repository, environ))
+    return ForgeWriter(lambda repository: forge_from_env(repository, environ))
+
+
+#: The name ``writer_from_env`` had before issue 9.
+promotion_writer_from_env = writer_from_env
 
 
 def forge_from_env(repository: str, environ: Mapping[str, str] | None = None) -> Forge:

@@ -21,6 +21,8 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from mlgate.core.errors import InfraError, MlgateError
 from mlgate.core.policy import Review
+from mlgate.core.promotion import BRANCH_PREFIX, LABEL
+from mlgate.core.promotion import parse_branch as parse_promotion_branch  # noqa: F401  (re-exported)
 
 #: Hidden marker that identifies mlgate's one comment per PR/MR (updated in place).
 MARKER = "<!-- mlgate -->"
@@ -119,7 +121,7 @@ class PromotionRequest:
     message: str
     title: str
     body: str
-    labels: tuple[str, ...] = ("mlgate-promotion",)
+    labels: tuple[str, ...] = (LABEL,)
     mode: str = "pull-request"
 
 
@@ -206,17 +208,8 @@ class Forge(Protocol):
 
 
 def promotion_branch(model: str, environment: str, version: str) -> str:
-    """``mlgate/promote/<model>/<env>/v<version>`` (issue 3, "Promotion pull requests")."""
-    return f"mlgate/promote/{model}/{environment}/v{version}"
-
-
-_BRANCH = re.compile(r"^mlgate/promote/(?P<model>[^/]+)/(?P<env>[^/]+)/v(?P<version>[0-9]+)$")
-
-
-def parse_promotion_branch(branch: str | None) -> tuple[str, str, str] | None:
-    """(model, environment, version) of a promotion branch name, else None."""
-    m = _BRANCH.match(branch or "")
-    return (m["model"], m["env"], m["version"]) if m else None
+    """``mlgate/promote/<model>/<env>/v<version>``: see :attr:`mlgate.core.promotion.Promotion.branch`."""
+    return f"{BRANCH_PREFIX}{model}/{environment}/v{version}"
 
 
 _PR_URL = re.compile(r"/(?:pull|pulls|merge_requests)/(?P<n>[0-9]+)/?$")
