@@ -374,10 +374,30 @@ def decide(facts: Facts) -> Decision:
         A :class:`Decision`; never raises for any combination of facts.
     """
     env = facts.environment
-    checks: list[Check] = []
-    approvers: list[str] = []
-    not_counted: list[str] = []
+    checks = _model_checks(facts)
+    if facts.command != "status":
+        checks.append(promoter_check(facts.command, facts.actor, env.promoters, facts.actor_permission,
+                                     facts.actor_teams, f"promoters of {env.name}"))
+    if facts.command == "train":
+        return _finish(checks, [], [])
+    missing = _missing_version(facts)
+    if missing is not None:
+        checks.append(missing)
+        return _finish(checks, [], [])
+    if facts.command == "rollback":
+        return _finish(checks + _rollback_checks(facts), [], [])
+    # ---- promote / status
+    checks += _pull_request_checks(facts)
+    checks += _registration_checks(facts)
+    checks += _gates_checks(facts)
+    checks += _requires_checks(facts)
+    approvers, not_counted, approval_checks = _approval_checks(facts)
+    return _finish(checks + approval_checks, approvers, not_counted)
 
+
+def _model_checks(facts: Facts) -> list[Check]:
+    """The model is the one ``.mlgate.yml`` on the default branch configures."""
+    checks: list[Check] = []
     if facts.model != facts.configured_model:
         checks.append(
             Check(
@@ -387,59 +407,60 @@ def decide(facts: Facts) -> Decision:
                 f"(this repository promotes {facts.configured_model!r})",
             )
         )
+    return checks
 
-    if facts.command != "status":
-        checks.append(promoter_check(facts.command, facts.actor, env.promoters, facts.actor_permission,
-                                     facts.actor_teams, f"promoters of {env.name}"))
 
-    if facts.command == "train":
-        return _finish(checks, approvers, not_counted)
-
+def _missing_version(facts: Facts) -> Check | None:
+    """A failed ``version`` check when no version is named or registered, else None."""
     if facts.version is None:
-        checks.append(
-            Check(
-                "version",
-                False,
-                f"no model version of {facts.model} is registered for head commit {_short(facts.head_sha)}: "
-                "run `mlgate train` for this commit (or name one: /promote MODEL@VERSION)",
-            )
+        return Check(
+            "version",
+            False,
+            f"no model version of {facts.model} is registered for head commit {_short(facts.head_sha)}: "
+            "run `mlgate train` for this commit (or name one: /promote MODEL@VERSION)",
         )
-        return _finish(checks, approvers, not_counted)
+    if facts.candidate is None:
+        return Check("version", False, f"{facts.model} has no version {facts.version} in the registry")
+    return None
 
+
+def _rollback_checks(facts: Facts) -> list[Check]:
+    """``/rollback``: a different version that passed its gates and served the environment before."""
+    env = facts.environment
     cand = facts.candidate
-    if cand is None:
-        checks.append(Check("version", False, f"{facts.model} has no version {facts.version} in the registry"))
-        return _finish(checks, approvers, not_counted)
+    assert cand is not None
+    checks: list[Check] = []
+    # a rollback returns to a version that already served this environment: no new
+    # review is asked for, only the promoter's permission
+    if facts.current_env_version == facts.version:
+        checks.append(Check("version", False, f"{env.name} already runs {facts.model} version {facts.version}"))
+    else:
+        checks.append(Check("version", True, f"roll {env.name} back to version {facts.version}"))
+    if cand.tags.get(GATES_TAG) != "passed":
+        gates = cand.tags.get(GATES_TAG)
+        state = f"{GATES_TAG}={gates}" if gates else f"no {GATES_TAG} tag"
+        checks.append(Check("metric gates", False,
+                            f"rollback target version {facts.version} has {state}: only a version that passed "
+                            f"its gates can be rolled back to; use /promote {facts.model}@VERSION instead"))
+    served = facts.version in facts.served_versions or any(cand.tags.get(t) for t in served_tags(env.name))
+    if served:
+        checks.append(Check("served", True, f"version {facts.version} served {env.name} before"))
+    else:
+        checks.append(Check("served", False,
+                            f"version {facts.version} never served {env.name} (no {served_tags(env.name)[0]} tag, "
+                            f"no alias move in the bot's history): a rollback returns to a version that served "
+                            f"this environment; use /promote {facts.model}@{facts.version} to {env.name} with reviews"))
+    return checks
 
-    if facts.command == "rollback":
-        # a rollback returns to a version that already served this environment: no new
-        # review is asked for, only the promoter's permission
-        if facts.current_env_version == facts.version:
-            checks.append(Check("version", False, f"{env.name} already runs {facts.model} version {facts.version}"))
-        else:
-            checks.append(Check("version", True, f"roll {env.name} back to version {facts.version}"))
-        if cand.tags.get(GATES_TAG) != "passed":
-            gates = cand.tags.get(GATES_TAG)
-            state = f"{GATES_TAG}={gates}" if gates else f"no {GATES_TAG} tag"
-            checks.append(Check("metric gates", False,
-                                f"rollback target version {facts.version} has {state}: only a version that passed "
-                                f"its gates can be rolled back to; use /promote {facts.model}@VERSION instead"))
-        served = facts.version in facts.served_versions or any(cand.tags.get(t) for t in served_tags(env.name))
-        if served:
-            checks.append(Check("served", True, f"version {facts.version} served {env.name} before"))
-        else:
-            checks.append(Check("served", False,
-                                f"version {facts.version} never served {env.name} (no {served_tags(env.name)[0]} tag, "
-                                f"no alias move in the bot's history): a rollback returns to a version that served "
-                                f"this environment; use /promote {facts.model}@{facts.version} to {env.name} with reviews"))
-        return _finish(checks, approvers, not_counted)
 
+def _pull_request_checks(facts: Facts) -> list[Check]:
+    """The PR is not closed unmerged, and its reviews cover the version (``approval scope``)."""
+    checks: list[Check] = []
     if facts.pr_state == "closed":
         checks.append(Check("pull request", False,
                             "this PR/MR was closed without merging: its code never reached the default branch; "
                             "reopen it (or promote from a merged one)"))
 
-    # ---- promote / status
     if facts.head_candidate is not None and facts.version != facts.head_candidate:
         checks.append(
             Check(
@@ -459,10 +480,24 @@ def decide(facts: Facts) -> Decision:
                 f"this PR covers version {facts.version}: push the commit that registered it or run `mlgate train`",
             )
         )
+    return checks
 
+
+def _registration_checks(facts: Facts) -> list[Check]:
+    """The version is READY in the registry."""
+    cand = facts.candidate
+    assert cand is not None
+    checks: list[Check] = []
     if cand.status.upper() != "READY":
         checks.append(Check("registration", False, f"version {facts.version} is {cand.status}, not READY"))
+    return checks
 
+
+def _gates_checks(facts: Facts) -> list[Check]:
+    """The version passed its metric gates, under the default branch's gates (fingerprint)."""
+    cand = facts.candidate
+    assert cand is not None
+    checks: list[Check] = []
     gates = cand.tags.get(GATES_TAG)
     recorded = cand.tags.get(FINGERPRINT_TAG)
     if gates == "passed" and facts.expected_gates_fingerprint is not None and recorded != facts.expected_gates_fingerprint:
@@ -487,7 +522,13 @@ def decide(facts: Facts) -> Decision:
                 f"version {facts.version} has {state}: run `mlgate validate --version {facts.version}` and fix failing gates",
             )
         )
+    return checks
 
+
+def _requires_checks(facts: Facts) -> list[Check]:
+    """The required environment (``requires``) already holds the version."""
+    env = facts.environment
+    checks: list[Check] = []
     if env.requires:
         if facts.required_env_version == facts.version:
             checks.append(Check("requires", True, f"{env.requires} holds version {facts.version}"))
@@ -501,7 +542,13 @@ def decide(facts: Facts) -> Decision:
                     f"run /promote {facts.model}@{facts.version} to {env.requires} and merge its promotion PR",
                 )
             )
+    return checks
 
+
+def _approval_checks(facts: Facts) -> tuple[list[str], list[str], list[Check]]:
+    """(counted approvers, not-counted approvals, the ``changes requested`` and ``approvals`` checks)."""
+    env = facts.environment
+    checks: list[Check] = []
     approvers, not_counted, blocking = count_approvals(facts)
     need = env.approvals.required
     if blocking:
@@ -527,7 +574,7 @@ def decide(facts: Facts) -> Decision:
                 f"{missing} more needed from an eligible reviewer{extra}",
             )
         )
-    return _finish(checks, approvers, not_counted)
+    return approvers, not_counted, checks
 
 
 def _finish(checks: list[Check], approvers: list[str], not_counted: list[str]) -> Decision:
