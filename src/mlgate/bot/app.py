@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -244,6 +245,66 @@ def _settle_all(pairs: list[tuple[asyncio.Future, bool | BaseException]]) -> Non
         _settle(fut, result)
 
 
+def _probe_routes(store: Store) -> list[Route]:
+    """``/healthz`` (the process answers), ``/readyz`` (the database answers) and ``/metrics``."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(store.ping), timeout=5.0)
+        except Exception as e:
+            metrics.DATABASE_UP.set(0)
+            msg = str(e) if not isinstance(e, TimeoutError) else f"database {store.safe_url} did not answer within 5 s"
+            return JSONResponse({"status": "unavailable", "error": msg}, status_code=503)
+        metrics.DATABASE_UP.set(1)
+        return JSONResponse({"status": "ready"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        try:
+            depth = await asyncio.wait_for(asyncio.to_thread(store.queue_depth), timeout=5.0)
+            for status, n in depth.items():
+                metrics.QUEUE_DEPTH.labels(status=status).set(n)
+            metrics.DATABASE_UP.set(1)
+        except Exception:
+            metrics.DATABASE_UP.set(0)
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics_endpoint)]
+
+
+def _lifespan(settings: BotSettings, store: Store, pool: WorkerPool, writer: IntakeWriter) -> Callable:
+    """The app's lifespan: start the intake writer and the workers; stop them on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        # one wake-up of the event loop per committed batch, not per delivery
+        writer.deliver = lambda pairs: loop.call_soon_threadsafe(_settle_all, pairs)
+        writer.start()
+        pool.start()
+        # Everything imported so far lives as the process: keep it out of the
+        # cyclic GC's work, so that collections stay short (tail latency).
+        gc.collect()
+        gc.freeze()
+        log.info(
+            "bot started",
+            database=store.safe_url,
+            workers=pool.count,
+            github=settings.github_webhook_secret is not None,
+            gitlab=settings.gitlab_webhook_token is not None,
+        )
+        try:
+            yield
+        finally:
+            writer.stop()
+            await asyncio.to_thread(pool.stop, 10.0)
+            log.info("bot stopped")
+
+    return lifespan
+
+
 def create_app(
     settings: BotSettings,
     store: Store | None = None,
@@ -271,59 +332,7 @@ def create_app(
     if pool.count > 0:
         pool.resolve()  # fail at start, not at the first delivery
     writer = IntakeWriter(store, on_commit=pool.wake)
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        try:
-            await asyncio.wait_for(asyncio.to_thread(store.ping), timeout=5.0)
-        except Exception as e:
-            metrics.DATABASE_UP.set(0)
-            msg = str(e) if not isinstance(e, TimeoutError) else f"database {store.safe_url} did not answer within 5 s"
-            return JSONResponse({"status": "unavailable", "error": msg}, status_code=503)
-        metrics.DATABASE_UP.set(1)
-        return JSONResponse({"status": "ready"})
-
-    async def metrics_endpoint(request: Request) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-
-        try:
-            depth = await asyncio.wait_for(asyncio.to_thread(store.queue_depth), timeout=5.0)
-            for status, n in depth.items():
-                metrics.QUEUE_DEPTH.labels(status=status).set(n)
-            metrics.DATABASE_UP.set(1)
-        except Exception:
-            metrics.DATABASE_UP.set(0)
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        loop = asyncio.get_running_loop()
-        # one wake-up of the event loop per committed batch, not per delivery
-        writer.deliver = lambda pairs: loop.call_soon_threadsafe(_settle_all, pairs)
-        writer.start()
-        pool.start()
-        # Everything imported so far lives as the process: keep it out of the
-        # cyclic GC's work, so that collections stay short (tail latency).
-        gc.collect()
-        gc.freeze()
-        log.info(
-            "bot started",
-            database=store.safe_url,
-            workers=pool.count,
-            github=settings.github_webhook_secret is not None,
-            gitlab=settings.gitlab_webhook_token is not None,
-        )
-        try:
-            yield
-        finally:
-            writer.stop()
-            await asyncio.to_thread(pool.stop, 10.0)
-            log.info("bot stopped")
-
-    routes = [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics_endpoint)]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=_probe_routes(store), lifespan=_lifespan(settings, store, pool, writer))
     app.state.store = store
     app.state.pool = pool
     app.state.writer = writer
