@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Literal, Mapping
 
 from mlgate.core.config import Environment, Promoters
+from mlgate.core.events import is_bot
 
 #: GitHub repository permission levels, weakest first (REST "Get repository permissions
 #: for a user": ``role_name``).
@@ -213,8 +214,6 @@ def _short(sha: str | None) -> str:
 
 
 def _is_bot(login: str, facts: Facts, user_type: str | None = None) -> bool:
-    from mlgate.core.events import is_bot
-
     return is_bot(login, user_type) or login.lower() in {b.lower() for b in facts.bots}
 
 
