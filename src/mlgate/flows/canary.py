@@ -26,203 +26,41 @@ the branch the file is unchanged and no second commit is made.
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from mlgate.core import canary as core
 from mlgate.core.canary import CanaryRecord, CanarySettings, Observation
-from mlgate.edge.db.canaries import CanaryStore, Conflict
-from mlgate.core.config import CanaryAnalysis, Config
+from mlgate.core.config import CanaryAnalysis, Config, Environment
 from mlgate.core.errors import InfraError, ManifestError, MlgateError, Refused, UsageError
+from mlgate.edge.db.canaries import CanaryStore, Conflict
+from mlgate.edge.files import read_text, resolve_in_repo
+from mlgate.edge.git import resolve_repository
+from mlgate.flows.canary_run import (  # noqa: F401  (Notify, PrometheusLike, RegistryLike, TickResult, report: re-exported)
+    TAG_MAX,
+    CanaryRun,
+    Clock,
+    Notify,
+    PrometheusFactory,
+    PrometheusLike,
+    Reader,
+    RegistryLike,
+    TickResult,
+    log_change,
+    report,
+    timestamp,
+    version_values,
+)
 
 __all__ = [
     "TickResult", "start_canary", "on_step_live", "tick", "abort", "rollback", "report",
     "read_branch_file", "default_prometheus",
 ]
-
-Clock = Callable[[], datetime]
-Notify = Callable[[CanaryRecord, str], None]
-#: reads a file on a branch of a GitOps repository: (repository, branch, path) -> text
-Reader = Callable[[str, str, str], str]
-
-#: MLflow keeps tag values up to 5,000 characters (older servers: 250 for run tags).
-_TAG_MAX = 4000
-
-
-class RegistryLike(Protocol):
-    def get_version(self, model: str, version: str) -> Any: ...
-    def get_by_alias(self, model: str, alias: str) -> Any: ...
-    def set_alias(self, model: str, alias: str, version: str) -> None: ...
-    def set_tags(self, model: str, version: str, tags: Mapping[str, str]) -> None: ...
-
-
-class PrometheusLike(Protocol):
-    def value(self, promql: str, *, at: float | None = None) -> float | None: ...
-
-
-PrometheusFactory = Callable[[CanaryAnalysis], PrometheusLike]
-
-
-@dataclass(frozen=True)
-class TickResult:
-    """What one call did to one canary.
-
-    Attributes:
-        canary: the record as stored afterwards.
-        action: one word: ``started``, ``advanced``, ``promoted``, ``rolled_back``,
-            ``rolling_back``, ``aborted``, ``live``, ``measured``, ``waiting``, ``held``,
-            ``awaiting_merge``, ``nothing_due``, ``conflict``, ``failed``.
-        message: what happened, in words.
-        report: the Markdown report (:func:`mlgate.core.canary.render_report`).
-        error: the expected error that stopped the work (Prometheus or git unreachable...),
-            already reflected in ``message``; None when all went as planned.
-    """
-
-    canary: CanaryRecord
-    action: str
-    message: str
-    report: str
-    error: MlgateError | None = None
-
-
-def _now(clock: Clock) -> float:
-    dt = clock()
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def report(store: CanaryStore, record: CanaryRecord) -> str:
-    """The Markdown report of ``record`` with its audited history."""
-    return core.render_report(record, store.transitions(record.id) if record.id is not None else ())
-
-
-def _log(event: str, record: CanaryRecord, **kw: Any) -> None:
-    """One log line per change (stdlib logging: the bot's JSON log setup formats it; silent in the CLI)."""
-    logging.getLogger("mlgate.canary").info(
-        "canary %s", event,
-        extra={"canary": record.id, "model": record.model, "environment": record.environment,
-               "version": record.version, "status": record.status, "step": record.step + 1, **kw},
-    )
-
-
-def _template_values(info: Any) -> dict[str, str]:
-    """The value-template placeholders of a version, exactly as ``mlgate promote`` fills them."""
-    from mlgate.flows.pipeline import template_values
-
-    return template_values(info)
-
-
-class _Run:
-    """One call's collaborators and its bookkeeping (the record as last stored)."""
-
-    def __init__(self, store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, actor: str,
-                 notify: Notify | None):
-        self.store, self.registry, self.writer, self.clock = store, registry, writer, clock
-        self.actor, self.notify = actor, notify
-        self.changed = False
-
-    def now(self) -> float:
-        return _now(self.clock)
-
-    def save(self, new: CanaryRecord, old: CanaryRecord, action: str) -> CanaryRecord:
-        stored = self.store.save(new, expected=old, actor=self.actor, action=action)
-        self.changed = True
-        _log(action, stored, reason=stored.reason)
-        return stored
-
-    def result(self, record: CanaryRecord, action: str, message: str, error: MlgateError | None = None) -> TickResult:
-        body = report(self.store, record)
-        if self.changed and self.notify is not None:
-            try:
-                self.notify(record, body)
-            except Exception as e:  # the comment is a view; the rollout goes on
-                message += f" (the report could not be posted: {type(e).__name__}: {e})"
-        return TickResult(record, action, message, body, error)
-
-    # ------------------------------------------------------------------ writes
-
-    def _change(self, record: CanaryRecord, *, rollback: bool, resume: bool = True) -> Any:
-        from mlgate.edge.git import Change
-
-        s = record.settings
-        if rollback:
-            def edit(text: str) -> str:
-                return core.plan_rollback(text, s, record.primary_values, filename=s.path)
-        else:
-            def edit(text: str) -> str:
-                return core.plan_step(text, s, record.step, record.values, filename=s.path, first=record.step == 0,
-                                      resume=resume)
-        return Change(s.repository, s.branch, s.path, core.commit_message(record, rollback=rollback), edit)
-
-    def write_step(self, record: CanaryRecord, *, resume: bool = True) -> CanaryRecord:
-        """Write the current step of a ``started``/``advancing`` record, record it, promote at 100 % live.
-
-        ``resume`` is False only for the very first attempt at step 1 (see :func:`mlgate.core.canary.plan_step`).
-        """
-        result = self.writer.write(self._change(record, rollback=False, resume=resume))
-        live = result.url is None
-        new = core.step_written(record, commit=result.commit, url=result.url, live=live, now=self.now())
-        try:
-            stored = self.save(new, record, "write")
-        except Conflict:
-            self.heal_after_lost_race(record)
-            raise
-        if live and stored.is_last_step:
-            stored = self.promote(stored)
-        return stored
-
-    def heal_after_lost_race(self, record: CanaryRecord) -> None:
-        """A step was written but the record moved on meanwhile: if it is being rolled back,
-        write the rollback again (idempotent) so that the rollback is the last change."""
-        latest = self.store.get(record.id) if record.id is not None else None
-        if latest is not None and latest.status in ("rolling_back", "rolled_back") and latest.rollback is not None:
-            self.writer.write(self._change(latest, rollback=True))
-
-    def write_rollback(self, record: CanaryRecord) -> CanaryRecord:
-        """Write the rollback of a ``rolling_back`` record (when some step was written), then finish it."""
-        if record.rollback is None and core.needs_rollback_write(record):
-            result = self.writer.write(self._change(record, rollback=True))
-            live = result.url is None
-            new = core.rollback_written(record, commit=result.commit, url=result.url, live=live, now=self.now())
-            record = self.save(new, record, "write")
-        if record.rollback is None or record.rollback.live_at is not None:
-            record = self.finish_rollback(record)
-        return record
-
-    # ------------------------------------------------------------------ registry
-
-    def promote(self, record: CanaryRecord) -> CanaryRecord:
-        """The 100 % step is live: move the alias, tag the version, mark ``promoted``."""
-        now = self.now()
-        new = core.to_promoted(record, now=now)
-        cur = record.current
-        tags = {"mlgate.canary": "promoted", "mlgate.canary.reason": new.reason[:_TAG_MAX],
-                f"mlgate.promoted.{record.environment}.at": _iso(now)}
-        if cur is not None and cur.commit:
-            tags[f"mlgate.promoted.{record.environment}.commit"] = cur.commit
-        if cur is not None and cur.url:
-            tags[f"mlgate.promoted.{record.environment}.url"] = cur.url
-        self.registry.set_alias(record.model, record.alias, record.version)
-        self.registry.set_tags(record.model, record.version, tags)
-        return self.save(new, record, "promote")
-
-    def finish_rollback(self, record: CanaryRecord) -> CanaryRecord:
-        self.registry.set_tags(record.model, record.version,
-                               {"mlgate.canary": "rolled_back", "mlgate.canary.reason": record.reason[:_TAG_MAX]})
-        return self.save(core.to_rolled_back(record, now=self.now()), record, "rolled_back")
 
 
 # --------------------------------------------------------------------------- start
@@ -262,8 +100,26 @@ def start_canary(store: CanaryStore, registry: RegistryLike, writer: Any, clock:
         InfraError: MLflow, git or the database unreachable. When the failure happened while
             writing step 1 the canary stays ``started`` and the next :func:`tick` writes it.
     """
-    from mlgate.edge.git import resolve_repository
+    env, version, info, primary = _check_startable(registry, config, environment, version, check_policy)
+    settings = CanarySettings(env.canary, resolve_repository(env.gitops.repository, Path(base_dir)),
+                              env.gitops.branch, env.gitops.path, env.gitops.mode)
+    run = CanaryRun(store, registry, writer, clock, actor, notify)
+    record = core.new_canary(model=config.model, environment=environment, alias=env.registry_alias, version=version,
+                             primary_version=str(primary.version), settings=settings,
+                             values=version_values(info), primary_values=version_values(primary),
+                             now=run.now(), source=source)
+    record = store.create(record, actor=actor)
+    run.changed = True
+    log_change("start", record)
+    record = _write_first_step(run, record)
+    action = "promoted" if record.status == "promoted" else "started"
+    return run.result(record, action, record.reason)
 
+
+def _check_startable(registry: RegistryLike, config: Config, environment: str, version: str,
+                     check_policy: bool) -> tuple[Environment, str, Any, Any]:
+    """(environment, version number, its registry version, the primary's) of a canary that may
+    start; raises the refusals of :func:`start_canary`."""
     try:
         env = config.environment(environment)
     except KeyError as e:
@@ -295,30 +151,24 @@ def start_canary(store: CanaryStore, registry: RegistryLike, writer: Any, clock:
     if primary is None:
         raise Refused(f"a canary needs a primary version to share traffic with: no version of {model} holds "
                       f"{env.registry_alias!r} ({environment}); promote the first version with 'mlgate promote'")
-    settings = CanarySettings(env.canary, resolve_repository(env.gitops.repository, Path(base_dir)),
-                              env.gitops.branch, env.gitops.path, env.gitops.mode)
-    run = _Run(store, registry, writer, clock, actor, notify)
-    record = core.new_canary(model=model, environment=environment, alias=env.registry_alias, version=version,
-                             primary_version=str(primary.version), settings=settings,
-                             values=_template_values(info), primary_values=_template_values(primary),
-                             now=run.now(), source=source)
-    record = store.create(record, actor=actor)
-    run.changed = True
-    _log("start", record)
+    return env, version, info, primary
+
+
+def _write_first_step(run: CanaryRun, record: CanaryRecord) -> CanaryRecord:
+    """Write step 1 of a stored canary. A manifest that cannot take it aborts the canary; git or
+    the database unreachable leaves it ``started`` for the next tick (the error says so)."""
     try:
-        record = run.write_step(record, resume=False)
+        return run.write_step(record, resume=False)
     except (ManifestError, Refused, UsageError) as e:
         aborted = core.to_aborted(record, now=run.now(), reason=f"could not write step 1, nothing was changed: {e}")
         record = run.save(aborted, record, "abort")
         run.result(record, "failed", aborted.reason)
         raise
     except InfraError as e:
-        latest = store.get(record.id) or record
+        latest = run.store.get(record.id) or record
         run.result(latest, "failed", str(e))
-        raise InfraError(f"{e} (the canary of {model} v{version} is stored as started; "
+        raise InfraError(f"{e} (the canary of {record.model} v{record.version} is stored as started; "
                          "'mlgate canary step' or the bot's next tick writes step 1)") from None
-    action = "promoted" if record.status == "promoted" else "started"
-    return run.result(record, action, record.reason)
 
 
 # --------------------------------------------------------------------------- live
@@ -338,7 +188,7 @@ def on_step_live(store: CanaryStore, registry: RegistryLike, writer: Any, clock:
     record = store.get(canary_id)
     if record is None:
         raise UsageError(f"no canary with id {canary_id}")
-    run = _Run(store, registry, writer, clock, actor, notify)
+    run = CanaryRun(store, registry, writer, clock, actor, notify)
     new = core.step_live(record, now=run.now(), commit=commit)
     if new is not record:
         record = run.save(new, record, "live")
@@ -356,7 +206,7 @@ def on_step_live(store: CanaryStore, registry: RegistryLike, writer: Any, clock:
 
 def default_prometheus(analysis: CanaryAnalysis) -> PrometheusLike:
     """A :class:`mlgate.edge.prometheus.Prometheus` for the analysis settings (token from ``token_env``)."""
-    from mlgate.edge.prometheus import Prometheus
+    from mlgate.edge.prometheus import Prometheus  # lazily: httpx, only a tick that measures needs it
 
     token = os.environ.get(analysis.token_env) if analysis.token_env else None
     return Prometheus(analysis.prometheus, timeout=analysis.timeout, token=token)
@@ -368,7 +218,7 @@ def observe(record: CanaryRecord, prometheus: PrometheusLike) -> dict[str, Obser
     Once Prometheus is unreachable the remaining checks are not queried: they carry the
     same error (the whole measurement is held).
     """
-    from mlgate.edge.prometheus import QueryError
+    from mlgate.edge.prometheus import QueryError  # lazily: httpx, only a tick that measures needs it
 
     cfg = record.settings.canary
     out: dict[str, Observation] = {}
@@ -424,7 +274,7 @@ def tick(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, 
         records = store.list(active_only=True, limit=1000)
     results = []
     for record in records:
-        run = _Run(store, registry, writer, clock, actor, notify)
+        run = CanaryRun(store, registry, writer, clock, actor, notify)
         try:
             results.append(_tick_one(run, record, prometheus, reader))
         except Conflict as e:
@@ -437,7 +287,7 @@ def tick(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, 
     return results
 
 
-def _tick_one(run: _Run, record: CanaryRecord, prometheus: PrometheusFactory, reader: Reader | None) -> TickResult:
+def _tick_one(run: CanaryRun, record: CanaryRecord, prometheus: PrometheusFactory, reader: Reader | None) -> TickResult:
     status = record.status
     if status in ("started", "advancing"):
         record = run.write_step(record)
@@ -495,7 +345,7 @@ def _tick_one(run: _Run, record: CanaryRecord, prometheus: PrometheusFactory, re
     return run.result(record, "waiting" if decision.action == "wait" else "measured", decision.reason)
 
 
-def _check_merged(run: _Run, record: CanaryRecord, reader: Reader | None) -> CanaryRecord:
+def _check_merged(run: CanaryRun, record: CanaryRecord, reader: Reader | None) -> CanaryRecord:
     """Pull-request mode without a merge event: the change is live once the branch holds it."""
     if reader is None:
         return record
@@ -538,7 +388,7 @@ def rollback(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clo
             tick finishes the rollback).
     """
     record = _find(store, canary)
-    run = _Run(store, registry, writer, clock, actor, notify)
+    run = CanaryRun(store, registry, writer, clock, actor, notify)
     why = f"rolled back by {actor}: {reason}" if reason else f"rolled back by {actor}"
     rolling = core.start_rollback(record, now=run.now(), reason=why)
     record = run.save(rolling, record, "rollback")
@@ -560,14 +410,14 @@ def abort(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock,
         InfraError: MLflow unreachable while tagging (the canary is aborted all the same).
     """
     record = _find(store, canary)
-    run = _Run(store, registry, writer, clock, actor, notify)
+    run = CanaryRun(store, registry, writer, clock, actor, notify)
     cur = record.current
     left = (f"the manifest keeps {record.percent} % of traffic on v{record.version}" if cur is not None
             else "no step was written")
     why = f"aborted by {actor}{': ' + reason if reason else ''}; mlgate no longer drives it and {left}"
     record = run.save(core.to_aborted(record, now=run.now(), reason=why), record, "abort")
     try:
-        registry.set_tags(record.model, record.version, {"mlgate.canary": "aborted", "mlgate.canary.reason": why[:_TAG_MAX]})
+        registry.set_tags(record.model, record.version, {"mlgate.canary": "aborted", "mlgate.canary.reason": why[:TAG_MAX]})
     except InfraError as e:
         return run.result(record, "aborted", f"{why} (tagging the version failed: {e})", e)
     return run.result(record, "aborted", why)
@@ -582,8 +432,6 @@ def read_branch_file(repository: str, branch: str, path: str) -> str:
     Raises:
         InfraError: the repository or branch cannot be read. ManifestError: no such file.
     """
-    from mlgate.edge.files import read_text, resolve_in_repo
-
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     with tempfile.TemporaryDirectory(prefix="mlgate-canary-") as tmp:
         work = Path(tmp) / "repo"
@@ -604,7 +452,7 @@ def wait_until_due(record: CanaryRecord, clock: Clock, *, max_wait: float,
     seconds slept (for ``mlgate canary step --wait``)."""
     if record.next_due_at is None or record.status != "observing":
         return 0.0
-    left = min(max_wait, record.next_due_at - _now(clock))
+    left = min(max_wait, record.next_due_at - timestamp(clock))
     if left <= 0:
         return 0.0
     sleep(left + 0.05)
