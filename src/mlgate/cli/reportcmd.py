@@ -23,7 +23,18 @@ from typing import Any
 
 import click
 
+from mlgate.core.ci_report import (
+    GitHubTarget,
+    NoTarget,
+    comment_body,
+    detect_target,
+    dotenv_text,
+    outputs,
+    report_from_dict,
+    verdict_lines,
+)
 from mlgate.core.errors import UsageError
+from mlgate.core.report import render_markdown
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -39,8 +50,6 @@ def _read_json(path: str) -> dict[str, Any]:
 
 
 def _report(path: str):
-    from mlgate.core.ci_report import report_from_dict
-
     try:
         return report_from_dict(_read_json(path))
     except ValueError as e:
@@ -71,9 +80,6 @@ def publish(report_path: str | None, json_path: str | None, forge: str, key: str
     Not on a pull/merge request, or no token: prints why and exits 0.
     Exit 2 when the token is refused (401/403/404), 3 when the forge stays unreachable.
     """
-    from mlgate.core.ci_report import GitHubTarget, NoTarget, comment_body, detect_target
-    from mlgate.core.report import render_markdown
-
     if (report_path is None) == (json_path is None):
         raise UsageError("give exactly one of --report FILE or --json FILE")
     if json_path is not None:
@@ -116,8 +122,6 @@ def publish(report_path: str | None, json_path: str | None, forge: str, key: str
               help="Write here instead of stdout (GitLab: artifacts:reports:dotenv).")
 def dotenv(json_path: str, out_path: str | None) -> None:
     """Write gates_passed, model_version, model (validate) or run_id, model_version (train) as dotenv."""
-    from mlgate.core.ci_report import dotenv_text, outputs
-
     text = dotenv_text(outputs(_read_json(json_path)))
     if out_path:
         Path(out_path).write_text(text, encoding="utf-8")
@@ -130,8 +134,6 @@ def dotenv(json_path: str, out_path: str | None) -> None:
               help="JSON result of 'mlgate validate --output json'.")
 def check(json_path: str) -> None:
     """Print one line per failed gate (which, and by how much); exit 1 when a gate failed."""
-    from mlgate.core.ci_report import verdict_lines
-
     report_ = _report(json_path)
     for line in verdict_lines(report_):
         click.echo(line, err=not report_.passed)
