@@ -29,6 +29,7 @@ from typing import Any
 from mlgate.core.commands import Command, CommandError, help_text, parse, resolve_rollback_word
 from mlgate.core.events import Event, Ignored, normalize
 from mlgate.core.policy import Review, VersionFacts, decide, gitlab_permission
+from mlgate.core.promotion import parse_hidden
 
 
 def guess_event(payload: dict[str, Any], forge: str) -> str:
@@ -161,7 +162,7 @@ def explain(payload: dict[str, Any], *, event: str | None = None, forge: str | N
         parsed = parse_promotion_branch(ev.head_ref)
         if parsed:
             model, env, version = parsed
-            src = (promo.parse_hidden(ev.body) or {}).get("source_repo", "?")
+            src = (parse_hidden(ev.body) or {}).get("source_repo", "?")
             out.append(f"would: move the registry alias of environment {env} of {model} to version {version} "
                        f"(policy from {src}), tag the version and write an audit record")
         else:

@@ -2,15 +2,11 @@
 
 The pure part (no I/O): :class:`Snapshot` (what the handler gathered from the forge and
 the registry, or what ``mlgate bot explain --facts`` read from a file), :func:`resolve_target`,
-:func:`facts_for`, and the Markdown renderers (gates table, promotion PR body, replies).
-The I/O part, :func:`open_promotion`, edits the manifest with
-:func:`mlgate.core.manifests.target_edit` and hands the commit to a forge.
-
-Promotion PR/MR (issue 3, "Promotion pull requests"): branch
-``mlgate/promote/<model>/<env>/v<version>`` in the environment's GitOps repository, one
-edit (the environment's target), a body with the gates table, the approvers, links to the
-source PR and to the MLflow run and model version, the label ``mlgate-promotion``, and a
-hidden JSON block that the merge handler reads to find the source repository.
+:func:`facts_for`, :func:`promotion_for` (the typed :class:`~mlgate.core.promotion.Promotion`
+a comment asks for: its branch ``mlgate/promote/<model>/<env>/v<version>``, title, body,
+commit message and trailers all come from it) and the Markdown renderers (gates table,
+replies). The promotion itself is written by :func:`mlgate.flows.promote.write_promotion`,
+the same engine ``mlgate promote`` uses.
 
 Canaries (issue 5): :class:`CanaryWriter` writes each canary step (or the rollback) through
 the forge, on its own branch (:func:`canary_branch`, ``mlgate/canary/...``) labelled
@@ -20,7 +16,6 @@ the forge, on its own branch (:func:`canary_branch`, ``mlgate/canary/...``) labe
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -29,10 +24,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from mlgate.core.commands import Command
 from mlgate.core.config import Config, Environment
 from mlgate.core.policy import Decision, Facts, Review, VersionFacts
-
-LABEL = "mlgate-promotion"
-_HIDDEN = re.compile(r"<!-- mlgate-promotion (\{.*?\}) -->", re.S)
-
+from mlgate.core.promotion import GATES_TAG, LABEL, Promotion, Trigger, gate_summary, gates_fingerprint
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -98,8 +90,6 @@ def facts_for(forge: str, command: str, actor: str, model: str, env: Environment
     required = snap.aliases.get(env.requires) if env.requires else None
     fingerprint = snap.gates_fingerprint
     if fingerprint is None:
-        from mlgate.flows.pipeline import gates_fingerprint  # pure: a hash of the default branch's validate section
-
         fingerprint = gates_fingerprint(snap.config)
     return Facts(
         forge="gitlab" if forge == "gitlab" else "github",
@@ -169,56 +159,29 @@ def mlflow_links(tracking_uri: str | None, model: str, version: str, run_id: str
     return out
 
 
-def hidden_block(data: Mapping[str, Any]) -> str:
-    """``<!-- mlgate-promotion {json} -->``: machine-readable facts in a PR body."""
-    text = json.dumps(dict(data), sort_keys=True, separators=(",", ":")).replace("--", "\\u002d\\u002d")
-    return f"<!-- mlgate-promotion {text} -->"
+def promotion_for(*, model: str, version: str, env: Environment, command: str, forge: str, actor: str | None,
+                  source_repo: str, source_number: int | None, source_url: str | None, tracking_uri: str | None,
+                  candidate: Any) -> Promotion:
+    """The :class:`~mlgate.core.promotion.Promotion` a PR comment asks for (pure).
+
+    Args:
+        command: ``promote`` or ``rollback``. candidate: the model version (its ``run_id``,
+            ``tags``); its MLflow links become the promotion's evidence.
+    """
+    run_id = getattr(candidate, "run_id", None)
+    tags = getattr(candidate, "tags", None) or {}
+    return Promotion(
+        model, str(version), env.name, env.registry_alias, action="rollback" if command == "rollback" else "promote",
+        trigger=Trigger("comment", actor=actor, repo=source_repo, number=source_number, forge=forge, url=source_url),
+        gates=gate_summary(tags) if tags.get(GATES_TAG) else None, run_id=run_id, model_uri=f"models:/{model}/{version}",
+        links=tuple(mlflow_links(tracking_uri, model, str(version), run_id)),
+    )
 
 
-def parse_hidden(body: str | None) -> dict[str, Any] | None:
-    """The hidden block of a promotion PR body, or None."""
-    m = _HIDDEN.search(body or "")
-    if not m:
-        return None
-    try:
-        data = json.loads(m.group(1))
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def promotion_body(*, model: str, version: str, env: Environment, decision: Decision, source_url: str | None,
-                   source_repo: str, source_number: int | None, forge: str, actor: str, tracking_uri: str | None,
-                   run_id: str | None, command: str = "promote") -> str:
-    """Markdown body of the promotion PR/MR (the change line is filled in by the forge from the real diff)."""
-    from mlgate.edge.forges.base import CHANGE_PLACEHOLDER
-
-    links = mlflow_links(tracking_uri, model, version, run_id)
+def promotion_details(decision: Decision) -> str:
+    """The bot's part of a promotion PR body: the checks table and who approved."""
     approvers = ", ".join(f"@{a}" for a in decision.approvers) or "none required"
-    lines = [
-        f"## {'Roll back' if command == 'rollback' else 'Promote'} `{model}` version {version} to `{env.name}`",
-        "",
-        f"Requested by @{actor} on {source_url or source_repo}"
-        + (f" with `/{command}`." if command else "."),
-        "",
-        gates_table(decision),
-        "",
-        f"**Approved by:** {approvers}",
-        f"**Source PR:** {source_url or source_repo}",
-    ]
-    if links:
-        lines.append("**MLflow:** " + " · ".join(links))
-    lines += [
-        f"**Change:** {CHANGE_PLACEHOLDER}",
-        "",
-        f"Merging this PR moves the registry alias `{env.registry_alias}` of `{model}` to version {version}.",
-        "",
-        hidden_block({
-            "model": model, "version": version, "environment": env.name, "forge": forge,
-            "source_repo": source_repo, "source_number": source_number, "command": command,
-        }),
-    ]
-    return "\n".join(lines)
+    return f"{gates_table(decision)}\n\n**Approved by:** {approvers}"
 
 
 def reply(title: str, body: str = "", decision: Decision | None = None) -> str:
@@ -237,61 +200,6 @@ def refusal(cmd_text: str, decision: Decision) -> str:
     """Reply for a refused command: what to do, first."""
     todo = "\n".join(f"- {r}" for r in decision.reasons)
     return reply(f"`{cmd_text}` was refused", "To go ahead:\n" + todo, decision)
-
-
-# --------------------------------------------------------------------------- I/O: the promotion itself
-
-
-def manifest_editor(env: Environment, values: Mapping[str, str]):
-    """A pure ``text -> new text`` function applying the environment's GitOps target."""
-    from mlgate.core.manifests import target_edit
-
-    def apply(text: str) -> str:
-        return target_edit(text, env.gitops.target, values, env.gitops.path).text
-
-    return apply
-
-
-def values_for(model: str, version: str, storage_uri: str, run_id: str | None) -> dict[str, str]:
-    """Placeholders of a target's value template (see :func:`mlgate.core.manifests.render_value`)."""
-    return {
-        "model_uri": f"models:/{model}/{version}",
-        "storage_uri": storage_uri,
-        "version": str(version),
-        "model": model,
-        "run_id": run_id or "",
-    }
-
-
-def open_promotion(forge: Any, *, env: Environment, model: str, version: str, storage_uri: str,
-                   run_id: str | None, body: str, command: str = "promote"):
-    """Edit the environment's manifest and open (or reuse) the promotion PR/MR.
-
-    Args:
-        forge: a :class:`mlgate.edge.forges.base.Forge` for the GitOps repository's forge.
-        env: the environment (its ``gitops`` section says where and what to edit).
-        body: the PR body (:func:`promotion_body`).
-
-    Returns:
-        :class:`mlgate.edge.forges.base.PromotionResult`.
-
-    Raises:
-        ManifestError/UsageError: the edit cannot be made; ForgeError/ForgeBusy: forge trouble.
-    """
-    from mlgate.edge.forges.base import FileEdit, PromotionRequest, promotion_branch, repo_path
-
-    g = env.gitops
-    editor = manifest_editor(env, values_for(model, version, storage_uri, run_id))
-    repo = repo_path(g.repository)
-    branch = promotion_branch(model, env.name, version)
-    verb = "Roll back" if command == "rollback" else "Promote"
-    req = PromotionRequest(
-        repo=repo, base=g.branch, branch=branch, edits=(FileEdit(g.path, editor),),
-        message=f"{verb} {model} to version {version} in {env.name}\n\nmlgate: {model}@{version} -> {env.name}",
-        title=f"{verb} {model} to version {version} in {env.name}",
-        body=body, labels=(LABEL,), mode=g.mode,
-    )
-    return forge.open_promotion(req), req
 
 
 # --------------------------------------------------------------------------- canaries (issue 5) and /train (issue 6)

@@ -14,10 +14,12 @@ promotion PR/MR is merged (the bot's merge handler and :mod:`mlgate.flows.reconc
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
+from mlgate.core.ci import ci_context
 from mlgate.core.config import Environment
 from mlgate.core.errors import Refused, UsageError
 from mlgate.core.manifests import target_edit
@@ -157,6 +159,21 @@ def writer_for(mode: str, environ: Mapping[str, str] | None = None) -> Promotion
     raise UsageError(f"unknown GitOps mode {mode!r} (push or pull-request)")
 
 
+def trigger_from_env(environ: Mapping[str, str]) -> Trigger:
+    """Who asks for a promotion run from a shell: a CI job (GitHub Actions' ``GITHUB_REPOSITORY``
+    and ``GITHUB_ACTOR``; GitLab CI's ``CI_PROJECT_PATH`` and ``GITLAB_USER_LOGIN``) names its
+    source repository, so that the bot can read that repository's policy when the promotion PR
+    merges; anything else is a ``cli`` trigger."""
+    ci = ci_context(environ)
+    if ci.system == "github":
+        return Trigger("ci", actor=environ.get("GITHUB_ACTOR") or None, repo=environ.get("GITHUB_REPOSITORY") or None,
+                       forge="github", url=ci.job_url)
+    if ci.system == "gitlab":
+        return Trigger("ci", actor=environ.get("GITLAB_USER_LOGIN") or None, repo=environ.get("CI_PROJECT_PATH") or None,
+                       forge="gitlab", url=ci.job_url)
+    return Trigger("cli")
+
+
 def default_promotion_version(project: Project, env: Environment) -> tuple[str | None, str | None]:
     """(version, alias) to promote when none is given: the version held by the required
     environment, else the ``challenger``."""
@@ -208,7 +225,8 @@ def promote(project: Project, to: str, *, version: str | None = None, alias: str
     info = pick_version(project, version, alias)
     info = reg.wait_ready(cfg.model, info.version, cfg.validate_.registration_timeout)
     check_eligible(project, env, info)
-    promotion = Promotion(cfg.model, info.version, env.name, env.registry_alias, trigger=trigger or Trigger("cli"),
+    promotion = Promotion(cfg.model, info.version, env.name, env.registry_alias,
+                          trigger=trigger or trigger_from_env(os.environ),
                           gates=gate_summary(info.tags), run_id=info.run_id, model_uri=info.model_uri)
     values = template_values(cfg.model, info.version, storage_uri=info.storage_uri or info.source,
                              run_id=info.run_id)

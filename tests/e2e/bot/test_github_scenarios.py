@@ -171,7 +171,8 @@ def test_merging_the_promotion_pr_moves_the_alias(world: World):
     assert info.status == "done" and "alias staging" in info.outcome, info
     mv = w.client.get_model_version_by_alias(w.model, "staging")
     assert str(mv.version) == version
-    assert "mlgate.env.staging" in mv.tags and f"/pull/{pr.number}" in mv.tags["mlgate.env.staging"]
+    assert mv.tags["mlgate.promoted.staging.url"].endswith(f"/pull/{pr.number}")
+    assert mv.tags["mlgate.promoted.staging.commit"] == w.gh.repos[w.deploy].pulls[pr.number].merge_commit
     moved = [a for a in w.bot.audit() if a.get("model") == w.model and a.get("event") == "alias moved"]
     assert len(moved) == 1 and moved[0]["version"] == version
     assert "is live in `staging`" in w.reply()

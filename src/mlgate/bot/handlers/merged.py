@@ -11,27 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlgate.core.config import Config, Environment
 from mlgate.bot import promotion as promo
 from mlgate.bot.handlers import canary
+from mlgate.bot.handlers.canary import merge_commit
 from mlgate.bot.handlers.common import CONFIG_FILE, Job
 from mlgate.bot.ports import ModelRegistry
-from mlgate.edge.forges.base import parse_promotion_branch
+from mlgate.core.config import Config
+from mlgate.core.promotion import Promotion, parse_branch, parse_hidden
+from mlgate.flows.promote import land
 
 
-def move_alias(job: Job, model: str, env: Environment, version: str, *, where: str, reg: ModelRegistry) -> str | None:
-    """Point the environment's alias at ``version``; tag the version; audit. Returns the previous version."""
-    before = reg.get_by_alias(model, env.registry_alias)
-    previous = before.version if before is not None else None
-    reg.set_alias(model, env.registry_alias, version)
-    tags = {f"mlgate.env.{env.name}": f"{job.now().isoformat()} {where}"}
-    if previous and previous != version:
-        tags[f"mlgate.previous.{env.name}"] = previous
-    reg.set_tags(model, version, tags)
-    job.audit(event="alias moved", model=model, version=version, environment=env.name,
-              alias=env.registry_alias, previous=previous, where=where, allowed=True, reasons=[],
-              outcome="alias moved")
-    return previous
+def move_alias(job: Job, promotion: Promotion, *, commit: str | None, url: str | None, reg: ModelRegistry) -> str | None:
+    """The promotion landed: :func:`mlgate.flows.promote.land` (the code ``mlgate reconcile``
+    runs) moves the alias and tags the version; audited. Returns the previous version."""
+    landing = land(reg, promotion, commit=commit, url=url, now=lambda: job.now().timestamp())
+    job.audit(event="alias moved", model=promotion.model, version=promotion.version,
+              environment=promotion.environment, alias=promotion.alias, previous=landing.previous,
+              where=url or commit, allowed=True, reasons=[], outcome="alias moved")
+    return landing.previous
 
 
 def on_merged(job: Job) -> str:
@@ -39,19 +36,20 @@ def on_merged(job: Job) -> str:
     ev = job.ev
     if promo.is_canary_branch(ev.head_ref):
         return canary.on_canary_merged(job)
-    parsed = parse_promotion_branch(ev.head_ref)
+    parsed = parse_branch(ev.head_ref)
     if parsed is None:
         return f"merged PR #{ev.number} is not a promotion PR"
     model, env_name, version = parsed
     if not job.store.claim_effect(f"{ev.forge}:{ev.repo}:merged:{ev.number}", job.delivery.id):
         return f"merge of #{ev.number} already handled"
-    hidden = promo.parse_hidden(ev.body) or {}
+    hidden = parse_hidden(ev.body) or {}
     found = _source_config(job, hidden.get("source_repo"), model, env_name, version)
     if isinstance(found, str):
         return found
     source_repo, cfg = found
     env = cfg.environment(env_name)
-    moved = move_alias(job, model, env, version, where=ev.url or f"{ev.repo}#{ev.number}", reg=job.registry(cfg))
+    promotion = Promotion(model, version, env.name, env.registry_alias, action=hidden.get("command") or "promote")
+    moved = move_alias(job, promotion, commit=merge_commit(job.delivery), url=ev.url, reg=job.registry(cfg))
     number = hidden.get("source_number")
     if number:
         job.say(promo.reply(

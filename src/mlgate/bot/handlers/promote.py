@@ -26,7 +26,11 @@ from mlgate.bot.handlers import canary
 from mlgate.bot.handlers.common import Job, canary_store
 from mlgate.bot.handlers.merged import move_alias
 from mlgate.bot.handlers.snapshot import snapshot
+from mlgate.core.promotion import template_values
 from mlgate.edge import metrics
+from mlgate.edge.forges import ForgeWriter
+from mlgate.edge.forges.base import repo_path
+from mlgate.flows.promote import write_promotion
 
 log = structlog.get_logger("mlgate.bot.handlers")
 
@@ -136,18 +140,15 @@ def promote(job: Job, cmd: Command, cfg: Config, model: str, env: Environment) -
 
 def _write(job: Job, cmd: Command, cfg: Config, model: str, env: Environment, version: Any, cand: Any,
            decision: Decision, record: dict[str, Any]) -> str:
-    """Write the allowed promotion (a push, or a promotion PR) and reply what happened."""
+    """Write the allowed promotion through the engine (a push, or a promotion PR) and reply what happened."""
     ev = job.ev
     pr = job.pr()
-    body = promo.promotion_body(
-        model=model, version=version, env=env, decision=decision, source_url=pr.url, source_repo=ev.repo,
-        source_number=ev.number, forge=ev.forge, actor=ev.actor, tracking_uri=job.tracking_uri(cfg),
-        run_id=cand.run_id if cand else None, command=cmd.name,
-    )
-    result, req = promo.open_promotion(
-        job.forge, env=env, model=model, version=version, storage_uri=cand.storage_uri or cand.source,
-        run_id=cand.run_id, body=body, command=cmd.name,
-    )
+    p = promo.promotion_for(model=model, version=version, env=env, command=cmd.name, forge=ev.forge, actor=ev.actor,
+                            source_repo=ev.repo, source_number=ev.number, source_url=pr.url,
+                            tracking_uri=job.tracking_uri(cfg), candidate=cand)
+    values = template_values(model, version, storage_uri=cand.storage_uri or cand.source, run_id=cand.run_id)
+    writer = ForgeWriter(lambda _repository: job.forge, mode=env.gitops.mode)
+    result = write_promotion(p, env, values, writer, body=p.body(promo.promotion_details(decision)))
     try:
         metrics.PROMOTION_API_CALLS.labels(forge=ev.forge).observe(result.api_calls)
     except Exception:  # metrics are optional outside the server
@@ -157,9 +158,11 @@ def _write(job: Job, cmd: Command, cfg: Config, model: str, env: Environment, ve
         job.say(promo.reply(f"`{cmd.text}`: nothing to do", msg, decision))
         job.audit(**record, outcome="already deployed", api_calls=result.api_calls)
         return f"{cmd.name}: nothing to do ({env.name} already holds version {version})"
-    if req.mode == "push":
-        move_alias(job, model, env, version, where=f"{req.repo}@{result.commit}", reg=job.registry(cfg))
-        msg = f"Committed to `{req.repo}` branch `{req.base}` ({(result.commit or '')[:7]}); alias `{env.registry_alias}` moved."
+    if result.landed:
+        repo = repo_path(env.gitops.repository)
+        move_alias(job, p, commit=result.commit, url=None, reg=job.registry(cfg))
+        msg = (f"Committed to `{repo}` branch `{env.gitops.branch}` ({(result.commit or '')[:7]}); "
+               f"alias `{env.registry_alias}` moved.")
         job.say(promo.reply(f"`{model}` version {version} promoted to `{env.name}`", msg, decision))
         job.audit(**record, outcome="pushed", commit=result.commit, api_calls=result.api_calls)
         return f"{cmd.name}: pushed {result.commit}"
