@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlgate.core import canary as core
-from mlgate.core.canary import CanarySettings, CheckResult, Observation, decide, evaluate_check
+from mlgate.core.canary import CanarySettings, CheckResult, Observation, judge, evaluate_check
 from mlgate.core.config import Canary, CanaryCheck
 from mlgate.core.errors import Refused
 
@@ -113,7 +113,7 @@ DECISIONS = [
 
 @pytest.mark.parametrize(("step", "before", "results", "action", "after", "words"), DECISIONS)
 def test_decision_table(step, before, results, action, after, words):
-    d = decide(cfg(TWO), step, before, results)
+    d = judge(cfg(TWO), step, before, results)
     assert d.action == action, d.reason
     assert dict(d.failures) == after
     for w in words:
@@ -128,7 +128,7 @@ def test_decision_table(step, before, results, action, after, words):
 )
 def test_never_advances_unless_every_check_passed(outcomes, before, step):
     results = [res("errors", outcomes[0]), res("latency", outcomes[1])]
-    d = decide(cfg(TWO), step, {"errors": before[0], "latency": before[1]}, results)
+    d = judge(cfg(TWO), step, {"errors": before[0], "latency": before[1]}, results)
     if d.action in ("advance", "promote"):
         assert outcomes == ["pass", "pass"]
     if outcomes == ["pass", "pass"]:

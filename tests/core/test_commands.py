@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlgate.core.commands import Command, CommandError, help_text, parse, resolve_rollback_word
+from mlgate.core.commands import Command, CommandMistake, help_text, parse, resolve_rollback_word
 
 
 def only(body: str):
@@ -115,7 +115,7 @@ BAD = [
 @pytest.mark.parametrize("body,message", BAD, ids=[b for b, _ in BAD])
 def test_malformed_commands_get_a_usage_reply(body, message):
     c = only(body)
-    assert isinstance(c, CommandError)
+    assert isinstance(c, CommandMistake)
     assert message in c.message
     reply = c.reply()
     assert "Usage:" in reply and c.usage and all(u in reply for u in c.usage)

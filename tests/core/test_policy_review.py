@@ -23,7 +23,7 @@ import pytest
 
 from mlgate.core import config as cfgmod
 from mlgate.bot import promotion as promo
-from mlgate.core.commands import Command, CommandError, parse
+from mlgate.core.commands import Command, CommandMistake, parse
 from mlgate.core.events import Event, Ignored, normalize
 from mlgate.core.policy import Facts, count_approvals, decide, promoter_check
 from tests.fixtures.github import octokit
@@ -528,7 +528,7 @@ class TestHolds:
 
     def test_unknown_flag_runs_nothing(self):
         [e] = parse("/promote --force")
-        assert isinstance(e, CommandError)
+        assert isinstance(e, CommandMistake)
 
     def test_version_must_be_ascii_digits(self):
         # Arabic-Indic / fullwidth digits are not versions (no "\d" lookalikes)

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 
 from mlgate.core import commands as cmdparse
-from mlgate.core.commands import Command, CommandError
+from mlgate.core.commands import Command, CommandMistake
 from mlgate.core.errors import InfraError, MlgateError
 from mlgate.core.events import Event, Ignored, normalize
 from mlgate.bot import promotion as promo
@@ -117,7 +117,7 @@ def replying_on_failure(fn: Handler) -> Handler:
     return run
 
 
-def _usage_error(job: Job, cmd: CommandError) -> str:
+def _usage_error(job: Job, cmd: CommandMistake) -> str:
     job.say(promo.reply("usage", cmd.reply()))
     job.audit(command=cmd.text, allowed=False, reasons=[cmd.message], outcome="usage error")
     return f"{cmd.name}: usage error ({cmd.message})"
@@ -134,7 +134,7 @@ def on_comment(job: Job) -> str:
         if not job.store.claim_effect(key, job.delivery.id):
             outcomes.append(f"{cmd.name}: already handled (the same comment arrived through another delivery)")
             continue
-        if isinstance(cmd, CommandError):
+        if isinstance(cmd, CommandMistake):
             outcomes.append(_usage_error(job, cmd))
         else:
             outcomes.append(ROUTES.dispatch("comment", cmd.name, job, cmd))

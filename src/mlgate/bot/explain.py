@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlgate.core.commands import Command, CommandError, help_text, parse, resolve_rollback_word
+from mlgate.core.commands import Command, CommandMistake, help_text, parse, resolve_rollback_word
 from mlgate.core.events import Event, Ignored, normalize
 from mlgate.core.policy import Review, VersionFacts, decide, gitlab_permission
 from mlgate.core.promotion import parse_hidden
@@ -192,7 +192,7 @@ def explain(payload: dict[str, Any], *, event: str | None = None, forge: str | N
         return "\n".join(out)
     out.append("commands:")
     for c in cmds:
-        if isinstance(c, CommandError):
+        if isinstance(c, CommandMistake):
             out.append(f"  line {c.line}: `{c.text}` -> usage error: {c.message}")
         else:
             out.append(f"  line {c.line}: {c.describe()}")
@@ -201,13 +201,13 @@ def explain(payload: dict[str, Any], *, event: str | None = None, forge: str | N
     return "\n".join(out)
 
 
-def _explain_command(c: Command | CommandError, ev: Event, forge: str, facts: dict[str, Any] | None) -> list[str]:
+def _explain_command(c: Command | CommandMistake, ev: Event, forge: str, facts: dict[str, Any] | None) -> list[str]:
     from dataclasses import replace
 
     from mlgate.bot import promotion as promo
     from mlgate.edge.forges.base import promotion_branch
 
-    if isinstance(c, CommandError):
+    if isinstance(c, CommandMistake):
         return [f"would: reply with usage for line {c.line} ({c.message}) and run nothing"]
     if c.name == "help":
         return ["would: reply with the help text", *("    " + ln for ln in help_text().splitlines()[:1])]

@@ -20,9 +20,9 @@ Rules, each from a real-world report (issue 3, "Cases from real-world reports"):
   someone's comment or the bot's own help text never triggers anything.
 - A line that merely starts with a slash (``/promotions/2024 folder``, ``/promote-all``,
   ``/etc/hosts``) is not a command and yields nothing (no reply).
-- A known command with an unknown flag or a malformed argument yields a :class:`CommandError`
+- A known command with an unknown flag or a malformed argument yields a :class:`CommandMistake`
   carrying the usage text; the caller replies with it and runs nothing. A bare word that is a
-  near miss of a command name (``/promot``) yields a :class:`CommandError` too.
+  near miss of a command name (``/promot``) yields a :class:`CommandMistake` too.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class Command:
 
 
 @dataclass(frozen=True)
-class CommandError:
+class CommandMistake:
     """A command the user meant but wrote wrongly: reply with ``message`` and ``usage``."""
 
     name: str
@@ -153,18 +153,18 @@ def _candidate_lines(body: str) -> list[tuple[int, str]]:
     return out
 
 
-def parse(body: str) -> list[Command | CommandError]:
+def parse(body: str) -> list[Command | CommandMistake]:
     """Every command in a comment body, in order.
 
     Args:
         body: the comment text as the forge sent it (Markdown; any line ends).
 
     Returns:
-        One :class:`Command` per well-formed command line, one :class:`CommandError` per
+        One :class:`Command` per well-formed command line, one :class:`CommandMistake` per
         malformed one; an empty list when the comment holds no command (then the bot
         stays silent). Never raises.
     """
-    found: list[Command | CommandError] = []
+    found: list[Command | CommandMistake] = []
     if not body:
         return found
     for no, line in _candidate_lines(body):
@@ -181,7 +181,7 @@ def parse(body: str) -> list[Command | CommandError]:
             close = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.8)
             if close and len(name) <= len(close[0]) + 1 and not name.startswith(close[0]):
                 found.append(
-                    CommandError(
+                    CommandMistake(
                         name=name,
                         message=f"unknown command /{name}; did you mean /{close[0]}?",
                         line=no,
@@ -194,11 +194,11 @@ def parse(body: str) -> list[Command | CommandError]:
     return found
 
 
-def _error(name: str, message: str, no: int, line: str) -> CommandError:
-    return CommandError(name=name, message=message, line=no, text=line, usage=(USAGE[name],))
+def _error(name: str, message: str, no: int, line: str) -> CommandMistake:
+    return CommandMistake(name=name, message=message, line=no, text=line, usage=(USAGE[name],))
 
 
-def _parse_one(name: str, args: list[str], no: int, line: str) -> Command | CommandError:
+def _parse_one(name: str, args: list[str], no: int, line: str) -> Command | CommandMistake:
     flags = [a for a in args if a.startswith("-") and a != "-"]
     if name == "train":
         return _parse_train(args, no, line)
@@ -213,7 +213,7 @@ def _parse_one(name: str, args: list[str], no: int, line: str) -> Command | Comm
     return _parse_rollback(args, no, line)
 
 
-def _parse_promote(args: list[str], no: int, line: str) -> Command | CommandError:
+def _parse_promote(args: list[str], no: int, line: str) -> Command | CommandMistake:
     model = version = env = None
     rest = list(args)
     if rest and rest[0].lower() != "to":
@@ -239,7 +239,7 @@ def _parse_promote(args: list[str], no: int, line: str) -> Command | CommandErro
     return Command(name="promote", model=model, version=version, environment=env, line=no, text=line)
 
 
-def _parse_rollback(args: list[str], no: int, line: str) -> Command | CommandError:
+def _parse_rollback(args: list[str], no: int, line: str) -> Command | CommandMistake:
     if len(args) > 2:
         return _error("rollback", f"too many arguments ({' '.join(args)!r})", no, line)
     for a in args:
@@ -252,7 +252,7 @@ def _parse_rollback(args: list[str], no: int, line: str) -> Command | CommandErr
     return Command(name="rollback", model=model, environment=env, line=no, text=line)
 
 
-def _parse_train(args: list[str], no: int, line: str) -> Command | CommandError:
+def _parse_train(args: list[str], no: int, line: str) -> Command | CommandMistake:
     gpus: int | None = None
     i = 0
     while i < len(args):

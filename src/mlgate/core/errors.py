@@ -63,10 +63,6 @@ class ManifestError(MlgateError):
     exit_code = 2
 
 
-class GateFailed(MlgateError):
-    """At least one metric gate failed (exit 1)."""
-
-    exit_code = 1
 
 
 class Refused(MlgateError):

@@ -223,11 +223,6 @@ class Registry:
         with self._calls(f"end run {run_id}"):
             self.client.set_terminated(run_id, status)
 
-    def set_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        with self._calls(f"tag run {run_id}"):
-            for k, v in tags.items():
-                self.client.set_tag(run_id, k, v)
-
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """The latest value of every metric the run logged."""
         with self._calls(f"read metrics of run {run_id}"):

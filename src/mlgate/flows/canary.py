@@ -256,7 +256,7 @@ def tick(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, 
     → write/finish the rollback; ``observing`` → if the step is not live yet, ask ``reader``
     whether the branch holds it (pull-request mode); if it is the live 100 % step, promote; if
     a measurement is due (``interval`` after going live or after the last one), query
-    Prometheus, decide (:func:`mlgate.core.canary.measure`), and advance or roll back accordingly.
+    Prometheus, judge (:func:`mlgate.core.canary.measure`), and advance or roll back accordingly.
 
     Prometheus unreachable, or a query rejected, holds the canary where it is and is
     reported (``held``, with the error); it never advances. Errors of one canary do not stop

@@ -23,7 +23,7 @@ State machine (``CanaryRecord.status``; every change is one audited transition):
 * ``rolled_back``: the rollback is live. ``aborted``: mlgate stopped driving the canary and left
   the manifest as it was (a person takes over); a rollback may still follow.
 
-Decision per measurement (:func:`decide`): each check is *pass*, *fail*, *wait* (too few
+Verdict per measurement (:func:`judge`): each check is *pass*, *fail*, *wait* (too few
 samples, no data) or *error* (Prometheus unreachable or the query rejected). Then, in order:
 a check with ``failure_limit`` consecutive failures → **rollback**; any error → **hold** (never
 advance blindly); any failure below its limit → **retry**; any wait → **wait**; all pass →
@@ -36,7 +36,7 @@ message), ``report`` (status line and Markdown report).
 
 from __future__ import annotations
 
-from mlgate.core.canary.analysis import decide, evaluate_check, measure, render_query
+from mlgate.core.canary.analysis import judge, evaluate_check, measure, render_query
 from mlgate.core.canary.machine import (
     TRANSITIONS,
     check_transition,
@@ -71,7 +71,7 @@ from mlgate.core.canary.records import (
     CanaryRecord,
     CanarySettings,
     CheckResult,
-    Decision,
+    Verdict,
     Measurement,
     Observation,
     Outcome,
@@ -85,8 +85,8 @@ from mlgate.core.canary.records import (
 from mlgate.core.canary.report import render_report, report_marker, status_line
 
 __all__ = [
-    "ACTIVE", "FINAL", "STATUSES", "CanaryRecord", "CanarySettings", "CheckResult", "Decision", "Measurement",
-    "Observation", "StepRecord", "Transition", "check_transition", "decide", "evaluate_check", "measure",
+    "ACTIVE", "FINAL", "STATUSES", "CanaryRecord", "CanarySettings", "CheckResult", "Verdict", "Measurement",
+    "Observation", "StepRecord", "Transition", "check_transition", "judge", "evaluate_check", "measure",
     "measurement_due", "new_canary", "plan_rollback", "plan_step", "render_query", "render_report",
     "status_line", "step_live", "step_written", "start_advance", "start_rollback", "to_aborted", "to_promoted",
     "to_rolled_back", "record_to_json", "record_from_json", "KSERVE_URI", "KSERVE_PERCENT", "MODE_ANNOTATION",

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from mlgate.core.canary.records import CanaryRecord, CheckResult, Decision, Measurement, Observation
+from mlgate.core.canary.records import CanaryRecord, CheckResult, Verdict, Measurement, Observation
 from mlgate.core.config import Canary, CanaryCheck
 
 
@@ -95,7 +95,7 @@ def evaluate_check(check: CanaryCheck, obs: Observation, *, points: int = 1) -> 
     return CheckResult(name, "pass", f"{name}: " + "; ".join(kept) + extra, v, p, s)
 
 
-def decide(canary: Canary, step: int, failures: Mapping[str, int], results: Sequence[CheckResult]) -> Decision:
+def judge(canary: Canary, step: int, failures: Mapping[str, int], results: Sequence[CheckResult]) -> Verdict:
     """The next action after one measurement at step index ``step`` (pure).
 
     Args:
@@ -105,7 +105,7 @@ def decide(canary: Canary, step: int, failures: Mapping[str, int], results: Sequ
         results: this measurement's result for every check.
 
     Returns:
-        A :class:`Decision`. Order of precedence: ``rollback`` (a check reached its
+        A :class:`Verdict`. Order of precedence: ``rollback`` (a check reached its
         ``failure_limit``), ``hold`` (a check could not be measured: never advance blindly),
         ``retry`` (a check failed, below its limit), ``wait`` (too few samples / no data),
         ``advance`` (all passed; ``promote`` when ``step`` is already the last).
@@ -127,27 +127,27 @@ def decide(canary: Canary, step: int, failures: Mapping[str, int], results: Sequ
     if over:
         parts = [f"{r.reason} ({counts[r.check]} of {limits.get(r.check, 1)} allowed consecutive failures)"
                  for r in over]
-        return Decision("rollback", f"rolling back at {where}: " + "; ".join(parts), counts)
+        return Verdict("rollback", f"rolling back at {where}: " + "; ".join(parts), counts)
     if by_outcome["error"] or missing:
         parts = [r.reason for r in by_outcome["error"]] + [f"{m}: not measured" for m in missing]
-        return Decision("hold", f"holding at {where}, nothing decided: " + "; ".join(parts), counts)
+        return Verdict("hold", f"holding at {where}, nothing decided: " + "; ".join(parts), counts)
     if by_outcome["fail"]:
         parts = [f"{r.reason} (failure {counts[r.check]} of {limits.get(r.check, 1)})" for r in by_outcome["fail"]]
-        return Decision("retry", f"measured again in {canary.interval:g} s at {where}: " + "; ".join(parts), counts)
+        return Verdict("retry", f"measured again in {canary.interval:g} s at {where}: " + "; ".join(parts), counts)
     if by_outcome["wait"]:
-        return Decision("wait", f"waiting at {where}: " + "; ".join(r.reason for r in by_outcome["wait"]), counts)
+        return Verdict("wait", f"waiting at {where}: " + "; ".join(r.reason for r in by_outcome["wait"]), counts)
     passed = "; ".join(r.reason for r in by_outcome["pass"])
     if step >= len(canary.steps) - 1:
-        return Decision("promote", f"all checks passed at {where}: {passed}", counts)
+        return Verdict("promote", f"all checks passed at {where}: {passed}", counts)
     nxt = canary.steps[step + 1]
-    return Decision("advance", f"all checks passed at {where}, advancing to {nxt} %: {passed}", counts)
+    return Verdict("advance", f"all checks passed at {where}, advancing to {nxt} %: {passed}", counts)
 
 
-def measure(record: CanaryRecord, observations: Mapping[str, Observation], *, now: float) -> tuple[CanaryRecord, Decision]:
+def measure(record: CanaryRecord, observations: Mapping[str, Observation], *, now: float) -> tuple[CanaryRecord, Verdict]:
     """Judge one measurement of every check and record it (pure).
 
     Returns the record with the measurement appended, failure counts updated and the next
-    measurement due ``interval`` seconds from ``now``, and the :class:`Decision` (which the
+    measurement due ``interval`` seconds from ``now``, and the :class:`Verdict` (which the
     edge carries out: advance, roll back, or nothing).
     """
     cfg = record.settings.canary
@@ -157,7 +157,7 @@ def measure(record: CanaryRecord, observations: Mapping[str, Observation], *, no
         earlier = sum(1 for m in record.measurements if m.step == record.step
                       for r in m.results if r.check == check.name and r.value is not None)
         results.append(evaluate_check(check, obs, points=earlier + (1 if obs.value is not None else 0)))
-    decision = decide(cfg, record.step, record.failures, results)
+    decision = judge(cfg, record.step, record.failures, results)
     m = Measurement(now, record.step, record.percent, tuple(results), decision.action, decision.reason)
     new = replace(record, measurements=record.measurements + (m,), failures=dict(decision.failures),
                   next_due_at=now + cfg.interval, updated_at=now, reason=decision.reason)

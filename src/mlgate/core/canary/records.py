@@ -88,7 +88,7 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Verdict:
     """What to do after a measurement: ``action``, the reason in words, and the updated
     consecutive-failure count of every check."""
 
