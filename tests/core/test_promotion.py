@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from mlgate.core.config import NAME_PATTERN, ALIAS_PATTERN, parse
 from mlgate.core.promotion import (
+    CanaryStep,
+    parse_canary_branch,
     Promotion,
     Trigger,
     eligibility,
@@ -41,6 +43,12 @@ triggers = st.builds(
     forge=st.none() | st.sampled_from(["github", "gitlab"]),
     url=st.none() | st.from_regex(r"https://[a-z]{1,10}\.example/[a-z0-9/]{0,20}", fullmatch=True),
 )
+canary_steps = st.builds(
+    CanaryStep, canary_id=st.integers(min_value=1, max_value=10**6),
+    step=st.sampled_from(["1", "2", "3", "rollback"]), percent=st.integers(min_value=0, max_value=100),
+    primary_version=versions, steps=st.integers(min_value=1, max_value=5),
+    reason=st.sampled_from(["", "error ratio 0.5 > 0.05 for 2 checks"]),
+)
 promotions = st.builds(
     Promotion, model=names, version=versions, environment=names, alias=aliases,
     action=st.sampled_from(["promote", "rollback"]), trigger=triggers,
@@ -49,6 +57,7 @@ promotions = st.builds(
     model_uri=st.none() | st.from_regex(r"models:/[a-z]{1,8}/[0-9]{1,3}", fullmatch=True),
     links=st.lists(st.from_regex(r"\[run\]\(https://mlflow\.example/#/runs/[0-9a-f]{8}\)", fullmatch=True),
                    max_size=2).map(tuple),
+    canary=st.none() | canary_steps,
 )
 
 
@@ -97,7 +106,7 @@ def test_the_message_reads_like_a_commit_and_ends_with_trailers():
     "promote\n\nModel: wine\nModel-Version: 3\nEnvironment: staging",    # no Alias trailer
     "promote\n\nModel: wine\nsome prose\nModel-Version: 3\nEnvironment: staging\nAlias: s",  # git: not a trailer block
     "canary: wine v3 at 10 %\n\nbody\n\nModel: wine\nModel-Version: 3\nEnvironment: prod\nAlias: champion\n"
-    "Canary-Id: 1\nCanary-Step: 1",                                     # a canary step is not a promotion
+    "Canary-Id: one\nCanary-Step: 1\nCanary-Percent: 10",               # a canary step whose id is no number
     "Merge pull request #4 from acme/mlgate/promote/wine/staging/v3",    # a merge commit's own message
 ])
 def test_messages_that_are_not_promotions_parse_to_none(message):
@@ -109,6 +118,24 @@ def test_trailers_survive_a_merge_tool_that_adds_a_paragraph_above_them():
     squashed = "Promote wine to version 3 in staging (#7)\n\n* extra line from the squash\n\n" + \
         p.message().split("\n\n", 2)[2]
     assert parse_message(squashed) == p
+
+
+@settings(max_examples=200, deadline=None)
+@given(names, names, versions, canary_steps)
+def test_a_canary_steps_branch_parses_back(model, env, version, step):
+    p = Promotion(model, version, env, "champion", canary=step)
+    assert parse_canary_branch(p.branch) == (model, env, step.canary_id, version, step.step)
+    assert parse_branch(p.branch) is None and p.labels == ("mlgate-promotion", "mlgate-canary")
+
+
+def test_canary_step_messages_keep_their_subjects_and_say_the_last_step():
+    step = Promotion("wine", "3", "production", "champion", canary=CanaryStep(4, "3", 100, "2", steps=3))
+    assert step.title == "canary: wine v3 at 100 % in production (step 3/3)"
+    assert "This is the last step: v3 becomes the primary." in step.message()
+    assert step.branch == "mlgate/canary/wine/production/c4-v3/step-3"
+    back = Promotion("wine", "3", "production", "champion", canary=CanaryStep(4, "rollback", 0, "2", reason="errors"))
+    assert back.title == "canary: roll back wine v3 in production" and back.branch.endswith("/c4-v3/rollback")
+    assert "Merging it sends the traffic back to the primary" in back.body()
 
 
 @pytest.mark.parametrize("branch", ["mlgate/promote/wine/staging/3", "mlgate/promote/wine/v3",

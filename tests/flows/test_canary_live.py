@@ -13,7 +13,8 @@ from mlgate.flows import canary as runner
 from mlgate.edge.db.canaries import CanaryStore
 from mlgate.core.config import parse
 from mlgate.core.errors import InfraError, ManifestError, Refused
-from mlgate.edge.git import Change, PromotionResult, PushWriter
+from mlgate.core.promotion import Change, WriteResult
+from mlgate.edge.git import PushWriter
 from tests.flows.conftest import (
     FIXTURES, clock, drive, file_at, history, register_versions, seed_repo, swaps, wait_for_value,
 )
@@ -217,7 +218,7 @@ def test_too_few_samples_waits_and_a_restart_resumes_without_repeating_a_step(tm
         def __init__(self, inner):
             self.inner = inner
 
-        def write(self, change: Change) -> PromotionResult:
+        def write(self, change: Change) -> WriteResult:
             self.inner.write(change)
             raise Killed("killed after the push")
 
@@ -263,10 +264,10 @@ class PullRequestWriter:
         self.open: list[Change] = []
         self.opened = 0
 
-    def write(self, change: Change) -> PromotionResult:
+    def write(self, change: Change) -> WriteResult:
         self.open.append(change)
         self.opened += 1
-        return PromotionResult(commit=None, url=f"https://forge.example/o/gitops/pull/{self.opened}", changed=True)
+        return WriteResult(commit=None, url=f"https://forge.example/o/gitops/pull/{self.opened}", changed=True)
 
     def merge(self) -> str:
         result = PushWriter().write(self.open.pop(0))

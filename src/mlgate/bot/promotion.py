@@ -8,15 +8,15 @@ commit message and trailers all come from it) and the Markdown renderers (gates 
 replies). The promotion itself is written by :func:`mlgate.flows.promote.write_promotion`,
 the same engine ``mlgate promote`` uses.
 
-Canaries (issue 5): :class:`CanaryWriter` writes each canary step (or the rollback) through
-the forge, on its own branch (:func:`canary_branch`, ``mlgate/canary/...``) labelled
-``mlgate-canary``; :func:`permission_decision` is the check of commands that need no review
+Canaries (issue 5): each step (or the rollback) is a
+:class:`~mlgate.core.promotion.Promotion` with a canary step, written by the same
+:class:`mlgate.edge.forges.ForgeWriter` on its own branch (``mlgate/canary/...``, labelled
+``mlgate-canary``); :func:`permission_decision` is the check of commands that need no review
 (``/train``, a canary's ``/rollback``/``/abort``).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from mlgate.core.commands import Command
 from mlgate.core.config import Config, Environment
 from mlgate.core.policy import Decision, Facts, Review, VersionFacts
-from mlgate.core.promotion import GATES_TAG, LABEL, Promotion, Trigger, gate_summary, gates_fingerprint
+from mlgate.core.promotion import GATES_TAG, Promotion, Trigger, gate_summary, gates_fingerprint
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -203,99 +203,6 @@ def refusal(cmd_text: str, decision: Decision) -> str:
 
 
 # --------------------------------------------------------------------------- canaries (issue 5) and /train (issue 6)
-
-#: Label of the pull/merge requests that carry a canary step or rollback.
-CANARY_LABEL = "mlgate-canary"
-CANARY_BRANCH_PREFIX = "mlgate/canary/"
-_TRAILER = re.compile(r"^(?P<key>[A-Z][A-Za-z-]+): (?P<value>.*)$")
-
-
-def trailers(message: str) -> dict[str, str]:
-    """The ``Key: value`` trailer lines of a commit message (e.g. ``Canary-Id``, ``Canary-Step``)."""
-    out: dict[str, str] = {}
-    for line in (message or "").splitlines():
-        m = _TRAILER.match(line.strip())
-        if m:
-            out[m["key"]] = m["value"].strip()
-    return out
-
-
-def canary_branch(message: str) -> str:
-    """Branch of a canary step/rollback PR, from the commit message's trailers (pure).
-
-    ``mlgate/canary/<model>/<env>/c<canary id>-v<version>/step-<n>`` or ``.../rollback``: one
-    branch per step, so a merged step never blocks the next, and a second canary of the same
-    version (after a rollback) gets new branches.
-    """
-    t = trailers(message)
-    step = t.get("Canary-Step", "x")
-    safe = lambda v: re.sub(r"[^A-Za-z0-9_.-]+", "-", v) or "x"  # noqa: E731
-    leaf = "rollback" if step == "rollback" else f"step-{safe(step)}"
-    return (f"{CANARY_BRANCH_PREFIX}{safe(t.get('Model', 'model'))}/{safe(t.get('Environment', 'env'))}/"
-            f"c{safe(t.get('Canary-Id', '0'))}-v{safe(t.get('Model-Version', '0'))}/{leaf}")
-
-
-def is_canary_branch(ref: str | None) -> bool:
-    """Whether ``ref`` is a branch of a canary step/rollback PR (see :func:`canary_branch`)."""
-    return bool(ref and ref.startswith(CANARY_BRANCH_PREFIX))
-
-
-def canary_id_from_branch(ref: str | None) -> int | None:
-    """The canary id in a :func:`canary_branch` name, or None."""
-    m = re.match(r"^" + re.escape(CANARY_BRANCH_PREFIX) + r"[^/]+/[^/]+/c(?P<id>[0-9]+)-v[^/]+/[^/]+$", ref or "")
-    return int(m["id"]) if m else None
-
-
-def canary_pr_body(message: str, source: Mapping[str, Any]) -> str:
-    """Markdown body of a canary step/rollback PR: the commit message, where the canary came from, the change."""
-    from mlgate.edge.forges.base import CHANGE_PLACEHOLDER
-
-    lines = (message or "").splitlines()
-    subject = lines[0] if lines else "canary step"
-    text = "\n".join(lines[1:]).strip()
-    who = f"@{source['actor']}" if source.get("actor") else "mlgate"
-    where = source.get("url") or source.get("repo") or "-"
-    step = trailers(message).get("Canary-Step")
-    merge = ("Merging it sends the traffic back to the primary and ends the canary."
-             if step == "rollback" else
-             "Merging it makes this step live: mlgate measures it after the canary's interval, then opens the next "
-             "step or the rollback.")
-    return "\n".join([
-        f"## {subject}", "", f"Canary started by {who} on {where}.", "", "```", text, "```", "",
-        f"**Change:** {CHANGE_PLACEHOLDER}", "", merge,
-    ])
-
-
-class CanaryWriter:
-    """:class:`mlgate.edge.git.PromotionWriter` for a canary the bot drives: each step (or the
-    rollback) is written through the forge, as a pull/merge request (``pull-request`` mode: the
-    step is live when it is merged) or a commit on the branch (``push`` mode: live at once).
-
-    Args:
-        forge: the GitOps repository's forge client.
-        repo: its ``owner/name`` (GitLab: project path).
-        mode: ``pull-request`` or ``push``.
-        source: the canary's source (actor, PR url) for the PR body.
-    """
-
-    def __init__(self, forge: Any, repo: str, mode: str, source: Mapping[str, Any]):
-        self.forge, self.repo, self.mode, self.source = forge, repo, mode, dict(source)
-
-    def write(self, change: Any) -> Any:
-        """Raises ForgeError/ForgeBusy (forge trouble), ManifestError (the edit failed)."""
-        from mlgate.edge.forges.base import FileEdit, PromotionRequest, describe_change
-        from mlgate.edge.git import PromotionResult as GitopsResult
-
-        subject = (change.message or "canary step").splitlines()[0]
-        req = PromotionRequest(
-            repo=self.repo, base=change.branch, branch=canary_branch(change.message),
-            edits=(FileEdit(change.path, change.edit),), message=change.message, title=subject,
-            body=canary_pr_body(change.message, self.source), labels=(LABEL, CANARY_LABEL), mode=self.mode,
-        )
-        res = self.forge.open_promotion(req)
-        url = res.url if self.mode != "push" else None
-        return GitopsResult(commit=res.commit, url=url, changed=res.changed, diff=describe_change(res.diff))
-
 
 def permission_decision(command: str, actor: str, promoters: Any, permission: str, teams: frozenset[str],
                         scope: str) -> Decision:

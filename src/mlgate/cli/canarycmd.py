@@ -47,7 +47,7 @@ class _LazyWriter:
 
     def write(self, change: Any) -> Any:
         if self._writer is None:
-            from mlgate.edge.git import writer_for
+            from mlgate.flows.promote import writer_for
 
             self._writer = writer_for(self.mode)
         return self._writer.write(change)
@@ -194,7 +194,7 @@ def start(config_path: str, to: str, model: str | None, version: str | None, ali
     """
     from mlgate.flows.canary import start_canary
     from mlgate.core.errors import UsageError
-    from mlgate.edge.git import writer_for
+    from mlgate.flows.promote import writer_for
     from mlgate.flows.promote import default_promotion_version
     from mlgate.flows.validate import pick_version
 

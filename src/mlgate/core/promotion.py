@@ -33,8 +33,11 @@ from mlgate.core.config import Config, Environment
 
 #: Branch prefix of promotion PRs/MRs.
 BRANCH_PREFIX = "mlgate/promote/"
-#: Label of every PR/MR mlgate opens for a promotion.
+#: Branch prefix of canary step and rollback PRs/MRs.
+CANARY_BRANCH_PREFIX = "mlgate/canary/"
+#: Label of every PR/MR mlgate opens for a promotion; canary steps carry the second one too.
 LABEL = "mlgate-promotion"
+CANARY_LABEL = "mlgate-canary"
 #: Registry tags on a version: its gate result, and the fingerprint of the gates it was validated under.
 GATES_TAG = "mlgate.gates"
 FINGERPRINT_TAG = "mlgate.gates.fingerprint"
@@ -44,6 +47,8 @@ ACTIONS = ("promote", "rollback")
 TRIGGERS = ("cli", "ci", "comment", "canary", "registry", "alert")
 
 _BRANCH = re.compile(r"^mlgate/promote/(?P<model>[^/]+)/(?P<env>[^/]+)/v(?P<version>[0-9]+)$")
+_CANARY_BRANCH = re.compile(r"^mlgate/canary/(?P<model>[^/]+)/(?P<env>[^/]+)/c(?P<id>[0-9]+)-v(?P<version>[0-9]+)/"
+                            r"(?:step-(?P<step>[0-9]+)|(?P<rollback>rollback))$")
 _TRAILER = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9-]*): (?P<value>.*)$")
 _HIDDEN = re.compile(r"<!-- mlgate-promotion (\{.*?\}) -->", re.S)
 
@@ -67,6 +72,33 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class CanaryStep:
+    """The strategy step a promotion is: one step of a canary, or its rollback.
+
+    ``canary_id``: the canary (its record in the store). ``step``: ``"1"``..``"<steps>"`` or
+    ``"rollback"``. ``percent``: the canary's share of the traffic after the step (0 for a
+    rollback). ``primary_version``: the version serving the rest. ``steps``: how many steps the
+    canary has. ``reason``: why it rolls back.
+    """
+
+    canary_id: int
+    step: str
+    percent: int
+    primary_version: str
+    steps: int = 0
+    reason: str = ""
+
+    @property
+    def rollback(self) -> bool:
+        return self.step == "rollback"
+
+    @property
+    def last(self) -> bool:
+        """The 100 % step: the version becomes the primary when it is live."""
+        return not self.rollback and self.step == str(self.steps)
+
+
+@dataclass(frozen=True)
 class Promotion:
     """One model version going to one environment.
 
@@ -86,11 +118,23 @@ class Promotion:
     run_id: str | None = None
     model_uri: str | None = None
     links: tuple[str, ...] = ()
+    canary: CanaryStep | None = None
 
     @property
     def branch(self) -> str:
-        """``mlgate/promote/<model>/<env>/v<version>``: the promotion PR/MR's branch."""
+        """``mlgate/promote/<model>/<env>/v<version>``: the promotion PR/MR's branch; a canary
+        step's is ``mlgate/canary/<model>/<env>/c<canary id>-v<version>/step-<n>`` (or
+        ``.../rollback``): one branch per step, so a merged step never blocks the next, and a
+        second canary of the same version gets new branches."""
+        c = self.canary
+        if c is not None:
+            leaf = "rollback" if c.rollback else f"step-{c.step}"
+            return f"{CANARY_BRANCH_PREFIX}{self.model}/{self.environment}/c{c.canary_id}-v{self.version}/{leaf}"
         return f"{BRANCH_PREFIX}{self.model}/{self.environment}/v{self.version}"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return (LABEL, CANARY_LABEL) if self.canary is not None else (LABEL,)
 
     @property
     def verb(self) -> str:
@@ -99,13 +143,39 @@ class Promotion:
     @property
     def title(self) -> str:
         """The PR/MR title and the commit subject."""
+        c = self.canary
+        if c is not None and c.rollback:
+            return f"canary: roll back {self.model} v{self.version} in {self.environment}"
+        if c is not None:
+            return (f"canary: {self.model} v{self.version} at {c.percent} % in {self.environment} "
+                    f"(step {c.step}/{c.steps})")
         return f"{self.verb} {self.model} to version {self.version} in {self.environment}"
+
+    @property
+    def summary(self) -> str:
+        """The sentence between the subject and the trailers of the commit message."""
+        c = self.canary
+        if c is not None and c.rollback:
+            return f"mlgate rolls back the canary of {self.model} v{self.version}: {c.reason}"
+        if c is not None:
+            text = (f"mlgate moves {c.percent} % of {self.environment}'s traffic to {self.model} v{self.version} "
+                    f"(primary v{c.primary_version}).")
+            return text + (f" This is the last step: v{self.version} becomes the primary." if c.last else "")
+        what = "rolls back" if self.action == "rollback" else "promotes"
+        return (f"mlgate {what} model version {self.version} of {self.model} to {self.environment} "
+                f"(alias {self.alias}).")
 
     def trailers(self) -> list[tuple[str, str]]:
         """The git trailers, in order; :func:`parse_message` reads them back."""
         t = self.trigger
         out = [("Model", self.model), ("Model-Version", self.version), ("Environment", self.environment),
                ("Alias", self.alias), ("Action", self.action), ("Trigger", t.kind)]
+        c = self.canary
+        if c is not None:
+            out += [("Primary-Version", c.primary_version), ("Canary-Id", str(c.canary_id)), ("Canary-Step", c.step),
+                    ("Canary-Percent", str(c.percent)), ("Canary-Steps", str(c.steps))]
+            if c.reason:
+                out.append(("Canary-Reason", _one_line(c.reason)))
         optional = [("Requested-By", t.actor), ("Source-Repo", t.repo),
                     ("Source-Number", str(t.number) if t.number is not None else None),
                     ("Source-Forge", t.forge), ("Source-URL", t.url), ("Gates", self.gates),
@@ -116,11 +186,8 @@ class Promotion:
 
     def message(self) -> str:
         """The commit message: subject, a sentence, then the trailers (last paragraph)."""
-        what = "rolls back" if self.action == "rollback" else "promotes"
-        body = (f"mlgate {what} model version {self.version} of {self.model} to {self.environment} "
-                f"(alias {self.alias}).")
         trailers = "\n".join(f"{k}: {v}" for k, v in self.trailers())
-        return f"{self.title}\n\n{body}\n\n{trailers}\n"
+        return f"{self.title}\n\n{_one_line(self.summary)}\n\n{trailers}\n"
 
     def hidden(self) -> str:
         """``<!-- mlgate-promotion {json} -->``: the machine-readable block of a PR/MR body."""
@@ -141,6 +208,8 @@ class Promotion:
         t = self.trigger
         source = t.url or (f"{t.repo}#{t.number}" if t.repo and t.number else t.repo)
         who = f"@{t.actor}" if t.actor else "mlgate"
+        if self.canary is not None:
+            return self._canary_body(who, source or "-", change)
         how = {"comment": f"with `/{self.action}`", "cli": "with `mlgate promote`", "ci": "by a CI job",
                "canary": "by a canary", "registry": "by a registry event", "alert": "by a monitoring alert"}
         lines = [f"## {self.verb} `{self.model}` version {self.version} to `{self.environment}`", "",
@@ -160,6 +229,16 @@ class Promotion:
         return "\n".join(lines)
 
 
+    def _canary_body(self, who: str, where: str, change: str) -> str:
+        merge = ("Merging it sends the traffic back to the primary and ends the canary."
+                 if self.canary is not None and self.canary.rollback else
+                 "Merging it makes this step live: mlgate measures it after the canary's interval, then opens the "
+                 "next step or the rollback.")
+        text = self.message().split("\n", 2)[2].strip()
+        return "\n".join([f"## {self.title}", "", f"Canary started by {who} on {where}.", "", "```", text, "```", "",
+                          f"**Change:** {change}", "", merge, "", self.hidden()])
+
+
 def _one_line(value: str) -> str:
     return " ".join(str(value).split())
 
@@ -168,6 +247,18 @@ def parse_branch(branch: str | None) -> tuple[str, str, str] | None:
     """(model, environment, version) of a promotion branch (:attr:`Promotion.branch`), else None."""
     m = _BRANCH.match(branch or "")
     return (m["model"], m["env"], m["version"]) if m else None
+
+
+def parse_canary_branch(branch: str | None) -> tuple[str, str, int, str, str] | None:
+    """(model, environment, canary id, version, step or ``"rollback"``) of a canary step's
+    branch (:attr:`Promotion.branch` with a :class:`CanaryStep`), else None."""
+    m = _CANARY_BRANCH.match(branch or "")
+    return (m["model"], m["env"], int(m["id"]), m["version"], m["step"] or "rollback") if m else None
+
+
+def is_canary_branch(ref: str | None) -> bool:
+    """Whether ``ref`` is under the canary branch prefix (a canary step or rollback PR)."""
+    return bool(ref and ref.startswith(CANARY_BRANCH_PREFIX))
 
 
 def trailers(message: str | None) -> list[tuple[str, str]]:
@@ -192,8 +283,15 @@ def parse_message(message: str | None) -> Promotion | None:
     """
     pairs = trailers(message)
     t = dict(pairs)
-    if not all(t.get(k) for k in ("Model", "Model-Version", "Environment", "Alias")) or "Canary-Step" in t:
+    if not all(t.get(k) for k in ("Model", "Model-Version", "Environment", "Alias")):
         return None
+    canary = None
+    if "Canary-Step" in t:
+        try:
+            canary = CanaryStep(int(t.get("Canary-Id", "")), t["Canary-Step"], int(t.get("Canary-Percent", "")),
+                                t.get("Primary-Version", ""), int(t.get("Canary-Steps", "0")), t.get("Canary-Reason", ""))
+        except ValueError:
+            return None
     number = t.get("Source-Number")
     trigger = Trigger(kind=t.get("Trigger", "cli"), actor=t.get("Requested-By"), repo=t.get("Source-Repo"),
                       number=int(number) if number and number.isdigit() else None, forge=t.get("Source-Forge"),
@@ -201,7 +299,7 @@ def parse_message(message: str | None) -> Promotion | None:
     return Promotion(model=t["Model"], version=t["Model-Version"], environment=t["Environment"], alias=t["Alias"],
                      action=t.get("Action", "promote"), trigger=trigger, gates=t.get("Gates"),
                      run_id=t.get("Source-Run"), model_uri=t.get("Model-URI"),
-                     links=tuple(v for k, v in pairs if k == "Evidence"))
+                     links=tuple(v for k, v in pairs if k == "Evidence"), canary=canary)
 
 
 def parse_hidden(body: str | None) -> dict[str, Any] | None:

@@ -56,7 +56,7 @@ def deployed(history: Sequence[tuple[str, str, str]], paths: Mapping[str, Sequen
     canary: set[tuple[str, str]] = set()
     for sha, at, message in history:
         p = parse_message(message)
-        if p is None:
+        if p is None or p.canary is not None:
             t = dict(trailers(message))
             if "Canary-Step" in t and t.get("Model") and t.get("Environment"):
                 canary.add((t["Model"], t["Environment"]))

@@ -33,10 +33,6 @@ class PromotionWriter(Protocol):
     def write(self, change: Change) -> WriteResult: ...
 
 
-#: The name this result had before issue 9; canary code and tests still use it.
-PromotionResult = WriteResult
-
-
 def _git(args: list[str], cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.setdefault("GIT_TERMINAL_PROMPT", "0")

@@ -41,7 +41,8 @@ from mlgate.core.errors import InfraError, ManifestError, MlgateError, Refused, 
 from mlgate.edge.db.canaries import CanaryStore, Conflict
 from mlgate.edge.files import read_text, resolve_in_repo
 from mlgate.edge.git import resolve_repository
-from mlgate.flows.canary_run import (  # noqa: F401  (Notify, PrometheusLike, RegistryLike, TickResult, report: re-exported)
+from mlgate.flows.promote import RegistryPort
+from mlgate.flows.canary_run import (  # noqa: F401  (Notify, PrometheusLike, TickResult, report: re-exported)
     TAG_MAX,
     CanaryRun,
     Clock,
@@ -49,7 +50,6 @@ from mlgate.flows.canary_run import (  # noqa: F401  (Notify, PrometheusLike, Re
     PrometheusFactory,
     PrometheusLike,
     Reader,
-    RegistryLike,
     TickResult,
     log_change,
     report,
@@ -66,7 +66,7 @@ __all__ = [
 # --------------------------------------------------------------------------- start
 
 
-def start_canary(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, *, config: Config,
+def start_canary(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock, *, config: Config,
                  environment: str, version: str, base_dir: str | Path = ".", source: Mapping[str, Any] | None = None,
                  actor: str = "cli", check_policy: bool = True, notify: Notify | None = None) -> TickResult:
     """Start a canary of ``version`` in ``environment``: store it and write step 1.
@@ -116,7 +116,7 @@ def start_canary(store: CanaryStore, registry: RegistryLike, writer: Any, clock:
     return run.result(record, action, record.reason)
 
 
-def _check_startable(registry: RegistryLike, config: Config, environment: str, version: str,
+def _check_startable(registry: RegistryPort, config: Config, environment: str, version: str,
                      check_policy: bool) -> tuple[Environment, str, Any, Any]:
     """(environment, version number, its registry version, the primary's) of a canary that may
     start; raises the refusals of :func:`start_canary`."""
@@ -174,7 +174,7 @@ def _write_first_step(run: CanaryRun, record: CanaryRecord) -> CanaryRecord:
 # --------------------------------------------------------------------------- live
 
 
-def on_step_live(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, canary_id: int, *,
+def on_step_live(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock, canary_id: int, *,
                  commit: str | None = None, actor: str = "bot", notify: Notify | None = None) -> TickResult:
     """The current step's (or the rollback's) pull request was merged: the change is live.
 
@@ -247,7 +247,7 @@ def observe(record: CanaryRecord, prometheus: PrometheusLike) -> dict[str, Obser
     return out
 
 
-def tick(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, *, canary_id: int | None = None,
+def tick(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock, *, canary_id: int | None = None,
          prometheus: PrometheusFactory = default_prometheus, reader: Reader | None = None, actor: str = "bot",
          notify: Notify | None = None) -> list[TickResult]:
     """Do what is due for every running canary (or only ``canary_id``): one pass, no sleeping.
@@ -375,7 +375,7 @@ def _find(store: CanaryStore, canary: int | CanaryRecord) -> CanaryRecord:
     return found
 
 
-def rollback(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, canary: int | CanaryRecord, *,
+def rollback(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock, canary: int | CanaryRecord, *,
              reason: str, actor: str = "cli", notify: Notify | None = None) -> TickResult:
     """Roll a canary back now, at any step (``/rollback``): traffic back to the primary, canary removed.
 
@@ -397,7 +397,7 @@ def rollback(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clo
     return run.result(record, record.status, msg)
 
 
-def abort(store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, canary: int | CanaryRecord, *,
+def abort(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock, canary: int | CanaryRecord, *,
           reason: str, actor: str = "cli", notify: Notify | None = None) -> TickResult:
     """Stop driving a canary at any step (``/abort``), leaving the manifest as it is.
 

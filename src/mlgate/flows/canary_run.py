@@ -6,7 +6,7 @@ GitOps writer, moves the registry alias and stores each change with a compare-an
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -17,6 +17,7 @@ from mlgate.core.config import CanaryAnalysis
 from mlgate.core.errors import MlgateError
 from mlgate.core.promotion import Change, template_values
 from mlgate.edge.db.canaries import CanaryStore, Conflict
+from mlgate.flows.promote import RegistryPort, land
 
 Clock = Callable[[], datetime]
 Notify = Callable[[CanaryRecord, str], None]
@@ -25,13 +26,6 @@ Reader = Callable[[str, str, str], str]
 
 #: MLflow keeps tag values up to 5,000 characters (older servers: 250 for run tags).
 TAG_MAX = 4000
-
-
-class RegistryLike(Protocol):
-    def get_version(self, model: str, version: str) -> Any: ...
-    def get_by_alias(self, model: str, alias: str) -> Any: ...
-    def set_alias(self, model: str, alias: str, version: str) -> None: ...
-    def set_tags(self, model: str, version: str, tags: Mapping[str, str]) -> None: ...
 
 
 class PrometheusLike(Protocol):
@@ -99,7 +93,7 @@ def version_values(info: Any) -> dict[str, str]:
 class CanaryRun:
     """One call's collaborators and its bookkeeping (the record as last stored)."""
 
-    def __init__(self, store: CanaryStore, registry: RegistryLike, writer: Any, clock: Clock, actor: str,
+    def __init__(self, store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock, actor: str,
                  notify: Notify | None):
         self.store, self.registry, self.writer, self.clock = store, registry, writer, clock
         self.actor, self.notify = actor, notify
@@ -134,7 +128,8 @@ class CanaryRun:
             def edit(text: str) -> str:
                 return core.plan_step(text, s, record.step, record.values, filename=s.path, first=record.step == 0,
                                       resume=resume)
-        return Change(s.repository, s.branch, s.path, core.commit_message(record, rollback=rollback), edit)
+        promotion = core.promotion_of(record, rollback=rollback)
+        return Change(s.repository, s.branch, s.path, promotion.message(), edit, promotion=promotion)
 
     def write_step(self, record: CanaryRecord, *, resume: bool = True) -> CanaryRecord:
         """Write the current step of a ``started``/``advancing`` record, record it, promote at 100 % live.
@@ -178,14 +173,11 @@ class CanaryRun:
         now = self.now()
         new = core.to_promoted(record, now=now)
         cur = record.current
-        tags = {"mlgate.canary": "promoted", "mlgate.canary.reason": new.reason[:TAG_MAX],
-                f"mlgate.promoted.{record.environment}.at": _iso(now)}
-        if cur is not None and cur.commit:
-            tags[f"mlgate.promoted.{record.environment}.commit"] = cur.commit
-        if cur is not None and cur.url:
-            tags[f"mlgate.promoted.{record.environment}.url"] = cur.url
-        self.registry.set_alias(record.model, record.alias, record.version)
-        self.registry.set_tags(record.model, record.version, tags)
+        # the last step landed: the same landing as any promotion (alias, mlgate.promoted.<env>.*)
+        land(self.registry, core.promotion_of(record), commit=cur.commit if cur else None,
+             url=cur.url if cur else None, at=_iso(now))
+        self.registry.set_tags(record.model, record.version,
+                               {"mlgate.canary": "promoted", "mlgate.canary.reason": new.reason[:TAG_MAX]})
         return self.save(new, record, "promote")
 
     def finish_rollback(self, record: CanaryRecord) -> CanaryRecord:

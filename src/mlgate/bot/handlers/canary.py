@@ -2,7 +2,7 @@
 
 ``/promote`` to an environment with a ``canary:`` section starts a canary
 (:func:`mlgate.flows.canary.start_canary`) after the same policy checks as any promotion; each
-step is written through the forge (:class:`mlgate.bot.promotion.CanaryWriter`); the merge of a
+step is written through the forge (:class:`mlgate.edge.forges.ForgeWriter`); the merge of a
 step's PR (``pull_request`` closed+merged on the GitOps repository) makes it live
 (:func:`mlgate.flows.canary.on_step_live`); ``/rollback`` and ``/abort`` stop a running canary.
 The periodic tick (:mod:`mlgate.bot.handlers.tick`) measures, advances and rolls back. The
@@ -18,6 +18,8 @@ from typing import Any
 
 import structlog
 
+from mlgate.core.promotion import parse_canary_branch
+from mlgate.edge.forges import ForgeWriter
 from mlgate.core import canary as core
 from mlgate.core.canary import CanaryRecord
 from mlgate.core.commands import Command
@@ -73,12 +75,12 @@ def canary_title(record: CanaryRecord) -> str:
             f"{record.status.replace('_', ' ')}")
 
 
-def canary_tools(ctx: HandlerContext, record: CanaryRecord) -> tuple[Forge, ModelRegistry, promo.CanaryWriter]:
+def canary_tools(ctx: HandlerContext, record: CanaryRecord) -> tuple[Forge, ModelRegistry, ForgeWriter]:
     """(forge, registry, writer) for a canary the bot started, from what its ``source`` recorded."""
     src = record.source
     forge = ctx.forges(src["forge"], src.get("installation_id"))  # type: ignore[misc]
     reg = ctx.registry_factory(src["tracking_uri"])  # type: ignore[misc]
-    writer = promo.CanaryWriter(forge, src["gitops_repo"], record.settings.mode, src)
+    writer = ForgeWriter(lambda _repository: forge, mode=record.settings.mode)
     return forge, reg, writer
 
 
@@ -154,7 +156,7 @@ def start_canary(job: Job, cmd: Command, cfg: Config, model: str, env: Environme
         update={"repository": job.forge.web_url(gitops_repo)})})
     run_cfg = cfg.model_copy(update={"environments": [web_env if e.name == env.name else e
                                                       for e in cfg.environments]})
-    writer = promo.CanaryWriter(job.forge, gitops_repo, env.gitops.mode, source)
+    writer = ForgeWriter(lambda _repository: job.forge, mode=env.gitops.mode)
     base = job.audit_base()
     try:
         res = runner.start_canary(cstore, reg, writer, job.ctx.clock, config=run_cfg, environment=env.name,
@@ -243,14 +245,15 @@ def merge_commit(delivery: Delivery) -> str | None:
 def on_canary_merged(job: Job) -> str:
     """A canary step's (or rollback's) PR/MR was merged: the change is live.
 
-    The canary is named by the PR's branch (:func:`mlgate.bot.promotion.canary_branch`) and
+    The canary is named by the PR's branch (:func:`mlgate.core.promotion.parse_canary_branch`) and
     must have recorded this PR's address (the forge's web URL, as the webhook or the API
     gives it). Read under the canary's lock (:meth:`~mlgate.bot.handlers.common.Job.canary_lock`),
     so a step the periodic tick is writing right now is seen complete.
     """
     ev = job.ev
     cstore = canary_store(job.ctx)
-    cid = promo.canary_id_from_branch(ev.head_ref)
+    parsed = parse_canary_branch(ev.head_ref)
+    cid = parsed[2] if parsed else None
     named = cstore.get(cid) if cid is not None else (cstore.find_by_url(ev.url) if ev.url else None)
     if named is None:
         return f"merged canary PR #{ev.number}: no canary wrote it (not opened by mlgate)"

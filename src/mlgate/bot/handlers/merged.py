@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlgate.core.promotion import is_canary_branch
 from mlgate.bot import promotion as promo
 from mlgate.bot.handlers import canary
 from mlgate.bot.handlers.canary import merge_commit
@@ -34,7 +35,7 @@ def move_alias(job: Job, promotion: Promotion, *, commit: str | None, url: str |
 def on_merged(job: Job) -> str:
     """``pull_request`` merged: move the alias a promotion PR named; a canary step goes live."""
     ev = job.ev
-    if promo.is_canary_branch(ev.head_ref):
+    if is_canary_branch(ev.head_ref):
         return canary.on_canary_merged(job)
     parsed = parse_branch(ev.head_ref)
     if parsed is None:

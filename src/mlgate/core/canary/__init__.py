@@ -59,6 +59,7 @@ from mlgate.core.canary.plan import (
     MODE_ANNOTATION,
     SERVERLESS_MODES,
     commit_message,
+    promotion_of,
     kserve_mode_problem,
     plan_rollback,
     plan_step,
@@ -90,6 +91,6 @@ __all__ = [
     "measurement_due", "new_canary", "plan_rollback", "plan_step", "render_query", "render_report",
     "status_line", "step_live", "step_written", "start_advance", "start_rollback", "to_aborted", "to_promoted",
     "to_rolled_back", "record_to_json", "record_from_json", "KSERVE_URI", "KSERVE_PERCENT", "MODE_ANNOTATION",
-    "rollback_written", "rollback_live", "needs_rollback_write", "commit_message", "report_marker",
+    "rollback_written", "rollback_live", "needs_rollback_write", "commit_message", "promotion_of", "report_marker",
     "kserve_mode_problem", "validate_version",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from mlgate.core.promotion import CanaryStep, Promotion, Trigger
 from mlgate.core.canary.records import CanaryRecord, CanarySettings
 from mlgate.core.config import CanaryKServeTarget, CanaryWeightedTarget
 from mlgate.core.errors import ManifestError, Refused
@@ -225,22 +226,22 @@ def plan_rollback(text: str, settings: CanarySettings, primary_values: Mapping[s
     return _apply(text, edits, filename)
 
 
+def promotion_of(record: CanaryRecord, *, rollback: bool = False) -> Promotion:
+    """The canary's current step (or its rollback) as a :class:`~mlgate.core.promotion.Promotion`:
+    the source of its branch, PR/MR title and body, and commit message with trailers."""
+    src = record.source or {}
+    number = src.get("number")
+    trigger = Trigger("canary", actor=src.get("actor") or None, repo=src.get("repo") or None,
+                      number=int(number) if isinstance(number, int) or str(number or "").isdigit() else None,
+                      forge=src.get("forge") or None, url=src.get("url") or None)
+    if rollback:
+        step = CanaryStep(record.id or 0, "rollback", 0, record.primary_version, len(record.steps), record.reason)
+    else:
+        step = CanaryStep(record.id or 0, str(record.step + 1), record.percent, record.primary_version, len(record.steps))
+    return Promotion(record.model, record.version, record.environment, record.alias, trigger=trigger,
+                     model_uri=record.values.get("model_uri") or None, canary=step)
+
+
 def commit_message(record: CanaryRecord, *, rollback: bool = False) -> str:
     """The structured commit message of a canary step or rollback (subject + git trailers)."""
-    n = len(record.steps)
-    if rollback:
-        subject = f"canary: roll back {record.model} v{record.version} in {record.environment}"
-        body = f"mlgate rolls back the canary of {record.model} v{record.version}: {record.reason}"
-        step, pct = "rollback", "0"
-    else:
-        subject = (f"canary: {record.model} v{record.version} at {record.percent} % in {record.environment} "
-                   f"(step {record.step + 1}/{n})")
-        body = (f"mlgate moves {record.percent} % of {record.environment}'s traffic to {record.model} "
-                f"v{record.version} (primary v{record.primary_version}).")
-        if record.is_last_step:
-            body += f" This is the last step: v{record.version} becomes the primary."
-        step, pct = str(record.step + 1), str(record.percent)
-    return (f"{subject}\n\n{body}\n\n"
-            f"Model: {record.model}\nModel-Version: {record.version}\nPrimary-Version: {record.primary_version}\n"
-            f"Environment: {record.environment}\nCanary-Id: {record.id}\nCanary-Step: {step}\nCanary-Percent: {pct}\n"
-            f"Model-URI: {record.values.get('model_uri', '')}\n")
+    return promotion_of(record, rollback=rollback).message()

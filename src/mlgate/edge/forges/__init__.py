@@ -11,7 +11,7 @@ import os
 from typing import Any, Callable, Mapping
 
 from mlgate.core.errors import UsageError
-from mlgate.core.promotion import LABEL, Change, WriteResult
+from mlgate.core.promotion import Change, WriteResult
 
 from mlgate.edge.forges.base import (  # noqa: F401  (re-exported names)
     MARKER,
@@ -82,8 +82,8 @@ class ForgeWriter:
     """Writes a promotion through a forge's API (:class:`mlgate.edge.git.PromotionWriter`).
 
     ``pull-request`` mode opens (or updates) the promotion PR/MR on the promotion's branch
-    (:attr:`mlgate.core.promotion.Promotion.branch`) with its title and body, labelled
-    ``mlgate-promotion``; ``push`` mode commits straight to the branch through the API.
+    (:attr:`mlgate.core.promotion.Promotion.branch`: a promotion's, or a canary step's) with
+    its title, body and labels; ``push`` mode commits straight to the branch through the API.
 
     Args:
         forge_for: the forge client for a repository (``owner/name`` or URL).
@@ -104,7 +104,7 @@ class ForgeWriter:
         req = PromotionRequest(
             repo=repo_path(change.repository), base=change.branch, branch=p.branch,
             edits=(FileEdit(change.path, change.edit),), message=change.message, title=p.title,
-            body=change.body or p.body(), labels=(LABEL,), mode=self.mode,
+            body=change.body or p.body(), labels=p.labels, mode=self.mode,
         )
         res = forge.open_promotion(req)
         url = res.url if self.mode != "push" else None
