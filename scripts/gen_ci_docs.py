@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ACTIONS = ("setup", "train", "validate", "promote", "canary")
-TEMPLATES = ("train", "validate", "promote", "canary")
+ACTIONS = ("setup", "train", "validate", "promote", "canary", "reconcile")
+TEMPLATES = ("train", "validate", "promote", "canary", "reconcile")
 BEGIN = "<!-- BEGIN mlgate-ci-docs -->"
 END = "<!-- END mlgate-ci-docs -->"
 GITHUB_EXAMPLE = "examples/github/.github/workflows/mlops.yml"
 GITLAB_EXAMPLE = "examples/gitlab/.gitlab-ci.yml"
+GITHUB_GITOPS_EXAMPLE = "examples/github-gitops/.github/workflows/mlgate-reconcile.yml"
+GITLAB_GITOPS_EXAMPLE = "examples/gitlab-gitops/.gitlab-ci.yml"
 OWNER_REPO = "mlgate/mlgate"
 _OUTPUT_LINE = re.compile(r"^#\s*output:\s*([A-Za-z0-9_]+):\s*(.+)$")
 
@@ -88,6 +90,11 @@ def _code(value: Any) -> str:
     return "`" + text.replace("`", "'") + "`"
 
 
+def _yaml_block(root: Path, rel: str) -> str:
+    text = (root / rel).read_text(encoding="utf-8")
+    return "```yaml\n" + text + ("" if text.endswith("\n") else "\n") + "```\n\n"
+
+
 def github_section(root: Path) -> str:
     out = io.StringIO()
     w = out.write
@@ -114,6 +121,12 @@ def github_section(root: Path) -> str:
     w("Python: `setup` runs `actions/setup-python` (input `python-version`, default 3.11) and caches\n")
     w("pip's downloads with `actions/cache`; `python-version: \"\"` uses the `python3` on the runner\n")
     w("(self-hosted runners, containers), in a virtual environment when that Python is externally managed.\n\n")
+    w("**In the GitOps repository.** With gitops mode `pull-request` and no mlgate bot, the registry alias\n")
+    w("follows the merge of a promotion pull request through `actions/reconcile` (`mlgate reconcile`) in\n")
+    w("the GitOps repository's own workflow, on pushes to the branch the deployment tool watches: add\n")
+    w(f"`.github/workflows/mlgate-reconcile.yml` (a copy of [`{GITHUB_GITOPS_EXAMPLE}`]({GITHUB_GITOPS_EXAMPLE}))\n")
+    w("there. The checkout needs the whole history (`fetch-depth: 0`); `check: 'true'` only reports.\n\n")
+    w(_yaml_block(root, GITHUB_GITOPS_EXAMPLE))
     for name in ACTIONS:
         action = load_action(root, name)
         w(f"### `{OWNER_REPO}/actions/{name}`: {action['name']}\n\n")
@@ -161,6 +174,11 @@ def gitlab_section(root: Path) -> str:
     w("log line), `MLGATE_GITOPS_TOKEN` (masked: push access to the GitOps repository). Inputs are used\n")
     w("only in `variables:` (never inside `script:`); names have a `regex:` that GitLab checks when the\n")
     w("pipeline is created, and the scripts check them again.\n\n")
+    w("**In the GitOps project.** With gitops mode `pull-request` and no mlgate bot, the registry alias\n")
+    w("follows the merge of a promotion merge request through the `reconcile` template (`mlgate reconcile`)\n")
+    w("in the GitOps project's own pipeline, on pushes to its default branch (the job sets `GIT_DEPTH: 0`):\n")
+    w(f"a copy of [`{GITLAB_GITOPS_EXAMPLE}`]({GITLAB_GITOPS_EXAMPLE}), or include the template in yours.\n\n")
+    w(_yaml_block(root, GITLAB_GITOPS_EXAMPLE))
     for name in TEMPLATES:
         inputs, outputs, desc = load_template(root, name)
         w(f"### `gitlab-templates/templates/{name}.yml`\n\n")

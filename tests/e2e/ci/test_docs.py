@@ -42,10 +42,13 @@ def test_every_input_and_output_is_documented() -> None:
     assert "## Use on GitHub" in section and "## Use on GitLab" in section
     assert (ROOT / "examples" / "github" / ".github" / "workflows" / "mlops.yml").read_text(encoding="utf-8") in section
     assert (ROOT / "examples" / "gitlab" / ".gitlab-ci.yml").read_text(encoding="utf-8") in section
+    for example in ("github-gitops/.github/workflows/mlgate-reconcile.yml", "gitlab-gitops/.gitlab-ci.yml"):
+        assert (ROOT / "examples" / example).read_text(encoding="utf-8") in section
 
 
 def test_a_changed_action_makes_the_docs_stale(tmp_path: Path) -> None:
-    for name in ("actions", "gitlab-templates", "examples/github", "examples/gitlab", "docs"):
+    for name in ("actions", "gitlab-templates", "examples/github", "examples/gitlab", "examples/github-gitops",
+                 "examples/gitlab-gitops", "docs"):
         shutil.copytree(ROOT / name, tmp_path / name)
     shutil.copy2(ROOT / "README.md", tmp_path / "README.md")
     assert _check(tmp_path).returncode == 0

@@ -16,8 +16,8 @@ from ruamel.yaml import YAML
 
 from ci_support import ROOT, git, tool
 
-ACTION_NAMES = ("setup", "train", "validate", "promote", "canary")
-TEMPLATE_NAMES = ("train", "validate", "promote", "canary")
+ACTION_NAMES = ("setup", "train", "validate", "promote", "canary", "reconcile")
+TEMPLATE_NAMES = ("train", "validate", "promote", "canary", "reconcile")
 ACTIONS = [ROOT / "actions" / n / "action.yml" for n in ACTION_NAMES]
 TEMPLATES = [ROOT / "gitlab-templates" / "templates" / f"{n}.yml" for n in TEMPLATE_NAMES]
 WORKFLOWS = sorted((ROOT / "examples").glob("**/.github/workflows/*.yml"))
@@ -31,7 +31,10 @@ REQUIRED_OUTPUTS = {
     "validate": {"gates-passed", "model-version", "report-path"},
     "promote": {"promotion-url", "model-version"},
     "canary": set(),
+    "reconcile": {"report", "moved", "in-step", "differs", "undecided"},
 }
+MLOPS_WORKFLOW = ROOT / "examples" / "github" / ".github" / "workflows" / "mlops.yml"
+RECONCILE_WORKFLOW = ROOT / "examples" / "github-gitops" / ".github" / "workflows" / "mlgate-reconcile.yml"
 
 
 def _load(path: Path) -> Any:
@@ -50,8 +53,10 @@ def _run(args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
 
 def test_the_files_exist() -> None:
     assert all(p.is_file() for p in ACTIONS + TEMPLATES)
-    assert [p.relative_to(ROOT).as_posix() for p in WORKFLOWS] == ["examples/github/.github/workflows/mlops.yml"]
-    assert [p.relative_to(ROOT).as_posix() for p in GITLAB_EXAMPLES] == ["examples/gitlab/.gitlab-ci.yml"]
+    assert sorted(p.relative_to(ROOT).as_posix() for p in WORKFLOWS) == [
+        "examples/github-gitops/.github/workflows/mlgate-reconcile.yml", "examples/github/.github/workflows/mlops.yml"]
+    assert sorted(p.relative_to(ROOT).as_posix() for p in GITLAB_EXAMPLES) == [
+        "examples/gitlab-gitops/.gitlab-ci.yml", "examples/gitlab/.gitlab-ci.yml"]
 
 
 # --------------------------------------------------------------------------- linters
@@ -99,7 +104,7 @@ def test_actionlint_on_workflows_and_actions(tmp_path: Path) -> None:
     git("init", "-q", cwd=repo)
     env = {"PATH": f"{Path(tool('shellcheck')).parent}:/usr/bin:/bin"}
     proc = _run([tool("actionlint"), "-color=false"], cwd=repo, env=env)
-    assert "all-actions.yml" not in proc.stdout and "mlops.yml" not in proc.stdout
+    assert all(name not in proc.stdout for name in ("all-actions.yml", *(wf.name for wf in WORKFLOWS)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -282,7 +287,7 @@ def test_template_installs_this_release(path: Path) -> None:
 
 
 def test_example_workflow_is_least_privilege() -> None:
-    wf = _load(WORKFLOWS[0])
+    wf = _load(MLOPS_WORKFLOW)
     assert wf["permissions"] == {}
     triggers = wf.get("on") or wf.get(True)
     assert set(triggers) == {"pull_request", "push"}
@@ -299,6 +304,36 @@ def test_example_workflow_is_least_privilege() -> None:
         "mlgate/mlgate/actions/validate"]
     promote = wf["jobs"]["promote-staging"]
     assert "github.event_name == 'push'" in promote["if"] and promote["environment"] == "staging"
+
+
+def test_reconcile_example_runs_on_pushes_with_the_whole_history() -> None:
+    """The GitOps repository's workflow: pushes to main, read-only, a full-history checkout
+    without persisted credentials, then the reconcile action; runs never overlap."""
+    wf = _load(RECONCILE_WORKFLOW)
+    assert wf["permissions"] == {"contents": "read"}
+    triggers = wf.get("on") or wf.get(True)
+    assert triggers["push"] == {"branches": ["main"]} and "pull_request_target" not in triggers
+    assert wf["concurrency"]["cancel-in-progress"] is False
+    [job] = wf["jobs"].values()
+    assert "permissions" not in job or set(job["permissions"].values()) <= {"read"}
+    checkout, reconcile = job["steps"]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"] == {"fetch-depth": 0, "persist-credentials": False}
+    assert reconcile["uses"] == "mlgate/mlgate/actions/reconcile@v1"
+    action = _load(ROOT / "actions" / "reconcile" / "action.yml")
+    assert "fetch-depth 0" in " ".join(action["description"].split())
+    script = action["runs"]["steps"][0]["run"]
+    assert "--is-shallow-repository" in script and 'mlgate reconcile "${MLGATE_ARGS[@]}"' in script
+
+
+def test_reconcile_template_runs_on_the_default_branch_with_the_whole_history() -> None:
+    _, body = _split_template(ROOT / "gitlab-templates" / "templates" / "reconcile.yml")
+    job = _load_text(body)["mlgate-reconcile"]
+    assert job["variables"]["GIT_DEPTH"] == 0
+    assert job["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}]
+    assert job["resource_group"]
+    [script] = job["script"]
+    assert 'mlgate reconcile "$@"' in script and '--check' in script and "--is-shallow-repository" in script
 
 
 def test_remote_actions_are_pinned_to_a_full_sha() -> None:
