@@ -26,7 +26,7 @@ from ci_support import INJECTIONS, ROOT, add_impossible_gate, git, model_repo, r
 pytestmark = pytest.mark.slow
 
 EXAMPLE = ROOT / "examples" / "gitlab" / ".gitlab-ci.yml"
-TEMPLATES = ("train", "validate", "promote", "canary")
+TEMPLATES = ("train", "validate", "promote", "canary", "reconcile")
 MODEL = "wine-classifier"
 
 
@@ -145,5 +145,5 @@ def test_templates_work_as_catalog_components(tmp_path: Path, published_mlgate: 
     git("commit", "-q", "-m", "components", cwd=project)
     rc, log = run_gcl(project, "--list")
     assert rc == 0, log[-3000:]
-    for job in ("mlgate-train", "mlgate-validate", "mlgate-promote-staging", "mlgate-canary-staging"):
+    for job in ("mlgate-train", "mlgate-validate", "mlgate-promote-staging", "mlgate-canary-staging", "mlgate-reconcile"):
         assert job in log
