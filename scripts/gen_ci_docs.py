@@ -4,7 +4,8 @@
 Inputs and outputs come from ``actions/*/action.yml`` and from the ``spec:`` header of
 ``gitlab-templates/templates/*.yml`` (outputs of a template: its ``# output: NAME: text``
 comment lines, which describe its dotenv report); the files to add are the examples in
-``examples/github`` and ``examples/gitlab``. The text goes to ``docs/ci.md`` and to README.md
+``examples/github`` and ``examples/gitlab`` (the model repository) and ``examples/github-gitops``
+and ``examples/gitlab-gitops`` (the GitOps repository: ``mlgate reconcile``). The text goes to ``docs/ci.md`` and to README.md
 between ``<!-- BEGIN mlgate-ci-docs -->`` and ``<!-- END mlgate-ci-docs -->``.
 
     python scripts/gen_ci_docs.py           # write docs/ci.md and the README section
