@@ -7,6 +7,8 @@ the workers it spawns (see shared notes: 10-28 s to answer /health).
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import signal
@@ -14,6 +16,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,53 +36,192 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
-    """URL of a real ``mlflow server`` with a SQLite backend, for the whole session."""
-    workdir = tmp_path_factory.mktemp("mlflow-server")
+# --------------------------------------------------------------------------- servers under pytest-xdist
+#
+# ``make test`` runs the suite in several xdist worker processes. A server that only talks
+# HTTP to the tests (MLflow, PostgreSQL) is started ONCE per run, by whichever process needs
+# it first, and shared by every worker through a state file written under a file lock in
+# a folder common to the run; the controller (or the only process, without xdist) stops it
+# at the very end, after every worker is done. A server that depends on objects living in
+# one test process (Prometheus scrapes that process's exporter) is started per process.
+# Servers that take long to start are spawned as soon as collection shows that some test
+# needs them, so that they come up while the first tests run (see pytest_collection_finish).
+
+_SHARED_KEY = "mlgate_shared_dir"
+_shared_dir: Path | None = None  # this process's run-wide folder, once known
+_children: dict[int, subprocess.Popen] = {}  # servers this process started, by pid
+_cleanups: list[Callable[[], None]] = []  # per-process servers to stop at the end of this process
+
+
+def shared_dir(config: pytest.Config) -> Path:
+    """The folder that every process of this run (controller and xdist workers) shares."""
+    global _shared_dir
+    if _shared_dir is None:
+        wi = getattr(config, "workerinput", None)
+        if wi is not None and wi.get(_SHARED_KEY):
+            _shared_dir = Path(wi[_SHARED_KEY])
+        else:
+            base = config._tmp_path_factory.getbasetemp()  # xdist: a worker's is <controller's>/gwN
+            _shared_dir = (base.parent if wi is not None else base) / "shared-servers"
+            _shared_dir.mkdir(exist_ok=True)
+    return _shared_dir
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: every worker uses the controller's shared folder."""
+    node.workerinput[_SHARED_KEY] = str(shared_dir(node.config))
+
+
+@contextmanager
+def _file_lock(path: Path):
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def shared_server(config: pytest.Config, name: str, start: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """The state of server ``name`` for this run, calling ``start(workdir)`` in the first process that asks.
+
+    ``start`` returns a JSON-able dict with at least ``url`` and either ``pid`` (the leader of
+    a process group the server runs in) or ``stop`` (a command that stops it); ``cleanup``
+    names a folder to delete after it stopped. It runs under the lock: others wait for it.
+    """
+    d = shared_dir(config)
+    state = d / f"{name}.json"
+    with _file_lock(d / f"{name}.lock"):
+        if state.exists():
+            return json.loads(state.read_text())
+        work = d / name
+        work.mkdir(exist_ok=True)
+        info = start(work)
+        state.write_text(json.dumps(info))
+        return info
+
+
+def _stop_shared_servers() -> None:
+    if _shared_dir is None or not _shared_dir.is_dir():
+        return
+    for state in sorted(_shared_dir.glob("*.json")):
+        info = json.loads(state.read_text())
+        if info.get("stop"):
+            subprocess.run(info["stop"], capture_output=True, timeout=60)
+        elif info.get("pid"):
+            stop_process_group(info["pid"])
+        if info.get("cleanup"):
+            shutil.rmtree(info["cleanup"], ignore_errors=True)
+        state.unlink()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for cleanup in reversed(_cleanups):
+        cleanup()
+    _cleanups.clear()
+    if not hasattr(config, "workerinput"):  # the controller, or the only process: every worker is done
+        _stop_shared_servers()
+
+
+def _pid_alive(pid: int) -> bool:
+    proc = _children.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_process_group(proc: subprocess.Popen | int, timeout: float = 15) -> None:
+    """SIGTERM a server started with ``start_new_session=True`` and its children; SIGKILL after ``timeout`` s.
+
+    ``proc`` is a Popen or the pid of a group leader (possibly started by another test process)."""
+    pid = proc.pid if isinstance(proc, subprocess.Popen) else proc
+    if isinstance(proc, subprocess.Popen):
+        _children.setdefault(pid, proc)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _pid_alive(pid):
+            break
+    if pid in _children:
+        try:
+            _children.pop(pid).wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def wait_healthy(name: str, pid: int, ready: Callable[[], bool], log: Path, timeout: float) -> None:
+    """Poll ``ready()`` until it holds; fail with the log's tail if the server exits or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not _pid_alive(pid):
+            raise RuntimeError(f"{name} exited: {log.read_text()[-2000:] if log.exists() else ''}")
+        try:
+            if ready():
+                return
+        except (httpx.HTTPError, ValueError, KeyError, IndexError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not answer within {timeout} s: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
+def _needs(session: pytest.Session, fixture: str) -> bool:
+    return any(fixture in getattr(item, "fixturenames", ()) for item in session.items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Spawn the slow servers now (without waiting for them) if some collected test will need them."""
+    if session.config.option.collectonly:
+        return
+    if _needs(session, "mlflow_server"):
+        shared_server(session.config, "mlflow", _spawn_mlflow)
+    if _needs(session, "prometheus"):
+        _prometheus_process(session.config)
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+def _spawn_mlflow(workdir: Path) -> dict[str, Any]:
+    """``mlflow server`` (SQLite backend, proxied local artifacts) on a free loopback port, in its
+    own process group so that stopping it also stops the workers it spawns (10-28 s to answer /health)."""
     port = free_port()
     env = dict(os.environ)
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     env.pop("MLFLOW_TRACKING_URI", None)
-    log = open(workdir / "server.log", "w")
     mlflow_bin = shutil.which("mlflow", path=str(VENV_BIN)) or "mlflow"
-    proc = subprocess.Popen(
-        [mlflow_bin, "server",
-         "--backend-store-uri", f"sqlite:///{workdir}/mlflow.db",
-         "--artifacts-destination", str(workdir / "artifacts"),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {proc.returncode}: {(workdir / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not answer /health within 120 s")
-            time.sleep(0.3)
-        yield url
-    finally:
-        stop_process_group(proc)
-        log.close()
+    with open(workdir / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [mlflow_bin, "server",
+             "--backend-store-uri", f"sqlite:///{workdir}/mlflow.db",
+             "--artifacts-destination", str(workdir / "artifacts"),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    _children[proc.pid] = proc
+    return {"url": f"http://127.0.0.1:{port}", "pid": proc.pid, "log": str(workdir / "server.log")}
 
 
-def stop_process_group(proc: subprocess.Popen, timeout: float = 15) -> None:
-    """SIGTERM a server started with ``start_new_session=True`` and its children; SIGKILL after ``timeout`` s."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+@pytest.fixture(scope="session")
+def mlflow_server(pytestconfig: pytest.Config) -> str:
+    """URL of a real ``mlflow server`` with a SQLite backend, one for the whole run (all xdist workers).
+
+    Tests isolate themselves by unique model and experiment names."""
+    info = shared_server(pytestconfig, "mlflow", _spawn_mlflow)
+    url = info["url"]
+    wait_healthy("mlflow server", info["pid"], lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200,
+                 Path(info["log"]), timeout=120)
+    return url
 
 
 # --------------------------------------------------------------------------- Prometheus
@@ -101,72 +244,81 @@ class Exporter:
         self.latency.labels(model=model, version=version).set(latency)
 
 
+_exporter: Exporter | None = None
+_prometheus: tuple[str, int, Path] | None = None  # url, pid, log of this process's Prometheus
+
+
+def _exporter_instance() -> Exporter:
+    """This process's exporter (prometheus-client's HTTP server on a free loopback port), started once."""
+    global _exporter
+    if _exporter is None:
+        from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+        reg = CollectorRegistry()
+        labels = ["model", "version"]
+        exp = Exporter(
+            url="",
+            requests=Gauge("model_requests", "Requests served in the recent window", labels, registry=reg),
+            error_ratio=Gauge("model_error_ratio", "Errors per request in the recent window", labels, registry=reg),
+            latency=Gauge("model_latency_seconds", "p99 latency", labels, registry=reg),
+        )
+        server, thread = start_http_server(free_port(), addr="127.0.0.1", registry=reg)
+        exp.url = f"127.0.0.1:{server.server_port}"
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+        _cleanups.append(stop)
+        _exporter = exp
+    return _exporter
+
+
+def _prometheus_process(config: pytest.Config) -> tuple[str, int, Path]:
+    """This process's Prometheus (scraping this process's exporter every second), spawned once."""
+    global _prometheus
+    if _prometheus is None:
+        if not os.path.exists(PROMETHEUS_BIN):
+            pytest.fail("the prometheus binary is missing: 'make system' (or apt-get install -y prometheus) installs it")
+        exporter = _exporter_instance()
+        work = config._tmp_path_factory.mktemp("prometheus")
+        (work / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: exporter\n    static_configs:\n"
+            f"      - targets: ['{exporter.url}']\n"
+        )
+        port = free_port()
+        with open(work / "prometheus.log", "w") as log:
+            proc = subprocess.Popen(
+                [PROMETHEUS_BIN, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
+            )
+        _children[proc.pid] = proc
+        _cleanups.append(lambda: stop_process_group(proc))
+        _prometheus = (f"http://127.0.0.1:{port}", proc.pid, work / "prometheus.log")
+    return _prometheus
+
+
 @pytest.fixture(scope="session")
 def exporter() -> Exporter:
-    from prometheus_client import CollectorRegistry, Gauge, start_http_server
-
-    reg = CollectorRegistry()
-    labels = ["model", "version"]
-    exp = Exporter(
-        url="",
-        requests=Gauge("model_requests", "Requests served in the recent window", labels, registry=reg),
-        error_ratio=Gauge("model_error_ratio", "Errors per request in the recent window", labels, registry=reg),
-        latency=Gauge("model_latency_seconds", "p99 latency", labels, registry=reg),
-    )
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=reg)
-    exp.url = f"127.0.0.1:{port}"
-    yield exp
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    """Gauges per model and version that tests set (labels: their own model name keeps tests apart)."""
+    return _exporter_instance()
 
 
 @pytest.fixture(scope="session")
-def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Base URL of a real Prometheus scraping ``exporter`` every second."""
-    if not os.path.exists(PROMETHEUS_BIN):
-        pytest.fail("the prometheus binary is missing: 'make system' (or apt-get install -y prometheus) installs it")
-    work = tmp_path_factory.mktemp("prometheus")
-    (work / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: exporter\n    static_configs:\n"
-        f"      - targets: ['{exporter.url}']\n"
-    )
-    port = free_port()
-    log = open(work / "prometheus.log", "w")
-    proc = subprocess.Popen(
-        [PROMETHEUS_BIN, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {(work / 'prometheus.log').read_text()[-2000:]}")
-            try:
-                r = httpx.post(f"{url}/api/v1/query", data={"query": 'up{job="exporter"}'}, timeout=2)
-                result = r.json()["data"]["result"] if r.status_code == 200 else []
-                if result and result[0]["value"][1] == "1":
-                    break
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("prometheus did not scrape the exporter within 60 s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.close()
+def prometheus(exporter: Exporter, pytestconfig: pytest.Config) -> str:
+    """Base URL of a real Prometheus scraping ``exporter`` every second (one per test process)."""
+    url, pid, log = _prometheus_process(pytestconfig)
+
+    def scraped() -> bool:
+        r = httpx.post(f"{url}/api/v1/query", data={"query": 'up{job="exporter"}'}, timeout=2)
+        result = r.json()["data"]["result"] if r.status_code == 200 else []
+        return bool(result) and result[0]["value"][1] == "1"
+
+    wait_healthy("prometheus", pid, scraped, log, timeout=60)
+    return url
 
 
 def wait_for_value(prometheus_url: str, promql: str, expected: float, timeout: float = 15) -> None:

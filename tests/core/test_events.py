@@ -226,7 +226,7 @@ FACTS = {
 def _record_gates_fingerprint(facts):
     """As ``mlgate validate`` does: tag the version with the gates fingerprint of its config."""
     from mlgate.core.config import parse as parse_config
-    from mlgate.flows.pipeline import gates_fingerprint
+    from mlgate.core.promotion import gates_fingerprint
 
     fp = gates_fingerprint(parse_config(facts["config"]))
     facts["registry"]["versions"]["7"]["tags"]["mlgate.gates.fingerprint"] = fp

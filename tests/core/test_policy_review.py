@@ -133,7 +133,7 @@ class _Registry:
 
     def add(self, version: str, commit: str, gates: str = "passed"):
         # as `mlgate validate` records it: the gates fingerprint of the default branch's .mlgate.yml
-        from mlgate.flows.pipeline import gates_fingerprint
+        from mlgate.core.promotion import gates_fingerprint
 
         fp = gates_fingerprint(cfgmod.parse(MODEL_YML))
         self.versions_[version] = self._vi(model="iris", version=version, run_id=f"run{version}", status="READY",

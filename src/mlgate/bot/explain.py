@@ -29,7 +29,7 @@ from typing import Any
 from mlgate.core.commands import Command, CommandMistake, help_text, parse, resolve_rollback_word
 from mlgate.core.events import Event, Ignored, normalize
 from mlgate.core.policy import Review, VersionFacts, decide, gitlab_permission
-from mlgate.core.promotion import parse_hidden
+from mlgate.core.promotion import Promotion, parse_branch, parse_hidden
 
 
 def guess_event(payload: dict[str, Any], forge: str) -> str:
@@ -157,9 +157,8 @@ def explain(payload: dict[str, Any], *, event: str | None = None, forge: str | N
         out.append("would: nothing (pull request updates arrive as pull_request / merge request events)")
         return "\n".join(out)
     if ev.kind == "pull_request" and ev.action == "merged":
-        from mlgate.edge.forges.base import parse_promotion_branch
 
-        parsed = parse_promotion_branch(ev.head_ref)
+        parsed = parse_branch(ev.head_ref)
         if parsed:
             model, env, version = parsed
             src = (parse_hidden(ev.body) or {}).get("source_repo", "?")
@@ -205,7 +204,6 @@ def _explain_command(c: Command | CommandMistake, ev: Event, forge: str, facts: 
     from dataclasses import replace
 
     from mlgate.bot import promotion as promo
-    from mlgate.edge.forges.base import promotion_branch
 
     if isinstance(c, CommandMistake):
         return [f"would: reply with usage for line {c.line} ({c.message}) and run nothing"]
@@ -241,7 +239,7 @@ def _explain_command(c: Command | CommandMistake, ev: Event, forge: str, facts: 
     elif d.allowed:
         g = env.gitops
         where = (f"commit to {g.repository} branch {g.branch}" if g.mode == "push" else
-                 f"open a promotion PR from branch {promotion_branch(model, env.name, version or '?')} "
+                 f"open a promotion PR from branch {Promotion(model, version or '?', env.name, env.registry_alias).branch} "
                  f"into {g.repository} {g.branch}")
         lines.append(f"would: {where}, editing {g.path} ({g.target.kind} target), and reply with the link")
     else:

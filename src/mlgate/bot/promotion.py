@@ -33,7 +33,7 @@ class Snapshot:
     ``aliases``: environment name → version that holds that environment's alias now.
     ``gitlab_approved_by`` is None on GitHub. ``pr_state``: "open", "closed" or "merged".
     ``committers_resolved``: False when the forge could not tell who pushed commits.
-    ``gates_fingerprint``: :func:`mlgate.flows.pipeline.gates_fingerprint` of ``config`` (the default
+    ``gates_fingerprint``: :func:`mlgate.core.promotion.gates_fingerprint` of ``config`` (the default
     branch's); None: computed from ``config`` by :func:`facts_for`.
     ``served_versions``: environment name → versions the bot's audit history shows held its alias.
     """

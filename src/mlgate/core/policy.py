@@ -40,15 +40,13 @@ from typing import Iterable, Literal, Mapping
 
 from mlgate.core.config import Environment, Promoters
 from mlgate.core.events import is_bot
+from mlgate.core.promotion import FINGERPRINT_TAG, GATES_TAG, eligibility  # noqa: F401  (tags re-exported)
 
 #: GitHub repository permission levels, weakest first (REST "Get repository permissions
 #: for a user": ``role_name``).
 PERMISSIONS = ("none", "read", "triage", "write", "maintain", "admin")
 
-GATES_TAG = "mlgate.gates"
 COMMIT_TAG = "mlgate.git_commit"
-#: Tag ``mlgate validate`` records: :func:`mlgate.flows.pipeline.gates_fingerprint` of the config it validated under.
-FINGERPRINT_TAG = "mlgate.gates.fingerprint"
 
 
 def served_tags(environment: str) -> tuple[str, ...]:
@@ -141,7 +139,7 @@ class Facts:
             ``/promote`` from a PR closed without merging is refused.
         committers_resolved: False when the forge could not tell who pushed commits (then, with
             ``approvals.committers_count`` false, no approval counts: fail closed).
-        expected_gates_fingerprint: :func:`mlgate.flows.pipeline.gates_fingerprint` of the default branch's
+        expected_gates_fingerprint: :func:`mlgate.core.promotion.gates_fingerprint` of the default branch's
             ``.mlgate.yml`` (None: not checked). The version's tag ``mlgate.gates.fingerprint`` must equal it.
         served_versions: versions the bot's audit history shows held this environment's alias
             (besides the :func:`served_tags` on the version); a ``/rollback`` target must be one.
@@ -387,9 +385,7 @@ def decide(facts: Facts) -> Decision:
         return _finish(checks + _rollback_checks(facts), [], [])
     # ---- promote / status
     checks += _pull_request_checks(facts)
-    checks += _registration_checks(facts)
-    checks += _gates_checks(facts)
-    checks += _requires_checks(facts)
+    checks += _eligibility_checks(facts)
     approvers, not_counted, approval_checks = _approval_checks(facts)
     return _finish(checks + approval_checks, approvers, not_counted)
 
@@ -482,66 +478,16 @@ def _pull_request_checks(facts: Facts) -> list[Check]:
     return checks
 
 
-def _registration_checks(facts: Facts) -> list[Check]:
-    """The version is READY in the registry."""
+def _eligibility_checks(facts: Facts) -> list[Check]:
+    """Registered and READY, metric gates passed under the default branch's gates, the required
+    environment holds it: :func:`mlgate.core.promotion.eligibility`, the checks ``mlgate promote`` runs."""
     cand = facts.candidate
     assert cand is not None
-    checks: list[Check] = []
-    if cand.status.upper() != "READY":
-        checks.append(Check("registration", False, f"version {facts.version} is {cand.status}, not READY"))
-    return checks
-
-
-def _gates_checks(facts: Facts) -> list[Check]:
-    """The version passed its metric gates, under the default branch's gates (fingerprint)."""
-    cand = facts.candidate
-    assert cand is not None
-    checks: list[Check] = []
-    gates = cand.tags.get(GATES_TAG)
-    recorded = cand.tags.get(FINGERPRINT_TAG)
-    if gates == "passed" and facts.expected_gates_fingerprint is not None and recorded != facts.expected_gates_fingerprint:
-        was = f"{FINGERPRINT_TAG}={recorded}" if recorded else f"no {FINGERPRINT_TAG} tag"
-        checks.append(
-            Check(
-                "metric gates",
-                False,
-                f"version {facts.version} was validated under other gates than the default branch's ({was}, "
-                f"expected {facts.expected_gates_fingerprint}): run mlgate validate on the default branch's config "
-                f"(`mlgate validate --version {facts.version}`)",
-            )
-        )
-    elif gates == "passed":
-        checks.append(Check("metric gates", True, f"version {facts.version}: {GATES_TAG}=passed"))
-    else:
-        state = f"{GATES_TAG}={gates}" if gates else f"no {GATES_TAG} tag"
-        checks.append(
-            Check(
-                "metric gates",
-                False,
-                f"version {facts.version} has {state}: run `mlgate validate --version {facts.version}` and fix failing gates",
-            )
-        )
-    return checks
-
-
-def _requires_checks(facts: Facts) -> list[Check]:
-    """The required environment (``requires``) already holds the version."""
-    env = facts.environment
-    checks: list[Check] = []
-    if env.requires:
-        if facts.required_env_version == facts.version:
-            checks.append(Check("requires", True, f"{env.requires} holds version {facts.version}"))
-        else:
-            held = f"holds version {facts.required_env_version}" if facts.required_env_version else "holds no version"
-            checks.append(
-                Check(
-                    "requires",
-                    False,
-                    f"{env.name} requires {env.requires} first: {env.requires} {held}; "
-                    f"run /promote {facts.model}@{facts.version} to {env.requires} and merge its promotion PR",
-                )
-            )
-    return checks
+    found = eligibility(facts.model, str(facts.version), facts.environment, status=cand.status, tags=cand.tags,
+                        expected_fingerprint=facts.expected_gates_fingerprint,
+                        required_holder=facts.required_env_version, governing="the default branch's",
+                        comment=True)
+    return [Check(c.name, c.ok, c.detail) for c in found]
 
 
 def _approval_checks(facts: Facts) -> tuple[list[str], list[str], list[Check]]:

@@ -355,47 +355,60 @@ class Eligibility:
 
 
 def eligibility(model: str, version: str, env: Environment, *, status: str, tags: Mapping[str, str],
-                expected_fingerprint: str | None, required_holder: str | None) -> list[Eligibility]:
+                expected_fingerprint: str | None, required_holder: str | None,
+                governing: str = "the config's", comment: bool = False) -> list[Eligibility]:
     """Whether ``version`` may be promoted to ``env``, check by check (pure).
+
+    The one place these checks live: ``mlgate promote`` (:func:`mlgate.flows.promote.check_eligible`)
+    and the bot's approval policy (:func:`mlgate.core.policy.decide`) both call it.
 
     Args:
         status: the version's registration status (``READY`` to pass).
         tags: the version's registry tags (:data:`GATES_TAG`, :data:`FINGERPRINT_TAG`, ``mlgate.gate.*``).
         expected_fingerprint: :func:`gates_fingerprint` of the config that governs (the default
-            branch's); None skips the fingerprint check.
+            branch's, for the bot); None skips the fingerprint check.
         required_holder: the version holding the ``requires`` environment's alias (ignored when
             ``env.requires`` is unset).
+        governing: how messages name the governing config ("the default branch's").
+        comment: say what to do as PR-comment commands (the bot) instead of ``mlgate`` commands.
+
+    Returns:
+        ``registration`` (only when not READY), ``metric gates`` and, with ``requires``, a
+        ``requires`` check; each failed one says what to do.
     """
     out = []
     if status.upper() != "READY":
         out.append(Eligibility("registration", False, f"version {version} is {status}, not READY"))
-    gates, recorded = tags.get(GATES_TAG), tags.get(FINGERPRINT_TAG)
-    if gates == "passed" and expected_fingerprint is not None and recorded != expected_fingerprint:
-        was = (f"validate.gates changed since it was validated ({FINGERPRINT_TAG}={recorded}, expected "
-               f"{expected_fingerprint})" if recorded else f"its gate result records no gates fingerprint "
-               f"(no {FINGERPRINT_TAG} tag)")
-        out.append(Eligibility("metric gates", False, f"version {version} was validated under other gates: {was}; "
-                               f"run `mlgate validate --version {version}` again"))
-    elif gates == "passed":
-        out.append(Eligibility("metric gates", True, f"version {version}: {GATES_TAG}=passed"))
-    elif gates is None:
-        out.append(Eligibility("metric gates", False, f"version {version} has no {GATES_TAG} tag: its gates were not "
-                               f"evaluated; run `mlgate validate --version {version}` first"))
-    else:
-        failed = sorted(k[len("mlgate.gate."):] for k, v in tags.items()
-                        if k.startswith("mlgate.gate.") and v.startswith("failed"))
-        out.append(Eligibility("metric gates", False, f"version {version} has {GATES_TAG}={gates}: its gates failed "
-                               f"({', '.join(failed) or 'see its mlgate.gate.* tags'}); run `mlgate validate "
-                               f"--version {version}` and fix failing gates"))
+    out.append(_gates_check(version, tags, expected_fingerprint, governing))
     if env.requires:
         if required_holder == version:
             out.append(Eligibility("requires", True, f"{env.requires} holds version {version}"))
         else:
             held = f"holds version {required_holder}" if required_holder else "holds no version"
+            todo = (f"run /promote {model}@{version} to {env.requires} and merge its promotion PR" if comment else
+                    f"run 'mlgate promote --to {env.requires} --version {version}' and let it land (merge its "
+                    "promotion PR in pull-request mode)")
             out.append(Eligibility("requires", False, f"{env.name} requires {env.requires} first: {env.requires} must "
-                                   f"hold it first ({env.requires} {held}); promote {model} version {version} to "
-                                   f"{env.requires} and let it land"))
+                                   f"hold it first ({env.requires} {held}); {todo}"))
     return out
+
+
+def _gates_check(version: str, tags: Mapping[str, str], expected: str | None, governing: str) -> Eligibility:
+    gates, recorded = tags.get(GATES_TAG), tags.get(FINGERPRINT_TAG)
+    again = f"run `mlgate validate --version {version}`"
+    if gates == "passed" and expected is not None and recorded != expected:
+        was = (f"{FINGERPRINT_TAG}={recorded}, expected {expected}: validate.gates changed since it was validated"
+               if recorded else f"no {FINGERPRINT_TAG} tag: its gate result records no gates fingerprint")
+        return Eligibility("metric gates", False, f"version {version} was validated under other gates than "
+                           f"{governing} ({was}); {again} again on {governing} config")
+    if gates == "passed":
+        return Eligibility("metric gates", True, f"version {version}: {GATES_TAG}=passed")
+    if gates is None:
+        return Eligibility("metric gates", False, f"version {version} has no {GATES_TAG} tag: its gates were not "
+                           f"evaluated; {again} first")
+    failed = sorted(k[len("mlgate.gate."):] for k, v in tags.items() if k.startswith("mlgate.gate.") and v.startswith("failed"))
+    return Eligibility("metric gates", False, f"version {version} has {GATES_TAG}={gates}: its gates failed "
+                       f"({', '.join(failed) or 'see its mlgate.gate.* tags'}); {again} and fix failing gates")
 
 
 # --------------------------------------------------------------------------- what a writer is handed

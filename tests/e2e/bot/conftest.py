@@ -258,7 +258,7 @@ class World:
     def register(self, sha: str, gates: str = "passed") -> str:
         """Register a model version for commit ``sha`` (as ``mlgate train`` would); returns the version."""
         from mlgate.core.config import parse
-        from mlgate.flows.pipeline import gates_fingerprint
+        from mlgate.core.promotion import gates_fingerprint
 
         tags = {"mlgate.git_commit": sha}
         if gates:

@@ -56,7 +56,7 @@ def approve(bot, gl, proj, mr, sha, user):
 def fingerprint(yml: str) -> str:
     """The gates fingerprint ``mlgate validate`` records for a version validated under ``yml``."""
     from mlgate.core.config import parse
-    from mlgate.flows.pipeline import gates_fingerprint
+    from mlgate.core.promotion import gates_fingerprint
 
     return gates_fingerprint(parse(yml))
 

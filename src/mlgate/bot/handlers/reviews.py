@@ -7,12 +7,11 @@ canary PRs are not checked (they change manifests, not the model).
 
 from __future__ import annotations
 
-from mlgate.core.promotion import is_canary_branch
+from mlgate.core.promotion import is_canary_branch, parse_branch
 from mlgate.core.policy import decide
 from mlgate.bot import promotion as promo
 from mlgate.bot.handlers.common import Job
 from mlgate.bot.handlers.snapshot import snapshot
-from mlgate.edge.forges.base import parse_promotion_branch
 
 
 def refresh_status(job: Job) -> str:
@@ -22,7 +21,7 @@ def refresh_status(job: Job) -> str:
     if ev.forge == "gitlab" and ev.kind == "review" and ev.actor:
         key = f"gitlab:approval:{ev.repo}:{ev.number}:{ev.actor}"
         job.store.kv_set(key, (ev.head_sha or "") if ev.review_state == "approved" else "")
-    if parse_promotion_branch(ev.head_ref) or is_canary_branch(ev.head_ref):
+    if parse_branch(ev.head_ref) or is_canary_branch(ev.head_ref):
         return f"{ev.kind} {ev.action} on a promotion PR: nothing to check"
     cfg = job.config()
     if isinstance(cfg, str):

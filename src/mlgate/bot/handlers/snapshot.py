@@ -18,7 +18,7 @@ from mlgate.bot.handlers.common import Job
 from mlgate.bot.ports import ModelRegistry
 from mlgate.edge.forges.base import CommittersUnresolved
 from mlgate.edge.registry import VersionInfo
-from mlgate.flows.pipeline import gates_fingerprint
+from mlgate.core.promotion import gates_fingerprint
 
 
 def _vfacts(info: VersionInfo | None) -> VersionFacts | None:

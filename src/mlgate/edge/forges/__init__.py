@@ -25,8 +25,6 @@ from mlgate.edge.forges.base import (  # noqa: F401  (re-exported names)
     PromotionRequest,
     PromotionResult,
     PullRequest,
-    parse_promotion_branch,
-    promotion_branch,
     repo_path,
 )
 
@@ -124,12 +122,8 @@ def writer_from_env(environ: Mapping[str, str] | None = None) -> ForgeWriter:
     return ForgeWriter(lambda repository: forge_from_env(repository, environ))
 
 
-#: The name ``writer_from_env`` had before issue 9.
-promotion_writer_from_env = writer_from_env
-
-
 def forge_from_env(repository: str, environ: Mapping[str, str] | None = None) -> Forge:
-    """A forge client for ``repository`` from ``MLGATE_*`` variables (as :func:`promotion_writer_from_env`).
+    """A forge client for ``repository`` from ``MLGATE_*`` variables (as :func:`writer_from_env`).
 
     Raises:
         ForgeError: no token for the forge the repository is on.

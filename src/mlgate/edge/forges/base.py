@@ -21,8 +21,7 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from mlgate.core.errors import InfraError, MlgateError
 from mlgate.core.policy import Review
-from mlgate.core.promotion import BRANCH_PREFIX, LABEL
-from mlgate.core.promotion import parse_branch as parse_promotion_branch  # noqa: F401  (re-exported)
+from mlgate.core.promotion import LABEL
 
 #: Hidden marker that identifies mlgate's one comment per PR/MR (updated in place).
 MARKER = "<!-- mlgate -->"
@@ -205,11 +204,6 @@ class Forge(Protocol):
     def open_promotion(self, req: PromotionRequest) -> PromotionResult: ...
 
     def web_url(self, repo: str) -> str: ...
-
-
-def promotion_branch(model: str, environment: str, version: str) -> str:
-    """``mlgate/promote/<model>/<env>/v<version>``: see :attr:`mlgate.core.promotion.Promotion.branch`."""
-    return f"{BRANCH_PREFIX}{model}/{environment}/v{version}"
 
 
 _PR_URL = re.compile(r"/(?:pull|pulls|merge_requests)/(?P<n>[0-9]+)/?$")
