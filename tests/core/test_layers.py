@@ -51,3 +51,30 @@ def _sizes() -> list[str]:
 
 def test_no_module_class_or_function_outgrows_one_job():
     assert _sizes() == []
+
+
+def test_the_readme_design_tree_names_every_module_of_every_layer():
+    """README "Design" lists each layer's modules and packages; a module added, moved or removed
+    without the README following it fails here."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Design\n", 1)[1].split("\n## ", 1)[0]
+    tree = section.split("```\n", 2)[1]
+    named: dict[str, set[str]] = {}
+    layer = None
+    for line in tree.splitlines():
+        m = re.match(r"^  (\w+)/\s", line)
+        if m:
+            layer = m.group(1)
+            named[layer] = set()
+        elif layer and line.startswith("    "):
+            named[layer] |= {n.rstrip("/,") for n in re.findall(r"\b[\w]+(?:\.py|/)", line)}
+    assert set(named) == {"core", "edge", "flows", "bot", "cli"}
+    for layer, names in named.items():
+        actual = {p.name + ("/" if p.is_dir() else "") for p in (SRC / layer).iterdir()
+                  if p.name != "__init__.py" and p.name != "__pycache__"}
+        listed = {n if n.endswith(".py") else n + "/" for n in names if n.endswith(".py") or (SRC / layer / n).is_dir()}
+        if layer == "cli":
+            continue  # the CLI is one thin module per command group, named in "Commands"
+        assert listed == actual, f"README Design, {layer}/: missing {sorted(actual - listed)}, extra {sorted(listed - actual)}"
