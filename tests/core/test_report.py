@@ -41,3 +41,15 @@ def test_annotations_one_per_failed_gate_escaped():
 def test_report_dict_is_json_ready():
     d = report_dict(_report())
     assert d["passed"] is False and d["gates"][1]["passed"] is True and d["champion_version"] == "9"
+
+
+def test_a_nan_metric_is_null_in_strict_json_with_the_reason_beside_it():
+    """issue 10: ``mlgate validate --output json`` wrote bare NaN tokens, which strict parsers reject."""
+    import json
+
+    rep = evaluate([Gate(metric="acc", min=0.5)], {"acc": float("nan")}, {"acc": float("inf")}, model="m",
+                   candidate_version="2", champion_version="1", candidate_run="r")
+    text = json.dumps(report_dict(rep), allow_nan=False)  # raises on any NaN/Infinity left
+    gate = json.loads(text)["gates"][0]
+    assert gate["candidate"] is None and gate["not_finite"]["candidate"] == "NaN"
+    assert gate["passed"] is False

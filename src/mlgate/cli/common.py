@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Callable, Mapping
 
@@ -63,7 +64,19 @@ def check_github_output(environ: Mapping[str, str] | None = None) -> None:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    """Print ``data`` as strict JSON (RFC 8259): a NaN or infinite float is written as null
+    (the command's own output says why where it matters, e.g. a gate's ``not_finite``)."""
+    click.echo(json.dumps(_strict(data), indent=2, sort_keys=False, default=str, allow_nan=False))
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def info_printer(output: str) -> Callable[[str], None]:

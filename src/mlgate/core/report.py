@@ -7,6 +7,8 @@ and pull-request comments; GitLab renders both in merge-request notes.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from mlgate.core.gates import GateReport
@@ -96,8 +98,22 @@ def render_chart(report: GateReport) -> str:
     return "\n".join(out) + "\n"
 
 
+def _finite(gate: dict[str, Any]) -> dict[str, Any]:
+    """Strict JSON (RFC 8259) has no NaN or Infinity: such a value becomes null, and
+    ``not_finite`` says which fields held what (``{"candidate": "NaN"}``)."""
+    bad = {k: str(v) for k, v in gate.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        gate = {k: (None if k in bad else v) for k, v in gate.items()}
+        gate["not_finite"] = {k: {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[v] for k, v in bad.items()}
+    return gate
+
+
 def report_dict(report: GateReport) -> dict[str, Any]:
-    """A JSON-ready dict of the report (``mlgate validate --output json``)."""
+    """A JSON-ready dict of the report (``mlgate validate --output json``).
+
+    Strict JSON: a metric that is NaN or infinite is written as ``null`` with the reason in the
+    gate's ``not_finite`` field (JSON parsers reject bare ``NaN`` tokens, RFC 8259 §6).
+    """
     return {
         "model": report.model,
         "candidate_version": report.candidate_version,
@@ -107,7 +123,7 @@ def report_dict(report: GateReport) -> dict[str, Any]:
         "evaluation_data": report.evaluation_data,
         "passed": report.passed,
         "gates": [
-            {
+            _finite({
                 "metric": r.metric,
                 "direction": r.direction,
                 "candidate": r.candidate,
@@ -116,7 +132,7 @@ def report_dict(report: GateReport) -> dict[str, Any]:
                 "threshold": r.threshold,
                 "passed": r.passed,
                 "message": r.message,
-            }
+            })
             for r in report.results
         ],
         "notes": list(report.notes),
