@@ -340,3 +340,107 @@ def test_promote_and_the_no_review_commands_share_one_promoter_check(command, pe
     if not check.ok:
         assert f"@{actor} has {perm} permission" in check.detail and f"/{command} needs maintain or higher" in check.detail
         assert "users oncall" in check.detail and "teams org/release" in check.detail
+
+
+# ---------------------------------------------------------------- approvals re-pointed by GitHub (issue 10)
+#
+# Reviewer bob approves commit A (=OLD); the author merges main into the PR: head B (=HEAD). GitHub
+# moves bob's review's commit_id forward to B, so the listing shows an approval "on the head". The
+# bot recorded A from the pull_request_review delivery and decides from that record.
+
+from mlgate.core.freshness import BaseMerge, Comparison, FileChange, only_base_merge  # noqa: E402
+
+BASE_HUNK = "@@ -1 +1 @@\n-lr = 0.1\n+lr = 0.2\n"
+TRAIN_HUNK = "@@ -1 +1 @@\n-depth = 3\n+depth = 9\n"
+
+
+def merge_facts(*head_files: FileChange, base_files=(FileChange("params.py", "modified", BASE_HUNK),),
+                contains=True, complete=True) -> BaseMerge:
+    return BaseMerge(to_head=Comparison(OLD, HEAD, contains, tuple(head_files), complete),
+                     to_base=Comparison(OLD, "main", False, tuple(base_files)))
+
+
+ONLY_MAIN = merge_facts(FileChange("params.py", "modified", BASE_HUNK))
+MAIN_AND_MORE = merge_facts(FileChange("params.py", "modified", BASE_HUNK), FileChange("train.py", "modified", TRAIN_HUNK))
+REPOINTED = (approve("bob", commit=HEAD, i=41),)  # what GitHub lists after the merge of main
+
+
+def keep(on: bool = True):
+    return STAGING.model_copy(update={"approvals": STAGING.approvals.model_copy(update={"keep_on_base_merge": on})})
+
+
+def test_repointed_approval_is_stale_by_default_even_when_the_merge_only_brought_main():
+    d = decide(facts(reviews=REPOINTED, review_commits={41: OLD}, base_merges={OLD: ONLY_MAIN}))
+    assert not d.allowed
+    assert any(f"stale: approved {OLD[:7]}, head is now {HEAD[:7]}" in n and "keep_on_base_merge is off" in n
+               for n in d.not_counted), d.not_counted
+
+
+def test_keep_on_base_merge_keeps_an_approval_when_only_base_files_changed():
+    d = decide(facts(environment=keep(), reviews=REPOINTED, review_commits={41: OLD}, base_merges={OLD: ONLY_MAIN}))
+    assert d.allowed, d.reasons
+    assert d.approvers == ["bob"]
+
+
+def test_keep_on_base_merge_is_stale_when_the_merge_also_changed_other_files():
+    d = decide(facts(environment=keep(), reviews=REPOINTED, review_commits={41: OLD}, base_merges={OLD: MAIN_AND_MORE}))
+    assert not d.allowed
+    assert any("train.py" in n and "beyond what the base branch changed" in n for n in d.not_counted), d.not_counted
+
+
+def test_keep_on_base_merge_without_the_comparison_is_stale():
+    d = decide(facts(environment=keep(), reviews=REPOINTED, review_commits={41: OLD}))
+    assert not d.allowed and any("could not compare" in n for n in d.not_counted)
+
+
+def test_recorded_commit_equal_to_the_head_counts():
+    assert decide(facts(reviews=REPOINTED, review_commits={41: HEAD})).allowed
+
+
+@pytest.mark.parametrize("pushed,allowed", [(frozenset(), True), (frozenset({HEAD}), False),
+                                            (frozenset({OLD}), True)])
+def test_review_with_no_record_falls_back_to_commit_id_unless_the_bot_saw_that_head_pushed(pushed, allowed):
+    # no record: given before the bot was installed (or its delivery was lost). If the bot saw HEAD
+    # arrive by a synchronize, an approval given on it would have been recorded, and one given
+    # before may have been moved there by GitHub: unknown, stale.
+    d = decide(facts(reviews=REPOINTED, pushed_heads=pushed))
+    assert d.allowed is allowed
+    if not allowed:
+        assert any("commit approved is unknown" in n for n in d.not_counted)
+
+
+def test_a_record_of_another_review_does_not_vouch_for_this_one():
+    d = decide(facts(reviews=REPOINTED, review_commits={7: HEAD}, pushed_heads=frozenset({HEAD})))
+    assert not d.allowed
+
+
+def test_gitlab_keep_on_base_merge_uses_the_same_rule():
+    base = dict(forge="gitlab", reviews=(), gitlab_approved_by=("bob",), gitlab_approval_commits={"bob": OLD})
+    assert not decide(facts(**base, base_merges={OLD: ONLY_MAIN})).allowed
+    assert decide(facts(**base, environment=keep(), base_merges={OLD: ONLY_MAIN})).allowed
+    assert not decide(facts(**base, environment=keep(), base_merges={OLD: MAIN_AND_MORE})).allowed
+
+
+@pytest.mark.parametrize("merge,word", [
+    (ONLY_MAIN, None),
+    (merge_facts(), None),  # the head's tree equals the approved commit's
+    (MAIN_AND_MORE, "train.py"),
+    (merge_facts(FileChange("params.py", "modified", BASE_HUNK), contains=False), "rewritten"),
+    (merge_facts(FileChange("params.py", "modified", BASE_HUNK), complete=False), "too many files"),
+    # a conflict resolved by hand: the same file, another change than the base's
+    (merge_facts(FileChange("params.py", "modified", BASE_HUNK + "+extra = 1\n")), "params.py"),
+    # a diff the forge does not show (binary, too large) cannot be checked
+    (merge_facts(FileChange("model.bin", "modified", None), base_files=(FileChange("model.bin", "modified", None),)),
+     "model.bin"),
+    (merge_facts(FileChange("params.py", "removed", BASE_HUNK)), "params.py"),
+    (merge_facts(FileChange("new.py", "renamed", BASE_HUNK, "old.py"),
+                 base_files=(FileChange("new.py", "renamed", BASE_HUNK, "old.py"),)), None),
+    (merge_facts(FileChange("new.py", "renamed", BASE_HUNK, "other.py"),
+                 base_files=(FileChange("new.py", "renamed", BASE_HUNK, "old.py"),)), "new.py"),
+    (None, "could not compare"),
+])
+def test_only_base_merge(merge, word):
+    why = only_base_merge(merge)
+    assert (why is None) is (word is None), why
+    if word:
+        assert word in why

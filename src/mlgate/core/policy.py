@@ -15,7 +15,9 @@ Rules (issue 3, "Approval gates" and "Cases from real-world reports"):
   in submission order. ``COMMENTED`` and ``PENDING`` change nothing; ``APPROVED`` and
   ``CHANGES_REQUESTED`` replace the previous state; ``DISMISSED`` clears it (dismissing a
   changes-request does not bring back an older approval by the same reviewer).
-- An approval counts only when given on the PR's head commit (a push makes it stale), by
+- An approval counts only when the commit approved is the PR's head commit (any new head commit,
+  merges of the base branch included, makes it stale, unless ``approvals.keep_on_base_merge`` and
+  the head only merges the base: :mod:`mlgate.core.freshness`, issue 10), by
   an eligible reviewer (``approvals.reviewers``/``teams``; when both are empty, anyone with
   write permission or more), never by a bot, never by the PR author unless
   ``author_counts``, and not by someone who pushed commits to the PR unless
@@ -25,7 +27,8 @@ Rules (issue 3, "Approval gates" and "Cases from real-world reports"):
   until it is dismissed or superseded by an approval.
 - GitLab: approvals are ``approved_by`` of the merge request approvals API minus the author,
   bots and (by default) committers; ``approvals_left: 0`` with an empty ``approved_by`` is
-  not an approval. An approval recorded on an older head commit is stale.
+  not an approval. An approval recorded on an older head commit is stale (the same
+  :func:`mlgate.core.freshness.staleness` rule).
 - An approval is bound to what is promoted: the PR's reviews cover the version registered
   for its head commit (tag ``mlgate.git_commit``) and the environment whose policy was
   checked; ``/promote A@9`` on a PR whose head commit registered version 7 is refused.
@@ -40,6 +43,7 @@ from typing import Iterable, Literal, Mapping
 
 from mlgate.core.config import Environment, Promoters
 from mlgate.core.events import is_bot
+from mlgate.core.freshness import BaseMerge, github_approved_commit, staleness
 from mlgate.core.promotion import FINGERPRINT_TAG, GATES_TAG, eligibility  # noqa: F401  (tags re-exported)
 
 #: GitHub repository permission levels, weakest first (REST "Get repository permissions
@@ -126,6 +130,11 @@ class Facts:
         pr_author: the PR/MR author; committers: logins/usernames who pushed commits to it.
         head_sha: the PR head commit; head_candidate: the version registered for it (or None).
         reviews: GitHub reviews, all pages (order does not matter: sorted here).
+        review_commits: GitHub review id → the commit approved, recorded from its review delivery;
+            pushed_heads: commits the bot saw become the head by a ``synchronize`` delivery (see
+            :func:`mlgate.core.freshness.github_approved_commit`).
+        base_merges: approved commit → :class:`mlgate.core.freshness.BaseMerge` (gathered with
+            ``approvals.keep_on_base_merge`` for approvals of an older commit).
         gitlab_approved_by: GitLab ``approved_by`` usernames (None on GitHub);
             gitlab_approval_commits: username → head commit seen when they approved (if known).
         user_teams: reviewer → teams/groups they belong to (for ``approvals.teams``).
@@ -159,6 +168,9 @@ class Facts:
     head_sha: str | None = None
     head_candidate: str | None = None
     reviews: tuple[Review, ...] = ()
+    review_commits: Mapping[int, str] = field(default_factory=dict)
+    pushed_heads: frozenset[str] = frozenset()
+    base_merges: Mapping[str, BaseMerge] = field(default_factory=dict)
     gitlab_approved_by: tuple[str, ...] | None = None
     gitlab_approval_commits: Mapping[str, str] = field(default_factory=dict)
     user_teams: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -337,9 +349,9 @@ def count_approvals(facts: Facts) -> tuple[list[str], list[str], list[str]]:
                 # the bot never saw the approval webhook: the commit approved is unknown (fail closed)
                 why = (f"stale: the commit approved is unknown (no approval webhook was received): "
                        f"re-approve on the current head {_short(facts.head_sha)}")
-            elif why is None and facts.head_sha and seen != facts.head_sha:
-                why = (f"stale: approved {_short(seen)}, head is now {_short(facts.head_sha)}: "
-                       "re-approve on the current head")
+            elif why is None:
+                why = staleness(seen, facts.head_sha, keep_on_base_merge=a.keep_on_base_merge,
+                                base_merges=facts.base_merges)
             if why is None:
                 counted.append(user)
             else:
@@ -352,8 +364,11 @@ def count_approvals(facts: Facts) -> tuple[list[str], list[str], list[str]]:
             if why is None or why.startswith("pushed commits"):
                 blocking.append(user)
             continue
-        if why is None and facts.head_sha and r.commit_id != facts.head_sha:
-            why = f"stale: approved {_short(r.commit_id)}, head is now {_short(facts.head_sha)}"
+        if why is None:
+            approved, why = github_approved_commit(r.id, r.commit_id, facts.review_commits, facts.pushed_heads)
+        if why is None:
+            why = staleness(approved, facts.head_sha, keep_on_base_merge=a.keep_on_base_merge,
+                            base_merges=facts.base_merges)
         if why is None:
             counted.append(user)
         else:

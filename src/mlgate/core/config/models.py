@@ -212,6 +212,14 @@ class Approvals(_Model):
     teams: list[str] = Field(default_factory=list, description="Teams/groups whose members' approvals count.")
     author_counts: bool = Field(False, description="Whether the PR author's own approval counts.")
     committers_count: bool = Field(False, description="Whether approvals by people who pushed commits to the PR count.")
+    keep_on_base_merge: bool = Field(
+        False,
+        description=(
+            "Keep an approval across new head commits whose only change is a merge of the base branch: every "
+            "file that differs from the approved commit must carry exactly the base branch's change (checked "
+            "through the forge's compare API). Default: any new head commit makes an approval stale."
+        ),
+    )
 
 
 _CHECK_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$"
