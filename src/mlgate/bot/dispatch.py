@@ -90,8 +90,8 @@ class Router:
 
 
 def help_reply(job: Job, cmd: Command) -> str:
-    """``/help``: the command list."""
-    job.say(promo.reply("help", cmdparse.help_text()))
+    """``/help``: the command list; ``/NAME --help`` (``cmd.topic``): that command's usage."""
+    job.say(promo.reply("help", cmdparse.help_text(cmd.topic)))
     return "help: replied"
 
 
