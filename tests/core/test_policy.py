@@ -435,6 +435,8 @@ def test_gitlab_keep_on_base_merge_uses_the_same_rule():
     (merge_facts(FileChange("params.py", "removed", BASE_HUNK)), "params.py"),
     (merge_facts(FileChange("new.py", "renamed", BASE_HUNK, "old.py"),
                  base_files=(FileChange("new.py", "renamed", BASE_HUNK, "old.py"),)), None),
+    (merge_facts(FileChange("new.py", "renamed", None, "old.py"),  # moved, content unchanged (no diff)
+                 base_files=(FileChange("new.py", "renamed", None, "old.py"),)), None),
     (merge_facts(FileChange("new.py", "renamed", BASE_HUNK, "other.py"),
                  base_files=(FileChange("new.py", "renamed", BASE_HUNK, "old.py"),)), "new.py"),
     (None, "could not compare"),

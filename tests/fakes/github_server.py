@@ -16,12 +16,14 @@ through the API are real git objects (``git diff`` them).
 Supported operations (what mlgate's GitHub forge uses, plus app installation tokens):
 repos get; contents get/put; branches get; git refs create/update; git trees/commits create;
 pulls get/list/create/update (close; a merged PR's state cannot change: 422), reviews list, commits
-list; collaborator permission; team membership; issue comments list/create/update; issue labels add;
-commit statuses create;
+list; compare two commits (``GET /repos/{o}/{r}/compare/{base}...{head}``: status, ahead/behind, commits,
+files with their patches, from real ``git diff``); collaborator permission; team membership; issue
+comments list/create/update; issue labels add; commit statuses create;
 ``POST /app/installations/{id}/access_tokens`` (JWT checked with the app's public key).
 
 Test controls (Python, same process): :meth:`FakeGitHub.add_repo`, :meth:`fork`, :meth:`commit`,
-:meth:`open_pr` (``head_repo=`` for a PR from a fork), :meth:`add_review`, :meth:`set_permission`,
+:meth:`open_pr` (``head_repo=`` for a PR from a fork), :meth:`add_review`, :meth:`merge_base_into` (a merge
+of the base branch as the PR's new head; GitHub moves the reviews of the old head forward), :meth:`set_permission`,
 :meth:`add_team_member`, :meth:`merge_pr`, :meth:`fail_next` (inject 5xx/429/secondary rate limits),
 :meth:`on_request` (run a callback before a request, e.g. to move a branch under the bot).
 """
@@ -52,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = ROOT / "node_modules" / "@octokit" / "openapi" / "generated" / "api.github.com.json"
 GENERIC_STATUSES = {401, 403, 404, 429, 500, 502, 503}
 #: Path parameters whose values contain slashes (a file path, a git ref such as heads/main).
-SLASHED = {"path", "ref"}
+SLASHED = {"path", "ref", "basehead"}
 
 
 # --------------------------------------------------------------------------- the OpenAPI description
@@ -265,8 +267,8 @@ class Git:
             else:
                 _git(self.path, "read-tree", "--empty", env=env)
             for p, sha in entries.items():
-                if sha is None:
-                    _git(self.path, "update-index", "--force-remove", "--", p, env=env)
+                if sha is None:  # ``--force-remove`` needs a work tree; mode 0 removes the entry
+                    _git(self.path, "update-index", "--index-info", input=f"0 {'0' * 40}\t{p}\n".encode(), env=env)
                 else:
                     _git(self.path, "update-index", "--add", "--cacheinfo", f"100644,{sha},{p}", env=env)
             tree = _git(self.path, "write-tree", env=env).strip()
@@ -530,6 +532,33 @@ class FakeGitHub:
         with self._lock:
             repo.reviews.setdefault(number, []).append(r)
         return r
+
+    def merge_base_into(self, full_name: str, number: int, *, author: str = "octo",
+                        extra_files: dict[str, str | None] | None = None) -> str:
+        """Merge the base branch into PR ``number``'s head branch (as "Update branch" or a local
+        ``git merge main`` and push do); returns the new head. ``extra_files`` are changed in the
+        merge commit itself (an "evil merge": the merge brings more than the base's changes).
+
+        As GitHub does, every review whose ``commit_id`` was the old head now names the new head
+        (issue 10: GitHub re-points reviews across a merge of the base branch)."""
+        repo = self.repos[full_name]
+        pr = repo.pulls[number]
+        g = repo.git
+        with g.lock:
+            old, base = self.head_sha(full_name, number), g.branch(pr.base)
+            assert old and base and pr.head_repo is None, "merge_base_into: a PR from a branch of this repository"
+            tree = _git(g.path, "merge-tree", "--write-tree", old, base).split()[0]
+            if extra_files:
+                tree = g.make_tree(tree, {p: (g.hash_blob(t.encode()) if t is not None else None)
+                                          for p, t in extra_files.items()})
+            new = g.commit_tree(tree, [old, base], f"Merge branch '{pr.base}' into {pr.head}", author)
+            g.set_ref(pr.head, new, old)
+        self.user(author)
+        with self._lock:
+            for r in repo.reviews.get(number, []):
+                if r.commit_id == old:
+                    r.commit_id = new
+        return new
 
     def dismiss_review(self, full_name: str, number: int, review_id: int) -> None:
         for r in self.repos[full_name].reviews.get(number, []):
@@ -982,6 +1011,60 @@ class FakeGitHub:
         chunk, headers = self._page([self._commit_obj(repo, s) for s in shas], query)
         return 200, chunk, headers
 
+    def _op_get_compare(self, params, query, **_):
+        """REST "Compare two commits" (``{basehead}``, or the description's other template
+        ``{base}...{head}``): ``files`` and the counts are of ``merge-base(base, head)..head``."""
+        repo = self._repo(params)
+        g = repo.git
+        params = {**params, "basehead": params.get("basehead") or f"{params['base']}...{params['head']}"}
+        base_ref, sep, head_ref = params["basehead"].partition("...")
+        if not sep:
+            raise HTTPError(404, "Not Found")
+        base, head = g.rev(base_ref), g.rev(head_ref)
+        if base is None or head is None:
+            raise HTTPError(404, "Not Found")
+        mb = _git(g.path, "merge-base", base, head).strip()
+        ahead, behind = g.log(mb, head), g.log(mb, base)
+        status = ("identical" if base == head else "ahead" if not behind else "behind" if not ahead else "diverged")
+        ex = self.api.example("get", "/repos/{owner}/{repo}/compare/{basehead}", "200")
+        web = f"https://github.example/{repo.full_name}/compare"
+        ex.update(url=f"{self.url}/repos/{repo.full_name}/compare/{params['basehead']}",
+                  html_url=f"{web}/{params['basehead']}", permalink_url=f"{web}/{repo.owner}:{base}...{repo.owner}:{head}",
+                  diff_url=f"{web}/{params['basehead']}.diff", patch_url=f"{web}/{params['basehead']}.patch",
+                  base_commit=self._commit_obj(repo, base), merge_base_commit=self._commit_obj(repo, mb),
+                  status=status, ahead_by=len(ahead), behind_by=len(behind), total_commits=len(ahead))
+        paged = "per_page" in query or "page" in query
+        commits, headers = self._page(ahead, query) if paged else (ahead[-250:], {})
+        ex["commits"] = [self._commit_obj(repo, c) for c in commits]
+        first = int((query.get("page") or ["1"])[-1]) == 1
+        ex["files"] = self._diff_entries(repo, mb, head)[:300] if first else []
+        return 200, ex, headers
+
+    def _diff_entries(self, repo: Repo, a: str, b: str) -> list[dict[str, Any]]:
+        """``files`` of a comparison: ``git diff --name-status -M a b``, each with its patch (the hunks)."""
+        g = repo.git
+        out = []
+        words = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "C": "copied", "T": "changed"}
+        for line in _git(g.path, "diff", "--name-status", "-M", a, b).splitlines():
+            kind, *paths = line.split("\t")
+            path, old = paths[-1], (paths[0] if len(paths) > 1 else None)
+            diff = _git(g.path, "diff", "-M", a, b, "--", *([old] if old else []), path)
+            hunks = diff[diff.find("@@"):] if "@@" in diff else ""
+            numstat = _git(g.path, "diff", "--numstat", "-M", a, b, "--", *([old] if old else []), path).split()
+            adds, dels = (int(numstat[0]), int(numstat[1])) if numstat and numstat[0].isdigit() else (0, 0)
+            blob = g.blob_sha(a if kind[0] == "D" else b, old if kind[0] == "D" and old else path)
+            entry = {"sha": blob, "filename": path, "status": words.get(kind[0], "modified"), "additions": adds,
+                     "deletions": dels, "changes": adds + dels,
+                     "blob_url": f"https://github.example/{repo.full_name}/blob/{b}/{path}",
+                     "raw_url": f"https://github.example/{repo.full_name}/raw/{b}/{path}",
+                     "contents_url": f"{self.url}/repos/{repo.full_name}/contents/{path}?ref={b}"}
+            if hunks and "Binary files" not in diff:
+                entry["patch"] = hunks.rstrip("\n")
+            if old and kind[0] in "RC":
+                entry["previous_filename"] = old
+            out.append(entry)
+        return out
+
     def _op_get_pulls(self, params, query, **_):
         repo = self._repo(params)
         state = (query.get("state") or ["open"])[-1]
@@ -1137,6 +1220,8 @@ _OPS = {
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews"): "get_pull_reviews",
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/commits"): "get_pull_commits",
     ("GET", "/repos/{owner}/{repo}/pulls"): "get_pulls",
+    ("GET", "/repos/{owner}/{repo}/compare/{basehead}"): "get_compare",
+    ("GET", "/repos/{owner}/{repo}/compare/{base}...{head}"): "get_compare",
     ("POST", "/repos/{owner}/{repo}/pulls"): "post_pulls",
     ("PATCH", "/repos/{owner}/{repo}/pulls/{pull_number}"): "patch_pull",
     ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"): "get_collaborator_permission",

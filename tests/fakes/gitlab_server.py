@@ -4,7 +4,7 @@ GitLab publishes no complete OpenAPI description of these endpoints (see
 shared/specs/gitlab/SOURCE.md), so each route here declares the documented request shape
 (path, allowed and required query/body fields with their types, from docs.gitlab.com/api:
 merge_requests, merge_request_approvals, members, notes, commits, repository_files,
-commits#set-the-pipeline-status-of-a-commit, branches, users) and answers with the
+commits#set-the-pipeline-status-of-a-commit, branches, users, repositories#compare-branches-tags-or-commits) and answers with the
 documented response shape; the approvals and member answers start from the documented
 examples copied into tests/fixtures/gitlab/. A request to an unknown route, with an unknown
 or missing field, or a wrongly typed one is answered 400/404 **and recorded in ``errors``**.
@@ -13,7 +13,9 @@ Authentication: ``PRIVATE-TOKEN`` header, a token from ``tokens`` (token → use
 
 Merge requests may come from a fork (:meth:`FakeGitLab.fork`, ``open_mr(source_project=...)``);
 ``PUT .../merge_requests/:iid`` takes ``state_event`` ``close``/``reopen`` (a merged MR stays merged);
-projects carry their ``http_url_to_repo`` on the fake's host.
+projects carry their ``http_url_to_repo`` on the fake's host. :meth:`FakeGitLab.merge_target_into` pushes a
+merge of the target branch as an MR's new head (GitLab keeps ``approved_by`` unless the project resets
+approvals on push; the fake keeps them).
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ ROUTES: list[tuple[str, str, str, dict[str, type], dict[str, tuple[type, bool]]]
     # project events (doc/api/events.md "List a project's visible events"; push events carry push_data)
     ("GET", r"/projects/(?P<id>[^/]+)/events", "project_events",
      {"action": _S, "target_type": _S, "per_page": _I, "page": _I, "sort": _S}, {}),
+    # compare (doc/api/repositories.md "Compare branches, tags or commits"; from and to are required)
+    ("GET", r"/projects/(?P<id>[^/]+)/repository/compare", "compare",
+     {"from": _S, "to": _S, "from_project_id": _I, "straight": _S, "unidiff": _S}, {}),
 ]
 _COMPILED = [(m, re.compile("^/api/v4" + rx + "$"), h, q, b) for m, rx, h, q, b in ROUTES]
 _ACTIONS = {"create", "delete", "move", "update", "chmod"}
@@ -233,6 +238,28 @@ class FakeGitLab:
     def approve(self, path: str, iid: int, username: str) -> None:
         self.user(username)
         self.projects[path].mrs[iid].approved_by.append(username)
+
+    def merge_target_into(self, path: str, iid: int, *, author: str = "root",
+                          extra_files: dict[str, str | None] | None = None) -> str:
+        """Merge the target branch into MR ``iid``'s source branch; returns the new head. ``extra_files``
+        are changed in the merge commit itself (the merge brings more than the target's changes)."""
+        from tests.fakes.github_server import _git
+
+        p = self.projects[path]
+        mr = p.mrs[iid]
+        g = p.git
+        with g.lock:
+            old, base = g.branch(mr.source_branch), g.branch(mr.target_branch)
+            assert old and base and mr.source_project is None
+            tree = _git(g.path, "merge-tree", "--write-tree", old, base).split()[0]
+            if extra_files:
+                tree = g.make_tree(tree, {k: (g.hash_blob(v.encode()) if v is not None else None)
+                                          for k, v in extra_files.items()})
+            new = g.commit_tree(tree, [old, base], f"Merge branch '{mr.target_branch}' into '{mr.source_branch}'",
+                                author)
+            g.set_ref(mr.source_branch, new, old)
+        self.user(author)
+        return new
 
     def fail_next(self, method: str, path_regex: str, status: int, count: int = 1) -> None:
         self._faults.append({"method": method, "rx": re.compile(path_regex), "status": status, "count": count})
@@ -584,6 +611,43 @@ class FakeGitLab:
             ex.update(id=self.user(name), username=name, name=name.title(), access_level=level, state="active")
             out.append(ex)
         return 200, self._page(out, query)
+
+    def _compare(self, params, query, **_):
+        """``from...to`` (merge base, the default) or ``from..to`` (``straight=true``): the commits of ``to``
+        since, and per changed file its diff hunks (empty for a binary file, as when diff limits are hit)."""
+        from tests.fakes.github_server import _git
+
+        p = self._project(params)
+        for name in ("from", "to"):
+            if not query.get(name):
+                self.errors.append(f"GET repository/compare: missing required query parameter {name!r}")
+                raise HTTPError(400, {"error": f"{name} is missing"})
+        if query.get("straight", "false") not in ("true", "false"):
+            self.errors.append(f"GET repository/compare: straight={query['straight']!r} is not a boolean")
+            raise HTTPError(400, {"error": "straight is invalid"})
+        g = p.git
+        a, b = g.rev(query["from"]), g.rev(query["to"])
+        if a is None or b is None:
+            raise HTTPError(404, "404 Ref Not Found")
+        start = a if query.get("straight") == "true" else _git(g.path, "merge-base", a, b).strip()
+        commits = []
+        for sha in g.log(start, b):
+            c = g.commit_info(sha)
+            commits.append({"id": sha, "short_id": sha[:8], "title": c["message"].splitlines()[0] if c["message"] else "",
+                            "author_name": c["author"], "author_email": c["author_email"],
+                            "created_at": c["committer_date"]})
+        diffs = []
+        for line in _git(g.path, "diff", "--name-status", "-M", start, b).splitlines():
+            kind, *paths = line.split("\t")
+            new, old = paths[-1], paths[0]
+            text = _git(g.path, "diff", "-M", start, b, "--", *dict.fromkeys([old, new]))
+            hunks = text[text.find("@@"):] if "@@" in text and "Binary files" not in text else ""
+            diffs.append({"old_path": old, "new_path": new, "a_mode": None if kind[0] == "A" else "100644",
+                          "b_mode": "0" if kind[0] == "D" else "100644", "diff": hunks, "new_file": kind[0] == "A",
+                          "renamed_file": kind[0] == "R", "deleted_file": kind[0] == "D"})
+        return 200, {"commit": commits[-1] if commits else None, "commits": commits, "diffs": diffs,
+                     "compare_timeout": False, "compare_same_ref": a == b,
+                     "web_url": f"{self.url}/{p.path}/-/compare/{a}...{b}"}
 
     def _project_events(self, params, query, **_):
         p = self._project(params)

@@ -24,7 +24,8 @@ The rule (issue 10, "Approvals re-pointed by GitHub"; README "The bot", approval
   change is a merge of the base branch, verified by comparing trees (:func:`only_base_merge`):
   the head contains the approved commit, and every file that differs between the approved commit
   and the head carries exactly the change the base branch made to it since the approved commit
-  forked from it (same path, same kind of change, the same non-empty diff). A file the base did
+  forked from it (same path, same kind of change, the same non-empty diff, or the same rename with
+  no change of content). A file the base did
   not change, a conflict resolved by hand, a rewritten branch, or a diff the forge does not show
   (binary, too large, a cut file list) makes the approval stale.
 """
@@ -87,6 +88,8 @@ def _same_change(f: FileChange, g: FileChange | None) -> bool:
         return False
     if (f.previous_path or f.path) != (g.previous_path or g.path):
         return False
+    if f.status == "renamed" and not f.patch and not g.patch:
+        return True  # the same file moved to the same name, its content unchanged on both sides
     return bool(f.patch) and f.patch == g.patch
 
 

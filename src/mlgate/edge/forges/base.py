@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, TypeVar
 
 from mlgate.core.errors import InfraError, MlgateError
+from mlgate.core.freshness import Comparison
 from mlgate.core.policy import Review
 from mlgate.core.promotion import LABEL
 
@@ -176,6 +177,16 @@ class Forge(Protocol):
 
     def committers(self, repo: str, number: int) -> set[str]:
         """Logins of the authors of the PR's commits (GitHub); GitLab: usernames when resolvable."""
+
+    def compare(self, repo: str, base: str, head: str) -> Comparison:
+        """``base...head``: the files changed from the merge base of ``base`` and ``head`` to ``head``
+        (each with its diff), and whether ``head`` descends from ``base``.
+
+        ``base``/``head``: commit SHAs or branch names. GitHub REST "Compare two commits"
+        (``GET /repos/{o}/{r}/compare/{base}...{head}``); GitLab "Compare branches, tags or commits"
+        (``GET /projects/:id/repository/compare``, and the reverse for the ancestry). Raises
+        :class:`ForgeError` when the forge does not know a commit (404).
+        """
 
     def permission(self, repo: str, user: str, user_id: int | None = None) -> str:
         """The user's level on the repository, one of :data:`mlgate.core.policy.PERMISSIONS`."""

@@ -19,6 +19,7 @@ Endpoints used (GitHub REST API, api.github.com OpenAPI description in npm
   ``PATCH /repos/{o}/{r}/git/refs/heads/{branch}``, ``POST /repos/{o}/{r}/git/trees``,
   ``POST /repos/{o}/{r}/git/commits``
 - ``GET /repos/{o}/{r}/pulls/{n}``, ``GET .../pulls/{n}/reviews``, ``GET .../pulls/{n}/commits``,
+  ``GET /repos/{o}/{r}/compare/{base}...{head}``,
   ``GET /repos/{o}/{r}/pulls?head=&state=open``, ``POST /repos/{o}/{r}/pulls``,
   ``PATCH /repos/{o}/{r}/pulls/{n}`` (body, or ``state: closed``)
 - ``GET /repos/{o}/{r}/collaborators/{u}/permission``, ``GET /orgs/{org}/teams/{slug}/memberships/{u}``
@@ -43,6 +44,7 @@ from urllib.parse import quote
 import requests
 from github import Auth, Github, GithubException
 
+from mlgate.core.freshness import Comparison, FileChange
 from mlgate.core.policy import PERMISSIONS, Review
 from mlgate.edge.forges.base import (
     MARKER,
@@ -59,6 +61,8 @@ from mlgate.edge.forges.github_promotion import GitHubPromotions, use_contents_a
 
 
 PER_PAGE = 100
+#: REST "Compare two commits" lists at most this many changed files for a comparison.
+COMPARE_MAX_FILES = 300
 
 
 def _classify(exc: BaseException) -> float | bool:
@@ -209,6 +213,28 @@ class GitHubForge(GitHubPromotions):
                 if login and login != "web-flow":  # web-flow commits merges made in the web UI
                     out.add(login)
         return out
+
+    def compare(self, repo: str, base: str, head: str) -> Comparison:
+        """``GET /repos/{o}/{r}/compare/{base}...{head}`` (REST "Compare two commits", first page: it
+        holds the file list, at most :data:`COMPARE_MAX_FILES` files). ``contains_base``: ``status`` is
+        "ahead" or "identical"; a file without ``patch`` (binary, too large) has ``patch`` None.
+        Raises :class:`ForgeError` when GitHub does not know either side (404)."""
+        basehead = f"{quote(base, safe='/')}...{quote(head, safe='/')}"
+        try:
+            _, d = self._api("GET", f"/repos/{repo}/compare/{basehead}", {"per_page": 1})
+        except GithubException as e:
+            if self._status(e) in (404, 422):
+                raise ForgeError(f"GitHub cannot compare {repo} {base[:12]}...{head[:12]}: {self._status(e)} "
+                                 f"{self._message(e)}", self._status(e)) from None
+            raise
+        files = d.get("files") or []
+        return Comparison(
+            base=base, head=head, contains_base=d.get("status") in ("ahead", "identical"),
+            files=tuple(FileChange(path=f["filename"], status=f.get("status") or "modified",
+                                   patch=f.get("patch") or None, previous_path=f.get("previous_filename"))
+                        for f in files),
+            complete=len(files) < COMPARE_MAX_FILES,
+        )
 
     def permission(self, repo: str, user: str, user_id: int | None = None) -> str:
         try:

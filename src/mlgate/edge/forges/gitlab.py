@@ -1,7 +1,8 @@
 """GitLab through python-gitlab: merge requests, approvals, notes, statuses, promotion MRs.
 
 Edge adapter over GitLab REST API v4 (docs.gitlab.com/api: merge_requests, merge_request_approvals,
-members, notes, commits, repository_files, commits#set-the-pipeline-status-of-a-commit).
+members, notes, commits, repository_files, repositories#compare-branches-tags-or-commits,
+commits#set-the-pipeline-status-of-a-commit).
 Shapes checked against the documented examples kept in ``tests/fixtures/gitlab/``.
 
 Retries: python-gitlab sleeps ``Retry-After`` on 429 (``obey_rate_limit``, at most 3 times);
@@ -27,6 +28,7 @@ import gitlab
 import requests
 from gitlab.exceptions import GitlabHttpError
 
+from mlgate.core.freshness import Comparison, FileChange
 from mlgate.core.policy import Review, gitlab_permission
 from mlgate.edge.forges.base import (
     MARKER,
@@ -230,6 +232,35 @@ class GitLabForge(GitLabPromotions):
             raise CommittersUnresolved(
                 f"{len(unresolved)} commit e-mail(s) of merge request !{number} match no GitLab user", found)
         return found
+
+    def compare(self, repo: str, base: str, head: str) -> Comparison:
+        """``GET /projects/:id/repository/compare?from=base&to=head`` ("Compare branches, tags or
+        commits", merge-base comparison ``from...to``), then the reverse: ``head`` descends from
+        ``base`` when the reverse lists no commits. A diff that is empty (GitLab's diff limits,
+        binary files) has ``patch`` None; ``compare_timeout`` makes the comparison incomplete.
+        Raises :class:`ForgeError` when GitLab does not know either side (404)."""
+        path = f"/projects/{enc_project(repo)}/repository/compare"
+        try:
+            d = self._api("get", path, {"from": base, "to": head})
+            back = self._api("get", path, {"from": head, "to": base})
+        except GitlabHttpError as e:
+            if self._code(e) in (400, 404):
+                raise ForgeError(f"GitLab cannot compare {repo} {base[:12]}...{head[:12]}: {e.response_code} "
+                                 f"{e.error_message}", self._code(e)) from None
+            raise
+
+        def status(f: dict[str, Any]) -> str:
+            return ("added" if f.get("new_file") else "removed" if f.get("deleted_file")
+                    else "renamed" if f.get("renamed_file") else "modified")
+
+        return Comparison(
+            base=base, head=head, contains_base=not (back or {}).get("commits"),
+            files=tuple(FileChange(path=f.get("new_path") or f.get("old_path") or "", status=status(f),
+                                   patch=f.get("diff") or None,
+                                   previous_path=f.get("old_path") if f.get("renamed_file") else None)
+                        for f in (d or {}).get("diffs") or []),
+            complete=not (d or {}).get("compare_timeout"),
+        )
 
     def permission(self, repo: str, user: str, user_id: int | None = None) -> str:
         uid = user_id or self._user_id(user)
