@@ -69,7 +69,7 @@ _HELP_FLAGS = ("--help", "-h")
 # wherever the character lands in the token stream says what the line became.
 _MARK_BASE = 0xF0000
 _MAX_LINES = 0xFFFE  # Plane 15 holds this many; later lines are never commands
-_MARKABLE = re.compile(r"^([ \t]*)/(?=[A-Za-z])")
+_MARKABLE = re.compile(r"^(\s*)/(?=[A-Za-z])")  # \s: a no-break space before "/" is fine too
 _PRIVATE = re.compile("[\U000F0000-\U0010FFFF]")  # typed by a user, they would fake a mark
 _MD = MarkdownIt("commonmark").enable("table")
 # HTML elements without content (HTML Living Standard §13.1.2): they never enclose a command
@@ -174,9 +174,10 @@ def _line_marks(inline: Token, html: _OpenElements, top_paragraph: bool) -> list
             continue
         if child.type == "html_inline":
             html.feed(child.content)
-        elif (top_paragraph and line_start and depth == 0 and not html.inside and child.type == "text"
-              and child.content and _MARK_BASE <= ord(child.content[0]) < _MARK_BASE + _MAX_LINES):
-            found.append(ord(child.content[0]) - _MARK_BASE)
+        elif top_paragraph and line_start and depth == 0 and not html.inside and child.type == "text":
+            head = child.content.lstrip()[:1]  # Unicode spaces (U+00A0) stay in the paragraph's text
+            if head and _MARK_BASE <= ord(head) < _MARK_BASE + _MAX_LINES:
+                found.append(ord(head) - _MARK_BASE)
         depth += child.nesting
         line_start = False
     return found
