@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from mlgate.core.commands import Command
 from mlgate.core.config import Config, Environment
+from mlgate.core.freshness import BaseMerge
 from mlgate.core.policy import Decision, Facts, Review, VersionFacts
 from mlgate.core.promotion import GATES_TAG, Promotion, Trigger, gate_summary, gates_fingerprint
 
@@ -36,6 +37,8 @@ class Snapshot:
     ``gates_fingerprint``: :func:`mlgate.core.promotion.gates_fingerprint` of ``config`` (the default
     branch's); None: computed from ``config`` by :func:`facts_for`.
     ``served_versions``: environment name → versions the bot's audit history shows held its alias.
+    ``review_commits``, ``pushed_heads``, ``base_merges``: what the bot recorded of GitHub reviews and
+    pushes, and the forge's comparisons of approved commits with the head and the base (issue 10).
     """
 
     config: Config
@@ -57,6 +60,9 @@ class Snapshot:
     committers_resolved: bool = True
     gates_fingerprint: str | None = None
     served_versions: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    review_commits: Mapping[int, str] = field(default_factory=dict)
+    pushed_heads: frozenset[str] = frozenset()
+    base_merges: Mapping[str, BaseMerge] = field(default_factory=dict)
 
 
 def resolve_target(cmd: Command, cfg: Config) -> tuple[str, Environment] | str:
@@ -106,6 +112,9 @@ def facts_for(forge: str, command: str, actor: str, model: str, env: Environment
         head_sha=snap.head_sha,
         head_candidate=snap.head_candidate.version if snap.head_candidate else None,
         reviews=snap.reviews,
+        review_commits=snap.review_commits,
+        pushed_heads=snap.pushed_heads,
+        base_merges=snap.base_merges,
         gitlab_approved_by=snap.gitlab_approved_by,
         gitlab_approval_commits=snap.gitlab_approval_commits,
         user_teams=snap.user_teams,

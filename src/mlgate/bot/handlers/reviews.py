@@ -1,8 +1,18 @@
 """Reviews, approvals and PR updates keep the head commit's ``mlgate/gates`` status in step with the policy.
 
-GitLab approvals are remembered with the commit they were given on (the approval event names it;
-the approvals API does not), for the policy's "approved the head commit" check. Promotion and
-canary PRs are not checked (they change manifests, not the model).
+Approvals are remembered with the commit they were given on, for the policy's "approved the head
+commit" check (:mod:`mlgate.core.freshness`, issue 10):
+
+- GitLab: ``gitlab:approval:<repo>:<iid>:<username>`` → the head when the approval event arrived
+  (the approvals API does not say which commit was approved).
+- GitHub: ``github:approval:<repo>:<number>:<review id>`` → ``review.commit_id`` of the
+  ``pull_request_review`` ``submitted`` delivery (cleared when it is dismissed or is no approval):
+  GitHub later moves a review's ``commit_id`` forward across a merge of the base branch, so the
+  reviews API alone cannot tell what was approved. ``github:pushed:<repo>:<number>:<sha>`` marks a
+  head the bot saw arrive by a ``pull_request`` ``synchronize`` delivery (an unrecorded review on
+  such a commit may have been moved there).
+
+Promotion and canary PRs are not checked (they change manifests, not the model).
 """
 
 from __future__ import annotations
@@ -14,13 +24,35 @@ from mlgate.bot.handlers.common import Job
 from mlgate.bot.handlers.snapshot import snapshot
 
 
-def refresh_status(job: Job) -> str:
-    """``review`` or ``pull_request`` (not merged): set ``mlgate/gates`` of the head commit for the
-    first environment."""
-    ev = job.ev
+def _github_review_id(job: Job) -> int | None:
+    """``review.id`` of a ``pull_request_review`` delivery (webhook payload, @octokit/webhooks
+    ``pull_request_review``); None when absent or not an integer."""
+    review = job.delivery.payload.get("review") if isinstance(job.delivery.payload, dict) else None
+    rid = review.get("id") if isinstance(review, dict) else None
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
+
+
+def record_approval_facts(job: Job) -> None:
+    """Remember what a review approved, and which heads arrived by a push (see the module docstring)."""
+    ev, kv = job.ev, job.store.kv_set
     if ev.forge == "gitlab" and ev.kind == "review" and ev.actor:
-        key = f"gitlab:approval:{ev.repo}:{ev.number}:{ev.actor}"
-        job.store.kv_set(key, (ev.head_sha or "") if ev.review_state == "approved" else "")
+        approved = ev.review_state == "approved"
+        kv(f"gitlab:approval:{ev.repo}:{ev.number}:{ev.actor}", (ev.head_sha or "") if approved else "")
+    elif ev.forge == "github" and ev.kind == "review":
+        rid = _github_review_id(job)
+        if rid is not None:
+            approved = ev.action == "submitted" and ev.review_state == "approved"
+            commit = ev.review_commit or ev.head_sha or ""
+            kv(f"github:approval:{ev.repo}:{ev.number}:{rid}", commit if approved else "")
+    elif ev.forge == "github" and ev.kind == "pull_request" and ev.action == "synchronize" and ev.head_sha:
+        kv(f"github:pushed:{ev.repo}:{ev.number}:{ev.head_sha}", "1")
+
+
+def refresh_status(job: Job) -> str:
+    """``review`` or ``pull_request`` (not merged): record the approval facts, then set ``mlgate/gates``
+    of the head commit for the first environment."""
+    ev = job.ev
+    record_approval_facts(job)
     if parse_branch(ev.head_ref) or is_canary_branch(ev.head_ref):
         return f"{ev.kind} {ev.action} on a promotion PR: nothing to check"
     cfg = job.config()

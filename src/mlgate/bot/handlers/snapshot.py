@@ -1,9 +1,11 @@
 """The policy snapshot: every fact :func:`mlgate.core.policy.decide` looks at, gathered for one PR/MR.
 
 Read from the forge (the commenter's permission and teams, reviews or GitLab approvals, the
-PR's committers, reviewers' permissions and teams) and the registry (the version the PR head
-trained, the versions each environment's alias holds, the candidate), and from the bot's own
-store (GitLab approvals' commits, the versions the audit history shows an environment served).
+PR's committers, reviewers' permissions and teams, and, with ``approvals.keep_on_base_merge``,
+comparisons of each approved older commit with the head and the base branch) and the registry
+(the version the PR head trained, the versions each environment's alias holds, the candidate),
+and from the bot's own store (the commits approvals were given on, the heads pushed while the bot
+watched, the versions the audit history shows an environment served).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from dataclasses import dataclass
 
 from mlgate.core.config import Config, Environment
 from mlgate.core.errors import UsageError
+from mlgate.core.freshness import BaseMerge, github_approved_commit
 from mlgate.core.policy import Review, VersionFacts, latest_states, permission_rank
 from mlgate.bot import promotion as promo
 from mlgate.bot.handlers.common import Job
 from mlgate.bot.ports import ModelRegistry
-from mlgate.edge.forges.base import CommittersUnresolved
+from mlgate.edge.forges.base import CommittersUnresolved, ForgeError
 from mlgate.edge.registry import VersionInfo
 from mlgate.core.promotion import gates_fingerprint
 
@@ -37,6 +40,18 @@ class _Reviews:
     approval_commits: dict[str, str] | None = None
     flagged_bots: frozenset[str] = frozenset()
     users: frozenset[str] = frozenset()
+    review_commits: dict[int, str] | None = None
+    pushed_heads: frozenset[str] = frozenset()
+
+    def approved_commits(self) -> set[str]:
+        """The commits the approvals seen were given on (as far as they are known)."""
+        if self.approved_by is not None:
+            return set((self.approval_commits or {}).values())
+        out = set()
+        for r in latest_states(self.reviews).values():
+            if r.state.upper() == "APPROVED":
+                out.add(github_approved_commit(r.id, r.commit_id, self.review_commits or {}, self.pushed_heads)[0])
+        return {c for c in out if c}
 
 
 @dataclass(frozen=True)
@@ -67,7 +82,19 @@ def _reviews(job: Job) -> _Reviews:
     f, ev = job.forge, job.ev
     if ev.forge != "gitlab":
         reviews = tuple(f.reviews(ev.repo, ev.number))  # type: ignore[arg-type]
-        return _Reviews(reviews=reviews, users=frozenset(latest_states(reviews)))
+        latest = latest_states(reviews)
+        recorded: dict[int, str] = {}
+        pushed: set[str] = set()
+        for r in latest.values():
+            if r.state.upper() != "APPROVED":
+                continue
+            seen = job.store.kv_get(f"github:approval:{ev.repo}:{ev.number}:{r.id}")
+            if seen:
+                recorded[r.id] = seen
+            elif r.commit_id and job.store.kv_get(f"github:pushed:{ev.repo}:{ev.number}:{r.commit_id}"):
+                pushed.add(r.commit_id)
+        return _Reviews(reviews=reviews, users=frozenset(latest), review_commits=recorded,
+                        pushed_heads=frozenset(pushed))
     appr = f.approvals(ev.repo, ev.number)  # type: ignore[arg-type]
     approved_by = appr.approved_by if appr else ()
     commits: dict[str, str] = {}
@@ -77,6 +104,26 @@ def _reviews(job: Job) -> _Reviews:
             commits[u] = seen
     return _Reviews(approved_by=approved_by, approval_commits=commits,
                     flagged_bots=frozenset(getattr(appr, "bots", ()) or ()), users=frozenset(approved_by))
+
+
+#: Approved older commits compared with the head per snapshot (two compare calls each), at most.
+MAX_COMPARED = 5
+
+
+def _base_merges(job: Job, env: Environment, rv: _Reviews, head: str | None, base_ref: str) -> dict[str, BaseMerge]:
+    """With ``approvals.keep_on_base_merge``: for each approved commit other than the head, the forge's
+    comparisons approved...head and approved...base branch. A commit the forge cannot compare (gone
+    after a force push) is left out: its approvals are stale."""
+    if not env.approvals.keep_on_base_merge or not head:
+        return {}
+    out: dict[str, BaseMerge] = {}
+    for commit in sorted(rv.approved_commits() - {head})[:MAX_COMPARED]:
+        try:
+            out[commit] = BaseMerge(to_head=job.forge.compare(job.ev.repo, commit, head),
+                                    to_base=job.forge.compare(job.ev.repo, commit, base_ref))
+        except ForgeError:
+            continue
+    return out
 
 
 def _committers(job: Job, env: Environment) -> tuple[frozenset[str], bool]:
@@ -165,5 +212,7 @@ def snapshot(job: Job, cfg: Config, env: Environment, model: str, command: str, 
         pr_state=getattr(pr, "state", None), committers_resolved=committers_resolved,
         gates_fingerprint=gates_fingerprint(cfg),
         served_versions={env.name: served_versions(job, model, env.name)} if command == "rollback" else {},
+        review_commits=rv.review_commits or {}, pushed_heads=rv.pushed_heads,
+        base_merges=_base_merges(job, env, rv, pr.head_sha, pr.base_ref),
     )
     return snap, v.version, v.candidate
