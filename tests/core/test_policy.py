@@ -397,20 +397,24 @@ def test_recorded_commit_equal_to_the_head_counts():
     assert decide(facts(reviews=REPOINTED, review_commits={41: HEAD})).allowed
 
 
-@pytest.mark.parametrize("pushed,allowed", [(frozenset(), True), (frozenset({HEAD}), False),
-                                            (frozenset({OLD}), True)])
-def test_review_with_no_record_falls_back_to_commit_id_unless_the_bot_saw_that_head_pushed(pushed, allowed):
-    # no record: given before the bot was installed (or its delivery was lost). If the bot saw HEAD
-    # arrive by a synchronize, an approval given on it would have been recorded, and one given
-    # before may have been moved there by GitHub: unknown, stale.
-    d = decide(facts(reviews=REPOINTED, pushed_heads=pushed))
+@pytest.mark.parametrize("synchronized_at,allowed", [
+    (None, True),                     # no push seen since the bot watches: GitHub's commit_id
+    ("2024-05-01T09:00:00Z", True),   # the last push seen came before the review
+    ("2024-05-01T10:00:00Z", False),  # the same second: cannot tell, fail closed
+    ("2024-05-01T11:00:00Z", False),  # a push after the review: GitHub may have moved it
+    ("not a time", False),
+])
+def test_review_with_no_record_falls_back_to_commit_id_unless_a_push_was_seen_after_it(synchronized_at, allowed):
+    # no record: given before the bot was installed (or its delivery was lost). A push the bot saw
+    # after the review (GitHub's clock on both sides) may have moved it: unknown, stale.
+    d = decide(facts(reviews=REPOINTED, synchronized_at=synchronized_at))
     assert d.allowed is allowed
     if not allowed:
         assert any("commit approved is unknown" in n for n in d.not_counted)
 
 
 def test_a_record_of_another_review_does_not_vouch_for_this_one():
-    d = decide(facts(reviews=REPOINTED, review_commits={7: HEAD}, pushed_heads=frozenset({HEAD})))
+    d = decide(facts(reviews=REPOINTED, review_commits={7: HEAD}, synchronized_at="2024-05-01T11:00:00Z"))
     assert not d.allowed
 
 

@@ -37,8 +37,8 @@ class Snapshot:
     ``gates_fingerprint``: :func:`mlgate.core.promotion.gates_fingerprint` of ``config`` (the default
     branch's); None: computed from ``config`` by :func:`facts_for`.
     ``served_versions``: environment name → versions the bot's audit history shows held its alias.
-    ``review_commits``, ``pushed_heads``, ``base_merges``: what the bot recorded of GitHub reviews and
-    pushes, and the forge's comparisons of approved commits with the head and the base (issue 10).
+    ``review_commits``, ``synchronized_at``, ``base_merges``: what the bot recorded of GitHub reviews
+    and pushes, and the forge's comparisons of approved commits with the head and the base (issue 10).
     """
 
     config: Config
@@ -61,7 +61,7 @@ class Snapshot:
     gates_fingerprint: str | None = None
     served_versions: Mapping[str, frozenset[str]] = field(default_factory=dict)
     review_commits: Mapping[int, str] = field(default_factory=dict)
-    pushed_heads: frozenset[str] = frozenset()
+    synchronized_at: str | None = None
     base_merges: Mapping[str, BaseMerge] = field(default_factory=dict)
 
 
@@ -113,7 +113,7 @@ def facts_for(forge: str, command: str, actor: str, model: str, env: Environment
         head_candidate=snap.head_candidate.version if snap.head_candidate else None,
         reviews=snap.reviews,
         review_commits=snap.review_commits,
-        pushed_heads=snap.pushed_heads,
+        synchronized_at=snap.synchronized_at,
         base_merges=snap.base_merges,
         gitlab_approved_by=snap.gitlab_approved_by,
         gitlab_approval_commits=snap.gitlab_approval_commits,

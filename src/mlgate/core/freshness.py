@@ -13,11 +13,12 @@ The rule (issue 10, "Approvals re-pointed by GitHub"; README "The bot", approval
   branch (REST "List reviews for a pull request" then shows the new head), so the listing alone
   cannot tell an approval of the head from an approval of an older commit.
 - **A GitHub review with no record** (given before the bot was installed, or its delivery was
-  lost) falls back to its ``commit_id`` only when that commit did not become the head by a push
-  the bot saw (a ``pull_request`` ``synchronize`` delivery). Had the bot seen that push, it was
-  watching when the head arrived: an approval given on it afterwards would have been recorded,
-  and an approval given before it may have been moved there by GitHub. Then the commit approved
-  is unknown and the approval is stale (fail closed: re-approve). No clocks are compared.
+  lost) falls back to its ``commit_id`` only when no push was seen after it: no ``pull_request``
+  ``synchronize`` delivery whose ``pull_request.updated_at`` is at or after the review's
+  ``submitted_at`` (both stamped by GitHub's clock, never the bot's). A push after the review may
+  have moved it (GitHub re-points reviews across a merge of the base branch), so the commit
+  approved is unknown and the approval is stale (fail closed: re-approve). A review submitted after
+  the last push the bot saw was given on a head GitHub had already shown the reviewer.
 - **Stale by default**: an approval counts only when the commit approved is the head. Any new
   head commit makes it stale, merges of the base branch included.
 - **``approvals.keep_on_base_merge: true``** keeps an approval across head commits whose only
@@ -33,6 +34,7 @@ The rule (issue 10, "Approvals re-pointed by GitHub"; README "The bot", approval
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Mapping
 
 
@@ -118,22 +120,33 @@ def only_base_merge(merge: BaseMerge | None) -> str | None:
     return None
 
 
-def github_approved_commit(review_id: int, commit_id: str | None, recorded: Mapping[int, str],
-                           pushed_heads: frozenset[str]) -> tuple[str | None, str | None]:
+def _when(text: str | None) -> datetime | None:
+    """An ISO 8601 time as GitHub writes it (``2024-05-01T10:00:00Z``); None when absent or unreadable."""
+    try:
+        return datetime.fromisoformat((text or "").replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+
+
+def github_approved_commit(review_id: int, commit_id: str | None, submitted_at: str | None,
+                           recorded: Mapping[int, str], synchronized_at: str | None) -> tuple[str | None, str | None]:
     """The commit a GitHub review approved: (commit, None), or (None, why it is unknown).
 
     Args:
-        review_id / commit_id: the review as REST "List reviews for a pull request" shows it now.
+        review_id / commit_id / submitted_at: the review as REST "List reviews for a pull request" shows it now.
         recorded: review id → the commit approved, recorded from its ``pull_request_review`` delivery.
-        pushed_heads: commits the bot saw become the head by a ``pull_request`` ``synchronize`` delivery.
+        synchronized_at: ``pull_request.updated_at`` of the latest ``synchronize`` delivery the bot saw
+            for this PR (None: none seen).
     """
     seen = recorded.get(review_id)
     if seen:
         return seen, None
-    if commit_id and commit_id not in pushed_heads:
+    pushed, given = _when(synchronized_at), _when(submitted_at)
+    after_review = synchronized_at is not None and (pushed is None or given is None or pushed >= given)
+    if commit_id and not after_review:
         return commit_id, None
-    return None, (f"stale: the commit approved is unknown (the bot has no record of this review, and GitHub may "
-                  f"have moved it to {_short(commit_id)} when that commit was pushed): re-approve on the current head")
+    return None, (f"stale: the commit approved is unknown (the bot has no record of this review and saw a push "
+                  f"after it; GitHub may have moved it to {_short(commit_id)}): re-approve on the current head")
 
 
 def staleness(approved: str | None, head: str | None, *, keep_on_base_merge: bool = False,

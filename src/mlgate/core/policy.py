@@ -131,8 +131,8 @@ class Facts:
         head_sha: the PR head commit; head_candidate: the version registered for it (or None).
         reviews: GitHub reviews, all pages (order does not matter: sorted here).
         review_commits: GitHub review id → the commit approved, recorded from its review delivery;
-            pushed_heads: commits the bot saw become the head by a ``synchronize`` delivery (see
-            :func:`mlgate.core.freshness.github_approved_commit`).
+            synchronized_at: ``pull_request.updated_at`` of the latest ``synchronize`` delivery seen
+            (see :func:`mlgate.core.freshness.github_approved_commit`).
         base_merges: approved commit → :class:`mlgate.core.freshness.BaseMerge` (gathered with
             ``approvals.keep_on_base_merge`` for approvals of an older commit).
         gitlab_approved_by: GitLab ``approved_by`` usernames (None on GitHub);
@@ -169,7 +169,7 @@ class Facts:
     head_candidate: str | None = None
     reviews: tuple[Review, ...] = ()
     review_commits: Mapping[int, str] = field(default_factory=dict)
-    pushed_heads: frozenset[str] = frozenset()
+    synchronized_at: str | None = None
     base_merges: Mapping[str, BaseMerge] = field(default_factory=dict)
     gitlab_approved_by: tuple[str, ...] | None = None
     gitlab_approval_commits: Mapping[str, str] = field(default_factory=dict)
@@ -365,7 +365,8 @@ def count_approvals(facts: Facts) -> tuple[list[str], list[str], list[str]]:
                 blocking.append(user)
             continue
         if why is None:
-            approved, why = github_approved_commit(r.id, r.commit_id, facts.review_commits, facts.pushed_heads)
+            approved, why = github_approved_commit(r.id, r.commit_id, r.submitted_at, facts.review_commits,
+                                                   facts.synchronized_at)
         if why is None:
             why = staleness(approved, facts.head_sha, keep_on_base_merge=a.keep_on_base_merge,
                             base_merges=facts.base_merges)

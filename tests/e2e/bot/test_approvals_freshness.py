@@ -11,6 +11,7 @@ changes (checked through "Compare two commits").
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ def approve_and_merge_main(w: World, *, send_review: bool = True,
                            extra_files: dict[str, str | None] | None = None) -> tuple[str, str]:
     """bob approves the head A; main changes params.py; main is merged into the PR (head B, GitHub
     moves the review to B); the synchronize delivery is handled. Returns (A, B)."""
-    from tests.e2e.bot.deliveries import github_pull_request
+    from tests.e2e.bot.deliveries import github_pull_request, octokit
 
     a = w.head()
     w.register(a)
@@ -48,7 +49,10 @@ def approve_and_merge_main(w: World, *, send_review: bool = True,
     b = w.gh.merge_base_into(w.repo, w.pr, author="alice", extra_files=extra_files)
     assert w.head() == b and review.commit_id == b, "GitHub moves the review to the merge"
     w.register(b)
-    w.bot.wait(w.bot.send_github("pull_request", github_pull_request(w.gh, w.repo, w.pr, "synchronize")))
+    sync = github_pull_request(w.gh, w.repo, w.pr, "synchronize")
+    sync["pull_request"]["updated_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # GitHub: the push
+    octokit.validate_webhook("pull_request", sync)
+    w.bot.wait(w.bot.send_github("pull_request", sync))
     return a, b
 
 
@@ -72,12 +76,17 @@ def test_a_review_github_moved_across_a_merge_of_main_is_stale(world: World):
 
 
 def test_an_unrecorded_review_on_a_pushed_head_is_stale(world: World):
-    # the bot never saw bob's review (installed after it, or the delivery was lost), but it saw B pushed
+    # the bot never saw bob's review (installed after it, or the delivery was lost), but it saw a push
+    # after it (synchronize, pull_request.updated_at at or after the review's submitted_at)
     w = world
     _a, b = approve_and_merge_main(w, send_review=False)
     info = w.promote("/promote", by="carol")
     assert "refused" in info.outcome and w.promotion_prs() == []
     assert "commit approved is unknown" in w.reply() and b[:7] in w.reply()
+    # a review submitted after that push was given on the head GitHub showed: it counts
+    w.gh.add_review(w.repo, w.pr, "bob", "APPROVED", commit_id=b, at="2099-01-01T00:00:00Z")
+    info = w.promote("/promote", by="carol")
+    assert "promotion PR opened" in info.outcome, (info, w.reply())
 
 
 def test_keep_on_base_merge_keeps_an_approval_when_the_merge_only_brought_main(world: World):

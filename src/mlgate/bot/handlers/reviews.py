@@ -8,9 +8,9 @@ commit" check (:mod:`mlgate.core.freshness`, issue 10):
 - GitHub: ``github:approval:<repo>:<number>:<review id>`` → ``review.commit_id`` of the
   ``pull_request_review`` ``submitted`` delivery (cleared when it is dismissed or is no approval):
   GitHub later moves a review's ``commit_id`` forward across a merge of the base branch, so the
-  reviews API alone cannot tell what was approved. ``github:pushed:<repo>:<number>:<sha>`` marks a
-  head the bot saw arrive by a ``pull_request`` ``synchronize`` delivery (an unrecorded review on
-  such a commit may have been moved there).
+  reviews API alone cannot tell what was approved. ``github:synchronized:<repo>:<number>`` holds the
+  latest ``pull_request.updated_at`` (GitHub's clock) of a ``synchronize`` delivery: an unrecorded
+  review submitted before it may have been moved by that push.
 
 Promotion and canary PRs are not checked (they change manifests, not the model).
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 from mlgate.core.promotion import is_canary_branch, parse_branch
 from mlgate.core.policy import decide
 from mlgate.bot import promotion as promo
-from mlgate.bot.handlers.common import Job
+from mlgate.bot.handlers.common import Job, kv_update
 from mlgate.bot.handlers.snapshot import snapshot
 
 
@@ -30,6 +30,14 @@ def _github_review_id(job: Job) -> int | None:
     review = job.delivery.payload.get("review") if isinstance(job.delivery.payload, dict) else None
     rid = review.get("id") if isinstance(review, dict) else None
     return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
+
+
+def _pr_updated_at(job: Job) -> str:
+    """``pull_request.updated_at`` of a ``pull_request`` delivery (GitHub's time of the push), else the
+    time the bot received it."""
+    pr = job.delivery.payload.get("pull_request") if isinstance(job.delivery.payload, dict) else None
+    stamp = pr.get("updated_at") if isinstance(pr, dict) else None
+    return stamp if isinstance(stamp, str) and stamp else job.delivery.received_at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def record_approval_facts(job: Job) -> None:
@@ -44,8 +52,10 @@ def record_approval_facts(job: Job) -> None:
             approved = ev.action == "submitted" and ev.review_state == "approved"
             commit = ev.review_commit or ev.head_sha or ""
             kv(f"github:approval:{ev.repo}:{ev.number}:{rid}", commit if approved else "")
-    elif ev.forge == "github" and ev.kind == "pull_request" and ev.action == "synchronize" and ev.head_sha:
-        kv(f"github:pushed:{ev.repo}:{ev.number}:{ev.head_sha}", "1")
+    elif ev.forge == "github" and ev.kind == "pull_request" and ev.action == "synchronize":
+        stamp = _pr_updated_at(job)
+        kv_update(job.ctx, f"github:synchronized:{ev.repo}:{ev.number}",
+                  lambda old: max(old, stamp) if isinstance(old, str) else stamp)
 
 
 def refresh_status(job: Job) -> str:

@@ -4,12 +4,13 @@ Read from the forge (the commenter's permission and teams, reviews or GitLab app
 PR's committers, reviewers' permissions and teams, and, with ``approvals.keep_on_base_merge``,
 comparisons of each approved older commit with the head and the base branch) and the registry
 (the version the PR head trained, the versions each environment's alias holds, the candidate),
-and from the bot's own store (the commits approvals were given on, the heads pushed while the bot
-watched, the versions the audit history shows an environment served).
+and from the bot's own store (the commits approvals were given on, when the bot last saw a push,
+the versions the audit history shows an environment served).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from mlgate.core.config import Config, Environment
@@ -41,7 +42,7 @@ class _Reviews:
     flagged_bots: frozenset[str] = frozenset()
     users: frozenset[str] = frozenset()
     review_commits: dict[int, str] | None = None
-    pushed_heads: frozenset[str] = frozenset()
+    synchronized_at: str | None = None
 
     def approved_commits(self) -> set[str]:
         """The commits the approvals seen were given on (as far as they are known)."""
@@ -50,7 +51,8 @@ class _Reviews:
         out = set()
         for r in latest_states(self.reviews).values():
             if r.state.upper() == "APPROVED":
-                out.add(github_approved_commit(r.id, r.commit_id, self.review_commits or {}, self.pushed_heads)[0])
+                out.add(github_approved_commit(r.id, r.commit_id, r.submitted_at, self.review_commits or {},
+                                               self.synchronized_at)[0])
         return {c for c in out if c}
 
 
@@ -84,17 +86,15 @@ def _reviews(job: Job) -> _Reviews:
         reviews = tuple(f.reviews(ev.repo, ev.number))  # type: ignore[arg-type]
         latest = latest_states(reviews)
         recorded: dict[int, str] = {}
-        pushed: set[str] = set()
         for r in latest.values():
-            if r.state.upper() != "APPROVED":
-                continue
-            seen = job.store.kv_get(f"github:approval:{ev.repo}:{ev.number}:{r.id}")
+            approved = r.state.upper() == "APPROVED"
+            seen = job.store.kv_get(f"github:approval:{ev.repo}:{ev.number}:{r.id}") if approved else None
             if seen:
                 recorded[r.id] = seen
-            elif r.commit_id and job.store.kv_get(f"github:pushed:{ev.repo}:{ev.number}:{r.commit_id}"):
-                pushed.add(r.commit_id)
+        raw = job.store.kv_get(f"github:synchronized:{ev.repo}:{ev.number}")
+        synced = json.loads(raw) if raw else None
         return _Reviews(reviews=reviews, users=frozenset(latest), review_commits=recorded,
-                        pushed_heads=frozenset(pushed))
+                        synchronized_at=synced if isinstance(synced, str) else None)
     appr = f.approvals(ev.repo, ev.number)  # type: ignore[arg-type]
     approved_by = appr.approved_by if appr else ()
     commits: dict[str, str] = {}
@@ -212,7 +212,7 @@ def snapshot(job: Job, cfg: Config, env: Environment, model: str, command: str, 
         pr_state=getattr(pr, "state", None), committers_resolved=committers_resolved,
         gates_fingerprint=gates_fingerprint(cfg),
         served_versions={env.name: served_versions(job, model, env.name)} if command == "rollback" else {},
-        review_commits=rv.review_commits or {}, pushed_heads=rv.pushed_heads,
+        review_commits=rv.review_commits or {}, synchronized_at=rv.synchronized_at,
         base_merges=_base_merges(job, env, rv, pr.head_sha, pr.base_ref),
     )
     return snap, v.version, v.candidate
