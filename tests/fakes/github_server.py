@@ -25,7 +25,9 @@ Test controls (Python, same process): :meth:`FakeGitHub.add_repo`, :meth:`fork`,
 :meth:`open_pr` (``head_repo=`` for a PR from a fork), :meth:`add_review`, :meth:`merge_base_into` (a merge
 of the base branch as the PR's new head; GitHub moves the reviews of the old head forward), :meth:`set_permission`,
 :meth:`add_team_member`, :meth:`merge_pr`, :meth:`fail_next` (inject 5xx/429/secondary rate limits),
-:meth:`on_request` (run a callback before a request, e.g. to move a branch under the bot).
+:meth:`on_request` (run a callback before a request, e.g. to move a branch under the bot),
+:meth:`after_request` (run a callback after a request took effect, before its answer: kill the client right
+after its create-PR call), :meth:`drop_answer` (do the work, then close the connection without an answer).
 """
 
 from __future__ import annotations
@@ -421,6 +423,8 @@ class FakeGitHub:
         self.requests: list[tuple[str, str, int]] = []
         self._faults: list[dict[str, Any]] = []
         self._hooks: list[tuple[str, re.Pattern[str], Callable[[], None]]] = []
+        #: after-the-work hooks, run once: (method, path regex, callback; None drops the answer)
+        self._after: list[tuple[str, re.Pattern[str], Callable[[], None] | None]] = []
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -600,6 +604,24 @@ class FakeGitHub:
         """Run ``callback`` once before the next matching request is served."""
         self._hooks.append((method.upper(), re.compile(path_regex), callback))
 
+    def after_request(self, method: str, path_regex: str, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once after the next matching request took effect, before its answer is
+        sent (e.g. SIGKILL the bot right after its create-PR call went through)."""
+        self._after.append((method.upper(), re.compile(path_regex), callback))
+
+    def drop_answer(self, method: str, path_regex: str) -> None:
+        """Serve the next matching request (its effect happens), then close the connection
+        without an answer, as a proxy timing out after GitHub did the work."""
+        self._after.append((method.upper(), re.compile(path_regex), None))
+
+    def _after_hook(self, method: str, raw_path: str) -> tuple[bool, Callable[[], None] | None]:
+        """(whether an after-hook matched, its callback) for a request that succeeded; removed."""
+        with self._lock:
+            hit = next((a for a in self._after if a[0] == method and a[1].search(raw_path)), None)
+            if hit is not None:
+                self._after.remove(hit)
+        return (hit is not None, hit[2] if hit else None)
+
     def calls(self, method: str | None = None, path_regex: str = "") -> list[tuple[str, str, int]]:
         rx = re.compile(path_regex)
         return [r for r in self.requests if (method is None or r[0] == method.upper()) and rx.search(r[1])]
@@ -653,6 +675,13 @@ class FakeGitHub:
                 raise HTTPError(501, "not implemented by the fake")
             status, body, *extra = handler(params=params, query=query, body=data, login=login)
             headers = extra[0] if extra else {}
+            matched, after = self._after_hook(method, raw_path)
+            if matched and after is not None:
+                after()
+            elif matched:  # drop the answer: the work is done, the client never hears of it
+                self.requests.append((method, raw_path, 0))
+                h.close_connection = True
+                return
             if op is not None and status < 300:
                 problems = self.api.check_response(op, status, body)
                 if problems:

@@ -15,7 +15,9 @@ Merge requests may come from a fork (:meth:`FakeGitLab.fork`, ``open_mr(source_p
 ``PUT .../merge_requests/:iid`` takes ``state_event`` ``close``/``reopen`` (a merged MR stays merged);
 projects carry their ``http_url_to_repo`` on the fake's host. :meth:`FakeGitLab.merge_target_into` pushes a
 merge of the target branch as an MR's new head (GitLab keeps ``approved_by`` unless the project resets
-approvals on push; the fake keeps them).
+approvals on push; the fake keeps them). Test controls: :meth:`FakeGitLab.fail_next`, :meth:`~FakeGitLab.on_request`
+(a callback before a request), :meth:`~FakeGitLab.after_request` (after it took effect, before its answer) and
+:meth:`~FakeGitLab.drop_answer` (do the work, close the connection without an answer).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ ROUTES: list[tuple[str, str, str, dict[str, type], dict[str, tuple[type, bool]]]
       "labels": (_S, False), "remove_source_branch": (_B, False), "squash": (_B, False)}),
     ("GET", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)", "get_mr", {}, {}),
     ("PUT", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)", "update_mr", {},
-     {"description": (_S, False), "title": (_S, False), "state_event": (_S, False), "labels": (_S, False)}),
+     {"description": (_S, False), "title": (_S, False), "state_event": (_S, False), "labels": (_S, False),
+      "add_labels": (_S, False)}),
     ("GET", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/approvals", "approvals", {}, {}),
     ("GET", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/notes", "list_notes",
      {"per_page": _I, "page": _I, "sort": _S, "order_by": _S}, {}),
@@ -155,6 +158,8 @@ class FakeGitLab:
         self.errors: list[str] = []
         self.requests: list[tuple[str, str, int]] = []
         self._faults: list[dict[str, Any]] = []
+        #: (method, path regex, when: "before" | "after" | "drop", callback) run once; see on_request
+        self._hooks: list[tuple[str, re.Pattern[str], str, Any]] = []
         self._ids = itertools.count(100)
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -264,6 +269,30 @@ class FakeGitLab:
     def fail_next(self, method: str, path_regex: str, status: int, count: int = 1) -> None:
         self._faults.append({"method": method, "rx": re.compile(path_regex), "status": status, "count": count})
 
+    def on_request(self, method: str, path_regex: str, callback: Any) -> None:
+        """Run ``callback()`` once before the next matching request is served."""
+        self._hooks.append((method.upper(), re.compile(path_regex), "before", callback))
+
+    def after_request(self, method: str, path_regex: str, callback: Any) -> None:
+        """Run ``callback()`` once after the next matching request took effect, before its answer
+        is sent (e.g. kill the client right after its create-MR call went through)."""
+        self._hooks.append((method.upper(), re.compile(path_regex), "after", callback))
+
+    def drop_answer(self, method: str, path_regex: str) -> None:
+        """Serve the next matching request (its effect happens), then close the connection
+        without an answer, as a proxy timing out after GitLab did the work."""
+        self._hooks.append((method.upper(), re.compile(path_regex), "drop", None))
+
+    def _run_hooks(self, method: str, path: str, when: str) -> bool:
+        """Run (and remove) the first hook of kind ``when`` matching; True when one matched."""
+        with self._lock:
+            hit = next((hk for hk in self._hooks if hk[0] == method and hk[2] == when and hk[1].search(path)), None)
+            if hit is not None:
+                self._hooks.remove(hit)
+        if hit is not None and hit[3] is not None:
+            hit[3]()
+        return hit is not None
+
     # ---------------------------------------------------------------- HTTP
 
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
@@ -279,6 +308,7 @@ class FakeGitLab:
                 data = json.loads(raw) if raw else None
             except ValueError:
                 raise HTTPError(400, "body is not JSON")
+            self._run_hooks(method, path, "before")
             login = self.tokens.get(h.headers.get("PRIVATE-TOKEN") or "")
             if login is None:
                 raise HTTPError(401, "401 Unauthorized")
@@ -301,6 +331,11 @@ class FakeGitLab:
                     f["count"] -= 1
                     raise HTTPError(f["status"], "fault injected")
             status, body = getattr(self, "_" + name)(params=params, query=query, body=data or {}, login=login)
+            self._run_hooks(method, path, "after")
+            if self._run_hooks(method, path, "drop"):
+                self.requests.append((method, path, 0))
+                h.close_connection = True
+                return
         except HTTPError as e:
             status, body = e.status, e.message if isinstance(e.message, dict) else {"message": e.message}
         except Exception as e:
@@ -482,6 +517,11 @@ class FakeGitLab:
             mr.description = body["description"]
         if "title" in body:
             mr.title = body["title"]
+        if "labels" in body:  # replaces every label (docs "Update MR")
+            mr.labels = [x for x in body["labels"].split(",") if x]
+        for x in (body.get("add_labels") or "").split(","):  # adds, keeps the others
+            if x and x not in mr.labels:
+                mr.labels.append(x)
         event = body.get("state_event")
         if event is not None:
             if event not in ("close", "reopen"):
@@ -508,6 +548,8 @@ class FakeGitLab:
         p = self._project(params)
         mr = self._mr(p, params)
         notes = [self._note_obj(n) for n in p.notes.values() if n.mr == mr.iid]
+        if query.get("sort", "desc") == "desc":  # GitLab's default: newest first (order_by created_at)
+            notes.reverse()
         per = int(query.get("per_page", 20))
         page = int(query.get("page", 1))
         return 200, notes[(page - 1) * per: page * per]

@@ -336,3 +336,78 @@ def test_gitlab_merge_request_from_a_fork_names_the_source_projects_clone_url(gl
     gl.commit("grp/model", "inside", {"train.py": "x = 3\n"})
     own = gl.open_mr("grp/model", "inside")
     assert f.pull_request("grp/model", own.iid).head_repo_url == f"{gl.url}/grp/model.git"
+
+
+# ---------------------------------------------------------------------- issue 10: a PR that lost its label
+
+
+def test_github_create_pr_whose_answer_was_lost_is_opened_once_and_labelled(gh):
+    """The create-PR POST went through but its connection dropped: the retry finds the PR open,
+    reports it as opened by this call (this call created its branch), and labels it."""
+    gh.add_repo("acme/deploy", {"values.yaml": VALUES})
+    gh.drop_answer("POST", r"^/repos/acme/deploy/pulls$")
+    r = forge(gh).open_promotion(request("acme/deploy", "iris", "s3://m/iris/2"))
+    assert [c for c in gh.calls("POST", r"/pulls$")] == [("POST", "/repos/acme/deploy/pulls", 0),
+                                                          ("POST", "/repos/acme/deploy/pulls", 422)]
+    prs = gh.pulls("acme/deploy")
+    assert len(prs) == 1 and r.created and r.number == prs[0].number
+    assert prs[0].labels == ["mlgate-promotion"] and prs[0].title == "Promote iris"
+
+
+def test_github_open_pr_found_again_converges_to_the_promotions_title_body_and_label(gh):
+    """An attempt killed after its create-PR call left the PR without its label (and a human may
+    have edited it): the next write restores title, body and label, keeps other labels, and does
+    not claim it opened the PR (the branch was there already)."""
+    gh.add_repo("acme/deploy", {"values.yaml": VALUES})
+    first = forge(gh).open_promotion(request("acme/deploy", "iris", "s3://m/iris/2"))
+    pr = gh.pulls("acme/deploy")[0]
+    pr.labels[:] = ["keep-me"]
+    pr.title, pr.body = "edited", "edited"
+    again = forge(gh).open_promotion(request("acme/deploy", "iris", "s3://m/iris/2"))
+    assert not again.created and again.number == first.number and len(gh.pulls("acme/deploy")) == 1
+    assert sorted(pr.labels) == ["keep-me", "mlgate-promotion"] and pr.title == "Promote iris"
+    assert pr.body.startswith("**Change:** `values.yaml` line 3")
+    calls = len(gh.requests)
+    forge(gh).open_promotion(request("acme/deploy", "iris", "s3://m/iris/2"))  # in its end state: no write
+    assert not [c for c in gh.requests[calls:] if c[0] == "PATCH" or c[1].endswith("/labels")]
+
+
+def test_gitlab_create_mr_whose_answer_was_lost_is_opened_once_and_labelled(gl):
+    gl.add_project("grp/deploy", {"values.yaml": VALUES})
+    gl.drop_answer("POST", r"/projects/[^/]+/merge_requests$")
+    r = GitLabForge(gl.url, token="glpat-x", bot_login="mlgate-bot").open_promotion(
+        request("grp/deploy", "iris", "s3://m/iris/2"))
+    mrs = gl.projects["grp/deploy"].mrs
+    assert len(mrs) == 1 and r.created and r.number == next(iter(mrs))
+    assert [s for m, p, s in gl.requests if m == "POST" and p.endswith("/merge_requests")] == [0, 409]
+    mr = next(iter(mrs.values()))
+    assert mr.labels == ["mlgate-promotion"] and mr.title == "Promote iris"
+
+
+def test_gitlab_open_mr_found_again_converges_to_the_promotions_title_description_and_label(gl):
+    gl.add_project("grp/deploy", {"values.yaml": VALUES})
+    f = lambda: GitLabForge(gl.url, token="glpat-x", bot_login="mlgate-bot")  # noqa: E731
+    first = f().open_promotion(request("grp/deploy", "iris", "s3://m/iris/2"))
+    mr = gl.projects["grp/deploy"].mrs[first.number]
+    mr.labels, mr.title, mr.description = ["keep-me"], "edited", "edited"
+    again = f().open_promotion(request("grp/deploy", "iris", "s3://m/iris/2"))
+    assert not again.created and again.number == first.number and len(gl.projects["grp/deploy"].mrs) == 1
+    assert mr.labels == ["keep-me", "mlgate-promotion"] and mr.title == "Promote iris"
+    assert mr.description.startswith("**Change:** `values.yaml` line 3")
+    calls = len(gl.requests)
+    f().open_promotion(request("grp/deploy", "iris", "s3://m/iris/2"))  # in its end state: no write
+    assert not [c for c in gl.requests[calls:] if c[0] == "PUT"]
+
+
+def test_gitlab_note_found_by_marker_is_the_oldest_of_the_bots(gl):
+    """GitLab lists notes newest first unless asked: the bot asks oldest first, so with two old
+    mlgate notes on an MR (left by an earlier version) it keeps updating the first one."""
+    gl.add_project("grp/model", {"x": "1"})
+    gl.commit("grp/model", "f", {"x": "2"})
+    mr = gl.open_mr("grp/model", "f")
+    f = GitLabForge(gl.url, token="glpat-x", bot_login="mlgate-bot")
+    first, _ = f.upsert_comment("grp/model", mr.iid, "one")
+    f._api("post", f"/projects/grp%2Fmodel/merge_requests/{mr.iid}/notes", body={"body": "<!-- mlgate -->\ntwo"})
+    again, _ = f.upsert_comment("grp/model", mr.iid, "three")
+    assert again == first
+    assert gl.projects["grp/model"].notes[first].body == "<!-- mlgate -->\nthree"

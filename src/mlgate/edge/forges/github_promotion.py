@@ -61,7 +61,10 @@ class GitHubPromotions:
 
         Idempotent: an existing branch (422 "Reference already exists") is reused and its
         file re-checked; an existing open PR (422 "A pull request already exists") is
-        updated. In ``push`` mode the commit goes straight to ``req.base``. When a branch
+        brought to the same end state as a new one (title, body, labels). ``created`` is True
+        when this call opened the PR, also when it finds the PR open after a create-PR request
+        whose answer was lost (a timeout, a dropped connection, a 5xx): when this call created
+        the branch, no PR could exist for it before. In ``push`` mode the commit goes straight to ``req.base``. When a branch
         moved under us (409 / not a fast-forward) the files are re-read, the edits
         re-applied and the write retried, at most :data:`MOVE_RETRIES` times.
         When ``req.base`` already holds the new values nothing is written
@@ -88,11 +91,13 @@ class GitHubPromotions:
             return result(branch=req.base)
         if req.mode == "push":
             return result(commit=self._push(req, base, reads, diff), branch=req.base)
-        commit = self._commit_on_branch(req, base, reads, diff)
+        commit, fresh = self._commit_on_branch(req, base, reads, diff)
         pr, created = self._open_pull_request(req, diff)
-        if created and req.labels:
-            self._api("POST", f"/repos/{req.repo}/issues/{pr['number']}/labels", body={"labels": list(req.labels)})
-        return result(url=pr.get("html_url"), number=int(pr["number"]), created=created, commit=commit)
+        have = set() if created else {lb.get("name") for lb in pr.get("labels") or []}
+        missing = [lb for lb in req.labels if lb not in have]
+        if missing:  # REST "Add labels to an issue" adds, it never removes a label set by hand
+            self._api("POST", f"/repos/{req.repo}/issues/{pr['number']}/labels", body={"labels": missing})
+        return result(url=pr.get("html_url"), number=int(pr["number"]), created=created or fresh, commit=commit)
 
     def _push(self, req: PromotionRequest, base: tuple[str, str], reads: dict[str, tuple[str, str]],
               diff: dict[str, tuple[str, str]]) -> str | None:
@@ -113,25 +118,25 @@ class GitHubPromotions:
             return self._advance(req.repo, req.base, req, diff)
 
     def _commit_on_branch(self, req: PromotionRequest, base: tuple[str, str], reads: dict[str, tuple[str, str]],
-                          diff: dict[str, tuple[str, str]]) -> str | None:
+                          diff: dict[str, tuple[str, str]]) -> tuple[str | None, bool]:
         """``pull-request`` mode: commit the edits on ``req.branch``, created from ``req.base``
-        or (when it exists: an earlier attempt or promotion) re-checked; the new commit or None."""
+        or (when it exists: an earlier attempt or promotion) re-checked; (the new commit or
+        None, whether this call created the branch)."""
         commit = None
         if use_contents_api(len(req.edits)):
-            if self._create_ref(req.repo, req.branch, base[0]):
-                for edit in req.edits:
-                    commit = self._put_file(req.repo, req.branch, edit, req.message, reads[edit.path], diff) or commit
-            else:  # the branch exists (an earlier attempt or promotion): re-check its files
-                for edit in req.edits:
-                    commit = self._put_file(req.repo, req.branch, edit, req.message, None, diff) or commit
-            return commit
+            fresh = self._create_ref(req.repo, req.branch, base[0])
+            for edit in req.edits:  # on an existing branch (an earlier attempt or promotion): re-check its files
+                known = reads[edit.path] if fresh else None
+                commit = self._put_file(req.repo, req.branch, edit, req.message, known, diff) or commit
+            return commit, fresh
         sha = self._git_data_commit(req.repo, base[0], base[1], req, diff, reads)
         if sha is not None and self._create_ref(req.repo, req.branch, sha):
-            return sha
-        return self._advance(req.repo, req.branch, req, diff)
+            return sha, True
+        return self._advance(req.repo, req.branch, req, diff), False
 
     def _open_pull_request(self, req: PromotionRequest, diff: dict[str, tuple[str, str]]) -> tuple[dict, bool]:
-        """Open the promotion PR, or update the body of the one already open; (PR, created)."""
+        """Open the promotion PR, or give the one already open this promotion's title and body
+        (REST "Update a pull request", only when they differ); (PR, created)."""
         try:
             _, pr = self._api("POST", f"/repos/{req.repo}/pulls",
                               body={"title": req.title, "head": req.branch, "base": req.base, "body": fill_body(req.body, diff)})
@@ -143,7 +148,10 @@ class GitHubPromotions:
         pr = self._find_open_pr(req.repo, req.branch)
         if pr is None:
             raise ForgeError(f"GitHub says a PR for {req.branch} exists but none is open", 422) from None
-        self._api("PATCH", f"/repos/{req.repo}/pulls/{pr['number']}", body={"body": fill_body(req.body, diff)})
+        want = {"title": req.title, "body": fill_body(req.body, diff)}
+        if any(pr.get(k) != v for k, v in want.items()):
+            self._api("PATCH", f"/repos/{req.repo}/pulls/{pr['number']}", body=want)
+            pr = {**pr, **want}
         return pr, False
 
     def _branch(self, repo: str, branch: str) -> tuple[str, str] | None:

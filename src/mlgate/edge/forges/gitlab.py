@@ -332,7 +332,8 @@ class _MergeRequestNotes:
         self.base = f"/projects/{enc_project(repo)}/merge_requests/{number}/notes"
 
     def comments(self) -> list[Comment]:
-        return self.forge._pages(self.base)
+        # oldest first: GitLab lists notes newest first unless asked (docs notes "List all merge request notes")
+        return self.forge._pages(self.base, {"sort": "asc", "order_by": "created_at"})
 
     def create(self, body: str) -> Comment:
         return self.forge._api("post", self.base, body={"body": body})

@@ -52,8 +52,9 @@ class GitLabPromotions:
 
     def _apply_on(self, repo: str, branch: str, req: PromotionRequest, diff: dict[str, tuple[str, str]],
                   start_branch: str | None = None,
-                  reads: dict[str, tuple[str, str]] | None = None) -> str | None:
-        """Commit the edits on ``branch`` (read at ``start_branch or branch``), retrying on conflicts."""
+                  reads: dict[str, tuple[str, str]] | None = None) -> tuple[str | None, bool]:
+        """Commit the edits on ``branch`` (read at ``start_branch or branch``), retrying on conflicts;
+        (the new commit or None, whether this commit created ``branch`` from ``start_branch``)."""
         for attempt in range(MOVE_RETRIES):
             changes: dict[str, tuple[str, str]] = {}
             for edit in req.edits:
@@ -67,9 +68,9 @@ class GitLabPromotions:
                     changes[edit.path] = (new, last)
             reads = None
             if not changes:
-                return None
+                return None, False
             try:
-                return self._commit(repo, branch, req.message, changes, start_branch)
+                return self._commit(repo, branch, req.message, changes, start_branch), start_branch is not None
             except GitlabHttpError as e:
                 msg = str(e.error_message).lower()
                 if self._code(e) == 400 and "already exists" in msg and start_branch:
@@ -84,7 +85,11 @@ class GitLabPromotions:
         """Commit the edits and open (or reuse) the promotion merge request.
 
         Idempotent: an existing branch ("A branch called ... already exists") is reused; an
-        existing open MR (409 "Another open merge request already exists") is updated.
+        existing open MR (409 "Another open merge request already exists") is brought to the same
+        end state as a new one (title, description, labels; docs "Update MR", ``add_labels``).
+        ``created`` is True when this call opened the MR, also when it finds the MR open after a
+        create-MR request whose answer was lost (a timeout, a dropped connection, a 5xx): when
+        this call created the branch, no MR could exist for it before.
         """
         start = self.api_calls
         diff: dict[str, tuple[str, str]] = {}
@@ -103,9 +108,9 @@ class GitLabPromotions:
         if all(o == n for o, n in diff.values()):
             return result(branch=req.base)
         if req.mode == "push":
-            return result(commit=self._apply_on(req.repo, req.base, req, diff, None, reads), branch=req.base)
+            return result(commit=self._apply_on(req.repo, req.base, req, diff, None, reads)[0], branch=req.base)
 
-        commit = self._apply_on(req.repo, req.branch, req, diff, req.base, reads)
+        commit, fresh = self._apply_on(req.repo, req.branch, req, diff, req.base, reads)
         base = f"/projects/{enc_project(req.repo)}/merge_requests"
         created = True
         try:
@@ -116,9 +121,21 @@ class GitLabPromotions:
         except GitlabHttpError as e:
             if self._code(e) != 409:
                 raise ForgeError(f"GitLab refused to open the promotion MR: {e.error_message}", self._code(e)) from None
-            found = self._api("get", base, {"source_branch": req.branch, "target_branch": req.base, "state": "opened"})
-            if not found:
-                raise ForgeError(f"GitLab says an MR for {req.branch} exists but none is open", 409) from None
-            mr = self._api("put", f"{base}/{found[0]['iid']}", body={"description": fill_body(req.body, diff)})
+            mr = self._converge(base, req, diff)
             created = False
-        return result(url=mr.get("web_url"), number=int(mr["iid"]), created=created, commit=commit)
+        return result(url=mr.get("web_url"), number=int(mr["iid"]), created=created or fresh, commit=commit)
+
+    def _converge(self, base: str, req: PromotionRequest, diff: dict[str, tuple[str, str]]) -> dict:
+        """The open MR of ``req.branch`` with this promotion's title, description and labels
+        (``PUT .../merge_requests/:iid`` only when something differs; ``add_labels`` keeps labels
+        set by hand)."""
+        found = self._api("get", base, {"source_branch": req.branch, "target_branch": req.base, "state": "opened"})
+        if not found:
+            raise ForgeError(f"GitLab says an MR for {req.branch} exists but none is open", 409) from None
+        mr = found[0]
+        change: dict[str, Any] = {k: v for k, v in (("title", req.title), ("description", fill_body(req.body, diff)))
+                                  if mr.get(k) != v}
+        missing = [lb for lb in req.labels if lb not in (mr.get("labels") or [])]
+        if missing:
+            change["add_labels"] = ",".join(missing)
+        return self._api("put", f"{base}/{mr['iid']}", body=change) if change else mr
