@@ -1,8 +1,9 @@
-"""Shared fixtures: a real MLflow tracking server, free ports, git helpers.
+"""Shared fixtures: a real MLflow tracking server, Prometheus, free ports, git helpers, and the
+order and grouping of tests under pytest-xdist.
 
-The MLflow server (SQLite backend, proxied local artifacts) is started once per pytest
-session on a free loopback port, in its own process group so that stopping it also stops
-the workers it spawns (see shared notes: 10-28 s to answer /health).
+The MLflow server (SQLite backend, proxied local artifacts) is started once per run, shared
+by every xdist worker, on a free loopback port, in its own process group so that stopping it
+also stops the workers it spawns (see shared notes: 10-28 s to answer /health).
 """
 
 from __future__ import annotations
@@ -356,3 +357,57 @@ def gitops_repo(tmp_path: Path):
     git("commit", "--quiet", "-m", "seed", cwd=seed)
     git("push", "--quiet", str(bare), "main", cwd=seed)
     return bare
+
+
+# --------------------------------------------------------------------------- order and groups under xdist
+#
+# ``make test`` schedules with ``--dist loadgroup --no-loadscope-reorder``: each test is a unit
+# of work handed to the next free worker, in collection order, so the slowest tests go first
+# (longest-first keeps the two workers busy until the end instead of leaving one long test
+# alone at the tail). Modules whose module-scoped fixtures start a process (a bot, a fake
+# server) stay together on one worker, so that the fixture starts once. The order below
+# comes from ``--durations`` (slowest per test first); then come the other end-to-end modules
+# (a new one is likely slow), then the rest, each keeping its place.
+
+SLOWEST_FIRST = (
+    "tests/e2e/test_demo.py",               # demo.sh twice: ~75 s
+    "tests/e2e/ci/test_act.py",             # act runs of the example workflow
+    "tests/e2e/ci/test_gitlab_ci_local.py",
+    "tests/e2e/test_pipeline.py",           # mlgate CLI subprocesses against MLflow: ~10 s each
+    "tests/e2e/bot/test_cli_promotion.py",
+    "tests/e2e/ci/test_reconcile_ci.py",
+    "tests/e2e/bot/test_canary_bot.py",
+    "tests/e2e/test_train_argo.py",
+    "tests/flows/test_canary_live.py",
+    "tests/e2e/bot/test_train_bot.py",
+    "tests/e2e/bot/test_github_scenarios.py",
+    "tests/e2e/bot/test_gitlab_scenarios.py",
+    "tests/e2e/bot/test_forges.py",
+    "tests/bot/test_server_process.py",
+    "tests/edge/test_argo.py",
+)
+
+#: Modules run as one unit on one worker: their module-scoped fixtures start a process.
+KEEP_TOGETHER = (
+    "tests/e2e/bot/test_canary_bot.py",  # canary_bot: a bot process
+    "tests/e2e/bot/test_train_bot.py",   # train_bot and argo_server: a bot process, a fake Argo
+    "tests/edge/test_argo.py",           # fake: a fake Argo Server (its swagger checked per request)
+    "tests/edge/test_prometheus.py",     # served: waits for a scrape
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
+
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    for item in items:
+        if module(item) in KEEP_TOGETHER:
+            item.add_marker(pytest.mark.xdist_group(module(item)))
+    def key(item: pytest.Item) -> int:
+        m = module(item)
+        return rank.get(m, len(rank) + (0 if m.startswith("tests/e2e/") else 1))
+
+    items.sort(key=key)  # stable: modules keep their inner order

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, shared_server
 
 SECRET = "gh-secret-Zq8!x"
 GITLAB_TOKEN = "gl-token-7Yw#p"
@@ -92,12 +92,11 @@ def _user_exists(name: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A real PostgreSQL on a free loopback port for the session; yields a base URL (no database)."""
+def _start_postgres(workdir: Path) -> dict:
+    """initdb and start PostgreSQL on a free loopback port; returns the shared-server state."""
     import pwd
 
-    base = Path(tempfile.mkdtemp(prefix="mlgate-pg-"))
+    base = Path(tempfile.mkdtemp(prefix="mlgate-pg-"))  # short: the socket path has a length limit
     data, sock = base / "data", base / "sock"
     sock.mkdir()
     if os.geteuid() == 0:
@@ -110,16 +109,22 @@ def postgres_server() -> Iterator[str]:
         _as_pg_user([_pg_bin("initdb"), "-D", str(data), "-U", "mlgate", "--auth=trust", "-E", "UTF8", "--no-sync"]),
         check=True, capture_output=True,
     )
-    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
+    # every xdist worker shares this server: room for each one's pools and concurrent tests
+    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
     subprocess.run(
         _as_pg_user([_pg_bin("pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w", "-t", "60", "start"]),
         check=True, capture_output=True,
     )
-    try:
-        yield f"postgresql+psycopg://mlgate@127.0.0.1:{port}"
-    finally:
-        subprocess.run(_as_pg_user([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]), capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+    return {"url": f"postgresql+psycopg://mlgate@127.0.0.1:{port}",
+            "stop": _as_pg_user([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            "cleanup": str(base)}
+
+
+@pytest.fixture(scope="session")
+def postgres_server(pytestconfig: pytest.Config) -> str:
+    """A real PostgreSQL on a free loopback port, one for the whole run (all xdist workers share it:
+    each test works in a database of its own); a base URL (no database)."""
+    return shared_server(pytestconfig, "postgres", _start_postgres)["url"]
 
 
 def pg_admin(base_url: str, sql: str) -> None:
