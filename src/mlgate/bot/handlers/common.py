@@ -31,6 +31,7 @@ from mlgate.core.policy import Decision, permission_rank
 from mlgate.bot import promotion as promo
 from mlgate.bot.ports import BotStore, Forge, ModelRegistry, Settings
 from mlgate.edge.db.canaries import CanaryStore
+from mlgate.edge.db.replies import Replies, ReplyBusy
 from mlgate.edge.db.store import Delivery
 from mlgate.edge.forges import make_forge
 from mlgate.edge.forges.base import STATUS_CONTEXT, PullRequest
@@ -112,12 +113,24 @@ def canary_store(ctx: HandlerContext) -> CanaryStore:
 
 
 def post_comment(ctx: HandlerContext, forge: Forge, forge_name: str, repo: str, number: int, text: str) -> None:
-    """Create or update mlgate's one comment on PR/MR ``number`` of ``repo`` (its id is kept in the store)."""
-    key = f"comment:{forge_name}:{repo}:{number}"
-    known = ctx.store.kv_get(key)
-    cid, _url = forge.upsert_comment(repo, number, text, int(known) if known else None)
-    if str(cid) != known:
-        ctx.store.kv_set(key, str(cid))
+    """Create or update mlgate's one comment on PR/MR ``number`` of ``repo``.
+
+    One worker at a time writes a PR's reply (:meth:`mlgate.edge.db.replies.Replies.hold`, a row
+    claimed in the bot's database before the first POST, so every worker and replica agrees);
+    it updates the comment whose id is stored, or the one found by its hidden marker, and
+    creates one only when there is none (:meth:`mlgate.edge.forges.base.Forge.upsert_comment`).
+
+    Raises:
+        Retryable: another worker kept the PR's reply for longer than the wait.
+        ForgeError/ForgeBusy: from the forge.
+    """
+    try:
+        with Replies(ctx.store.engine).hold(forge_name, repo, number) as held:
+            known = held.comment_id or ctx.store.kv_get(f"comment:{forge_name}:{repo}:{number}")  # before the table
+            cid, _url = forge.upsert_comment(repo, number, text, int(known) if known else None)
+            held.comment_id = str(cid)
+    except ReplyBusy as e:
+        raise Retryable(str(e), 1.0) from None
 
 
 def set_commit_status(forge: Forge, repo: str, sha: str, state: str, description: str, target_url: str | None = None,

@@ -58,6 +58,32 @@ kv = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+#: mlgate's one comment per PR/MR (:mod:`mlgate.edge.db.replies`): its id, and who writes it now.
+replies = sa.Table(
+    "mlgate_replies",
+    metadata,
+    sa.Column("forge", sa.String(16), primary_key=True),
+    sa.Column("repository", sa.String(255), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("comment_id", sa.String(64)),
+    sa.Column("holder", sa.String(128)),
+    sa.Column("held_until", sa.Float),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+#: Which delivery opened the promotion PR/MR of a branch (:mod:`mlgate.edge.db.replies`).
+promotion_openings = sa.Table(
+    "mlgate_promotion_openings",
+    metadata,
+    sa.Column("forge", sa.String(16), primary_key=True),
+    sa.Column("repository", sa.String(255), primary_key=True),
+    sa.Column("branch", sa.String(255), primary_key=True),
+    sa.Column("writing", sa.String(128)),
+    sa.Column("opener", sa.String(128)),
+    sa.Column("number", sa.Integer),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 #: Triggers that make the audit table append-only, per dialect.
 APPEND_ONLY = {
     "sqlite": [
