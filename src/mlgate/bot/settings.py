@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from mlgate.core.errors import ConfigError, Problem
+from mlgate.core.redact import Redactor
 
 SCHEMA_ID = "https://mlgate.dev/schemas/bot.schema.json"
 ENV_PREFIX = "MLGATE_"
@@ -32,6 +33,9 @@ SECRET_FIELDS = (
     "github_token",
     "gitlab_token",
 )
+#: Environment variables outside the settings whose values are secrets the bot may use (MLflow's
+#: documented credentials for a tracking server, "MLflow Tracking" → "Logging to a Tracking Server").
+ENV_SECRETS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD")
 
 
 class BotSettings(BaseModel):
@@ -78,9 +82,26 @@ class BotSettings(BaseModel):
     retry_base_seconds: float = Field(5.0, gt=0, description="Backoff before the second attempt, in seconds; doubles per attempt.")
     retry_max_seconds: float = Field(900.0, gt=0, description="Longest backoff between two attempts, in seconds.")
     lease_seconds: float = Field(
-        60.0, gt=0, description="A worker's lease on a delivery, in seconds, renewed while it runs; an expired lease (crash) frees the delivery."
+        8.0, gt=0, le=3600,
+        description=(
+            "Length of a lease, in seconds: a worker's lease on a delivery and the bot's locks (promotion, canary, "
+            "periodic tasks), renewed every third of it while the work runs. A replica that dies (crash, SIGKILL) "
+            "is replaced once its leases lapse, within this many seconds; a worker stalled longer loses its "
+            "delivery and stops before its next call."
+        ),
     )
     poll_interval: float = Field(1.0, gt=0, description="Seconds an idle worker waits before looking at the queue again.")
+    retention_days: float = Field(
+        30.0, ge=0,
+        description=(
+            "Days a finished delivery (done or failed) is kept, with its once-only effects, expired locks, "
+            "finished /train records and the small state that only it used; a periodic task and "
+            "`mlgate bot prune` delete older ones. Audit records are never deleted. 0 disables the pruning."
+        ),
+    )
+    retention_interval_seconds: float = Field(
+        3600.0, ge=0, description="Seconds between two passes of the retention task (0: only `mlgate bot prune`)."
+    )
     handler: str = Field(
         "mlgate.bot.handlers:handle",
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
@@ -156,6 +177,29 @@ class BotSettings(BaseModel):
         if password:
             out.append(password)
         return sorted(set(out), key=len, reverse=True)
+
+    def secrets(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Every secret value the bot holds: :meth:`secret_values` plus the values of the
+        environment variables it may send somewhere (each of ``argo_token_envs``,
+        ``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_PASSWORD``) when set in ``environ``.
+
+        Args:
+            environ: the process environment (None: no environment variable is read).
+
+        Returns:
+            Plain-text values, longest first, without duplicates or empty values.
+        """
+        out = set(self.secret_values())
+        for name in (*self.argo_token_envs, *ENV_SECRETS):
+            value = (environ or {}).get(name)
+            if value and value.strip():
+                out.add(value)
+        return sorted(out, key=len, reverse=True)
+
+    def redactor(self, environ: Mapping[str, str] | None = None) -> Redactor:
+        """The bot's one :class:`mlgate.core.redact.Redactor`, built from :meth:`secrets`: used for
+        replies, delivery outcomes and errors, audit records, logs and ``--output json``."""
+        return Redactor(self.secrets(environ))
 
     def safe_database_url(self) -> str:
         """``database_url`` with its password replaced by ``***`` (for messages and logs)."""

@@ -12,11 +12,20 @@ What happens to an attempt (decided by the pure :func:`next_step`):
 - it raises :class:`mlgate.core.errors.InfraError` or an unexpected exception → retried with
   exponential backoff (``retry_base_seconds`` × 2^(attempt-1), at most ``retry_max_seconds``);
 - it raises another :class:`mlgate.core.errors.MlgateError` (config, usage, refusal) → ``failed``
-  at once: running it again would give the same answer;
+  at once: running it again would give the same answer; so does any failure
+  :func:`mlgate.core.failures.classify` calls permanent (a forge 4xx other than
+  408/409/425/429 and rate limits, a database DataError/IntegrityError such as a NUL byte
+  PostgreSQL refuses);
 - after ``max_attempts`` attempts → ``failed`` with the last error.
 
-A worker renews its lease while the handler runs; if the process dies, the lease expires
-and another worker (after a restart) takes the delivery again. An attempt that outlived
+A worker renews its lease every ``lease_seconds``/3 while the handler runs; if the process
+dies, the lease expires and another worker or replica takes the delivery again within
+``lease_seconds``. Every claim carries a fencing token (:mod:`mlgate.edge.db.fencing`): the
+handler runs inside :func:`~mlgate.edge.db.fencing.fenced`, so each store write it makes is
+conditional on the token, and each external call is preceded by a check. An attempt that
+stalled past its lease (GC pause, SIGSTOP) and lost the delivery raises
+:class:`~mlgate.edge.db.fencing.LeaseLost` at its next write or call: the worker logs it and
+records nothing (the new holder records the outcome). An attempt that outlived
 ``max_attempts`` leases (a delivery that kills the process) is marked failed without running.
 The process never crashes because of a delivery.
 
@@ -45,6 +54,7 @@ import structlog
 from mlgate.edge import metrics
 from mlgate.core.intake import metric_event
 from mlgate.bot.settings import BotSettings
+from mlgate.edge.db.fencing import AttemptFence, LeaseLost, fenced
 from mlgate.edge.db.store import Delivery, Store
 from mlgate.core.errors import ConfigError, InfraError, MlgateError, Problem
 
@@ -83,14 +93,19 @@ def backoff_seconds(attempt: int, base: float, cap: float) -> float:
 
 
 def next_step(attempt: int, max_attempts: int, exc: BaseException, base: float, cap: float) -> Step:
-    """Pure decision after a failed attempt (see the module docstring)."""
+    """Pure decision after a failed attempt (see the module docstring): ``fail`` at the attempt
+    limit or when :func:`mlgate.core.failures.classify` calls the failure permanent (a 4xx that
+    will not change, a database DataError/IntegrityError, a refusal), else ``retry`` after the
+    failure's ``retry_after`` or the backoff."""
+    from mlgate.core.failures import classify
+
     if attempt >= max_attempts:
         return Step("fail")
-    if isinstance(exc, MlgateError) and not isinstance(exc, InfraError) and not hasattr(exc, "retry_after"):
+    verdict = classify(exc)
+    if verdict.permanent:
         return Step("fail")
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, (int, float)) and retry_after >= 0:
-        return Step("retry", float(retry_after))
+    if verdict.retry_after is not None:
+        return Step("retry", verdict.retry_after)
     return Step("retry", backoff_seconds(attempt, base, cap))
 
 
@@ -160,7 +175,7 @@ class WorkerPool:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._active: dict[str, str] = {}  # delivery id -> worker id
+        self._active: dict[str, tuple[str, AttemptFence]] = {}  # delivery id -> (worker id, the attempt's fence)
         self._active_lock = threading.Lock()
         self._prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._secrets = settings.secret_values()
@@ -253,10 +268,15 @@ class WorkerPool:
         while not self._stop.wait(period):
             with self._active_lock:
                 active = list(self._active.items())
-            for delivery_id, worker_id in active:
+            for delivery_id, (worker_id, fence) in active:
+                if fence.lost:
+                    continue
                 try:
-                    if not self.store.renew_lease(delivery_id, worker_id, self.clock(), self.settings.lease_seconds):
-                        log.warning("lease lost while processing", delivery=delivery_id, worker=worker_id)
+                    if not self.store.renew_lease(delivery_id, worker_id, self.clock(), self.settings.lease_seconds,
+                                                  token=fence.token):
+                        fence.lost = True  # the attempt stops at its next write or external call
+                        log.warning("lease lost while processing: the attempt stops at its next call",
+                                    delivery=delivery_id, worker=worker_id, token=fence.token)
                 except Exception as e:
                     log.error("cannot renew lease", delivery=delivery_id, error=error_text(e))
 
@@ -276,15 +296,22 @@ class WorkerPool:
         fields = {"delivery": delivery.id, "forge": delivery.forge, "webhook_event": delivery.event, "attempt": delivery.attempts}
         if delivery.attempts > s.max_attempts:
             err = f"gave up after {delivery.attempts - 1} attempts (the process stopped while processing it)"
-            self.store.fail(delivery.id, err, None, worker_id=worker_id, now=self.clock())
+            self.store.fail(delivery.id, err, None, worker_id=worker_id, now=self.clock(), token=delivery.token)
             metrics.PROCESSED.labels(result="failed", **labels).inc()
             log.error("delivery failed", error=err, **fields)
             return True
+        fence = AttemptFence(self.store.engine, delivery.id, delivery.token, self.clock)
         with self._active_lock:
-            self._active[delivery.id] = worker_id
+            self._active[delivery.id] = (worker_id, fence)
         started = time.perf_counter()
         try:
-            outcome = self._handler(delivery, self._context)  # type: ignore[misc]
+            with fenced(fence):
+                outcome = self._handler(delivery, self._context)  # type: ignore[misc]
+        except LeaseLost as exc:
+            log.warning("lease lost: this attempt stopped and recorded nothing (the delivery's new holder goes on)",
+                        error=self._error(exc), seconds=round(time.perf_counter() - started, 3), token=delivery.token,
+                        **fields)
+            return True
         except Exception as exc:
             elapsed = time.perf_counter() - started
             metrics.PROCESSING_SECONDS.labels(**labels).observe(elapsed)
@@ -292,11 +319,17 @@ class WorkerPool:
             err = self._error(exc)
             if step.action == "retry":
                 retry_at = self.clock() + timedelta(seconds=step.retry_in or 0.0)
-                self.store.fail(delivery.id, err, retry_at, worker_id=worker_id, now=self.clock())
+                if not self.store.fail(delivery.id, err, retry_at, worker_id=worker_id, now=self.clock(),
+                                       token=delivery.token):
+                    log.warning("lease lost: the failed attempt was not recorded", error=err, **fields)
+                    return True
                 metrics.PROCESSED.labels(result="retry", **labels).inc()
                 log.warning("delivery attempt failed; will retry", error=err, retry_in=step.retry_in, seconds=round(elapsed, 3), **fields)
             else:
-                self.store.fail(delivery.id, err, None, worker_id=worker_id, now=self.clock())
+                if not self.store.fail(delivery.id, err, None, worker_id=worker_id, now=self.clock(),
+                                       token=delivery.token):
+                    log.warning("lease lost: the failed attempt was not recorded", error=err, **fields)
+                    return True
                 metrics.PROCESSED.labels(result="failed", **labels).inc()
                 log.error("delivery failed", error=err, seconds=round(elapsed, 3), **fields)
             return True
@@ -306,7 +339,10 @@ class WorkerPool:
         elapsed = time.perf_counter() - started
         metrics.PROCESSING_SECONDS.labels(**labels).observe(elapsed)
         text = outcome if isinstance(outcome, str) else repr(outcome)
-        self.store.finish(delivery.id, text, worker_id=worker_id, now=self.clock())
+        if not self.store.finish(delivery.id, text, worker_id=worker_id, now=self.clock(), token=delivery.token):
+            log.warning("lease lost: the outcome was not recorded (the delivery's new holder records its own)",
+                        outcome=self._redact(text), **fields)
+            return True
         metrics.PROCESSED.labels(result="done", **labels).inc()
         log.info("delivery processed", outcome=text, seconds=round(elapsed, 3), **fields)
         return True

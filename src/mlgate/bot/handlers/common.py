@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from mlgate.core import config as cfgmod
 from mlgate.core.config import Config, Promoters
 from mlgate.core.errors import ConfigError, InfraError, MlgateError, UsageError
@@ -30,6 +32,7 @@ from mlgate.core.events import Event
 from mlgate.core.policy import Decision, permission_rank
 from mlgate.bot import promotion as promo
 from mlgate.bot.ports import BotStore, Forge, ModelRegistry, Settings
+from mlgate.edge.db import fencing
 from mlgate.edge.db.canaries import CanaryStore
 from mlgate.edge.db.replies import Replies, ReplyBusy
 from mlgate.edge.db.store import Delivery
@@ -37,10 +40,13 @@ from mlgate.edge.forges import make_forge
 from mlgate.edge.forges.base import STATUS_CONTEXT, PullRequest
 from mlgate.edge.registry import Registry
 
+log = structlog.get_logger("mlgate.bot.handlers")
+
 CONFIG_FILE = ".mlgate.yml"
-#: Seconds a (model, environment) promotion lock lives unless released (a crashed worker's lock expires).
+#: Seconds a lock lives unless renewed (its holder's keeper renews it every third of that), when
+#: the settings do not say (``lease_seconds``); a dead holder's lock lapses after this.
 LOCK_TTL = 900.0
-#: Seconds a periodic task's lock lives (one bot replica at a time runs a task).
+#: The same for a periodic task's lock (one bot replica at a time runs a task), when unset.
 PERIODIC_LOCK_TTL = 300.0
 #: Seconds a delivery waits for a canary the periodic tick is working on before it is retried later.
 CANARY_LOCK_WAIT = 10.0
@@ -54,6 +60,35 @@ def canary_lock_name(model: str, environment: str) -> str:
 class MalformedPayload(UsageError):
     """The delivery's payload cannot be normalised (a field missing or of the wrong type): running
     it again gives the same answer, so the worker marks it failed at once (exit 2)."""
+
+
+class Fenced:
+    """A client (forge, registry) whose every method call is preceded by
+    :func:`mlgate.edge.db.fencing.check`: a thread whose attempt or lock was taken over raises
+    :class:`~mlgate.edge.db.fencing.LeaseLost` before the call, so it makes no more external calls.
+    Attributes that are not callables pass through unchanged."""
+
+    def __init__(self, inner: Any):
+        self.__dict__["_inner"] = inner
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if name.startswith("_") or not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            fencing.check()
+            return value(*args, **kwargs)
+
+        return call
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._inner, name, value)
+
+
+def fenced_client(client: Any) -> Any:
+    """``client`` wrapped in :class:`Fenced` (once)."""
+    return client if isinstance(client, Fenced) else Fenced(client)
 
 
 class Retryable(Exception):
@@ -95,12 +130,13 @@ def make_context(settings: Settings, store: BotStore) -> HandlerContext:
     def registry_factory(uri: str) -> ModelRegistry:
         with guard:
             if uri not in registries:
-                registries[uri] = Registry(uri)
+                registries[uri] = fenced_client(Registry(uri))
             return registries[uri]
 
     return HandlerContext(
         settings=settings, store=store, clock=utcnow,
-        forges=lambda name, inst: make_forge(name, settings, inst), registry_factory=registry_factory,
+        forges=lambda name, inst: fenced_client(make_forge(name, settings, inst)), registry_factory=registry_factory,
+        lock_ttl=float(getattr(settings, "lease_seconds", LOCK_TTL)),
     )
 
 
@@ -146,7 +182,12 @@ def set_commit_status(forge: Forge, repo: str, sha: str, state: str, description
 
 def kv_update(ctx: HandlerContext, key: str, change: Callable[[Any], Any]) -> Any:
     """Read-modify-write of a JSON value in the store, under a short lock (workers and the
-    periodic thread update the same keys)."""
+    periodic thread update the same keys).
+
+    Raises:
+        InfraError: the key stayed locked for 15 s.
+        LeaseLost: this thread's attempt or lock was taken over (nothing is written).
+    """
     owner = uuid.uuid4().hex
     deadline = time.monotonic() + 15.0
     while not ctx.store.acquire_lock(f"kv:{key}", owner, 30.0, utcnow()):
@@ -163,12 +204,22 @@ def kv_update(ctx: HandlerContext, key: str, change: Callable[[Any], Any]) -> An
 
 
 def with_periodic_lock(ctx: HandlerContext, name: str, fn: Callable[[], str]) -> str:
-    """Run ``fn`` when this replica holds the lock ``name`` (one bot replica at a time); "" otherwise."""
+    """Run ``fn`` when this replica holds the lock ``name`` (one bot replica at a time); "" otherwise.
+
+    The lock lives ``ctx.lock_ttl`` seconds (the bot's ``lease_seconds``) and is renewed while
+    ``fn`` runs, so a replica killed during ``fn`` blocks the task for one lease at most. ``fn``
+    runs fenced on the lock (:func:`mlgate.edge.db.fencing.fenced`): when the lock was taken over
+    (this replica stalled past it), ``fn`` stops at its next write or call, and this returns "".
+    """
     owner = f"{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:6]}"
-    if not ctx.store.acquire_lock(name, owner, PERIODIC_LOCK_TTL, utcnow()):
+    if not ctx.store.acquire_lock(name, owner, min(ctx.lock_ttl, PERIODIC_LOCK_TTL), utcnow(), keep=True):
         return ""
     try:
-        return fn()
+        with fencing.fenced(fencing.LockFence(ctx.store.engine, name, owner)):
+            return fn()
+    except fencing.LeaseLost as e:
+        log.warning("periodic task stopped: its lock was taken over", task=name, error=str(e))
+        return ""
     finally:
         ctx.store.release_lock(name, owner)
 
@@ -193,6 +244,26 @@ class Job:
 
     def now(self) -> datetime:
         return self.ctx.clock()
+
+    @property
+    def owner(self) -> str:
+        """This attempt as a lock owner: ``<delivery id>#<fencing token>`` (locks are the attempt's,
+        not the delivery's: a later attempt of the same delivery takes them over at once)."""
+        return f"{self.delivery.id}#{self.delivery.token}"
+
+    def acquire(self, name: str) -> bool:
+        """Take lock ``name`` for this attempt, renewed while it works (``ctx.lock_ttl`` seconds
+        each); an earlier attempt's hold of it is taken over. False when someone else holds it.
+
+        Raises:
+            LeaseLost: this attempt was taken over.
+        """
+        return self.store.acquire_lock(name, self.owner, self.ctx.lock_ttl, self.now(), keep=True,
+                                       supersedes=f"{self.delivery.id}#")
+
+    def release(self, name: str) -> None:
+        """Release lock ``name`` if this attempt holds it."""
+        self.store.release_lock(name, self.owner)
 
     def say(self, text: str, number: int | None = None, repo: str | None = None) -> None:
         """Create or update mlgate's one comment on the PR/MR."""
@@ -283,11 +354,12 @@ class Job:
         """
         name = canary_lock_name(model, environment)
         deadline = time.monotonic() + CANARY_LOCK_WAIT
-        while not self.store.acquire_lock(name, self.delivery.id, self.ctx.lock_ttl, self.now()):
+        while not self.acquire(name):
             if time.monotonic() > deadline:
                 raise Retryable(f"the canary of {model} in {environment} is busy (the periodic tick is acting on it)", 1.0)
             time.sleep(0.05)
         try:
-            yield
+            with fencing.fenced(fencing.LockFence(self.store.engine, name, self.owner)):
+                yield
         finally:
-            self.store.release_lock(name, self.delivery.id)
+            self.release(name)

@@ -2,6 +2,10 @@
 
 One bot replica at a time runs it (a lock in the store); each canary is acted on under its
 canary lock, so a delivery acting on the same canary (``/rollback``, a step merged) waits for it.
+Both locks are leases of ``lease_seconds``, renewed while the pass works and fenced
+(:mod:`mlgate.edge.db.fencing`): after a replica dies mid-pass, the next pass (of a restarted
+process or another replica) takes them over within one lease and writes what was decided but
+not written (a rollback PR of a canary left ``rolling_back``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from mlgate.core.errors import ManifestError
 from mlgate.bot.handlers.canary import audit_canary, canary_notify, canary_tools
 from mlgate.bot.handlers.common import HandlerContext, canary_lock_name, canary_store, with_periodic_lock
 from mlgate.bot.ports import Forge
+from mlgate.edge.db import fencing
 from mlgate.flows import canary as runner
 
 log = structlog.get_logger("mlgate.bot.handlers")
@@ -49,13 +54,19 @@ def _tick_one(ctx: HandlerContext, rec: CanaryRecord, done: list[str]) -> None:
     src = rec.source
     base = {"forge": src["forge"], "repo": src.get("repo"), "pr": src.get("number"), "delivery": None}
     lock, owner = canary_lock_name(rec.model, rec.environment), f"tick:{uuid.uuid4().hex}"
-    if not ctx.store.acquire_lock(lock, owner, ctx.lock_ttl, ctx.clock()):
+    # renewed while this pass works on it; a tick killed here blocks the canary for one lease at most
+    if not ctx.store.acquire_lock(lock, owner, ctx.lock_ttl, ctx.clock(), keep=True):
         return  # a delivery is acting on this canary; the next pass looks again
+    lost = False
     try:
-        forge, reg, writer = canary_tools(ctx, rec)
-        reader = merge_reader(forge, src["gitops_repo"], rec, ctx.clock().timestamp())
-        results = runner.tick(cstore, reg, writer, ctx.clock, canary_id=rec.id, reader=reader, actor="bot",
-                              notify=canary_notify(ctx, forge, src))
+        with fencing.fenced(fencing.LockFence(ctx.store.engine, lock, owner)):
+            forge, reg, writer = canary_tools(ctx, rec)
+            reader = merge_reader(forge, src["gitops_repo"], rec, ctx.clock().timestamp())
+            results = runner.tick(cstore, reg, writer, ctx.clock, canary_id=rec.id, reader=reader, actor="bot",
+                                  notify=canary_notify(ctx, forge, src))
+    except fencing.LeaseLost:
+        lost = True
+        raise  # this replica stalled past its lock: do nothing more (the new holder goes on)
     except Exception as e:  # one canary's trouble never stops the others
         log.error("canary tick failed", canary=rec.id, error=f"{type(e).__name__}: {e}")
         done.append(f"canary {rec.id}: {type(e).__name__}")
@@ -63,7 +74,7 @@ def _tick_one(ctx: HandlerContext, rec: CanaryRecord, done: list[str]) -> None:
     finally:
         ctx.store.release_lock(lock, owner)
         try:
-            after = cstore.get(rec.id)
+            after = None if lost else cstore.get(rec.id)  # lost: the new holder audits what changed
             if after is not None and after.revision != rec.revision:
                 audit_canary(ctx, rec.id, base)
         except Exception as e:

@@ -24,6 +24,7 @@ from mlgate.bot.handlers.common import (
     CONFIG_FILE, HandlerContext, Job, kv_update, set_commit_status, utcnow, with_periodic_lock,
 )
 from mlgate.edge import argo
+from mlgate.edge.db import fencing
 
 log = structlog.get_logger("mlgate.bot.handlers")
 
@@ -99,8 +100,15 @@ def _submit(job: Job, cmd: Command, cfg: Config, decision: Decision, record: dic
         raise UsageError(f"cannot tell which repository holds head commit {pr.head_sha[:7]} of this PR (its fork "
                          "was deleted, or the bot cannot read it): push the branch to this repository and "
                          "comment `/train` again")
+    # an attempt that was killed after Argo took the workflow finds it there: it is still this comment's
+    marker = f"train:submitting:{job.delivery.id}"
+    tried_before = job.store.kv_get(marker) == pr.head_sha
+    if not tried_before:
+        job.store.kv_set(marker, pr.head_sha)
+    fencing.check()  # a stalled attempt whose delivery was taken over submits nothing
     sub = argo.submit_for_commit(settings, model=cfg.model, repo_url=repo_url, commit=pr.head_sha,
                                  command=None, tracking_uri=tracking, gpus=cmd.gpus)
+    created = sub.created or tried_before
     _remember(job, sub, settings, cfg.model)
     finished = sub.phase in ("Succeeded", "Failed", "Error")
     state = ("success" if sub.phase == "Succeeded" else "failure") if finished else "pending"
@@ -108,7 +116,7 @@ def _submit(job: Job, cmd: Command, cfg: Config, decision: Decision, record: dic
                       sub.ui_url, TRAIN_CONTEXT)
     short = pr.head_sha[:7]
     gpus = dict(sub.parameters).get("gpus") or (str(cmd.gpus) if cmd.gpus is not None else str(settings.gpus))
-    if sub.created:
+    if created:
         title = f"training `{cfg.model}` on Argo for `{short}`"
         body = (f"Submitted [{sub.name}]({sub.ui_url}) (WorkflowTemplate `{sub.template}`, namespace "
                 f"`{sub.namespace}`, {gpus} GPU). The `{TRAIN_CONTEXT}` status of `{short}` follows it; "
@@ -198,6 +206,7 @@ def stop_workflows(job: Job, cmd: Command, workflows: list[dict[str, Any]], prom
     lines = []
     for wf in workflows:
         settings = ArgoBackend.model_validate(wf["argo"])
+        fencing.check()
         st = argo.stop(settings, wf["name"], message=f"stopped by @{ev.actor} with /abort")
         if st.finished:
             lines.append(f"- [{wf['name']}]({wf['url']}) had already ended: {st.phase}")
@@ -219,6 +228,7 @@ def _read_state(wf: dict[str, Any]) -> tuple[Any, str | None, str | None] | None
     """(Argo status or None when gone, commit state or None when unchanged, description);
     None when Argo cannot be asked now (unreachable, auth: the next pass asks again)."""
     settings = ArgoBackend.model_validate(wf["argo"])
+    fencing.check()  # the poll's lock was taken over: read nothing more
     try:
         st = argo.get_status(settings, wf["name"])
         if st.finished:

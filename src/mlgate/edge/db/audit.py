@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from mlgate.edge.db.deliveries import _dt
+from mlgate.edge.db.fencing import guard_writes
 from mlgate.edge.db.tables import audit_table
 
 
@@ -17,9 +18,15 @@ class AuditLog:
     engine: sa.Engine
 
     def audit(self, record: dict) -> None:
-        """Append one audit record (a JSON-serialisable dict). Records cannot be changed or deleted."""
+        """Append one audit record (a JSON-serialisable dict). Records cannot be changed or deleted.
+
+        Raises:
+            LeaseLost: the attempt or lock this thread holds (:func:`mlgate.edge.db.fencing.fenced`)
+                was taken over; nothing was appended (its new holder records what happens).
+        """
         now = datetime.now(UTC).timestamp()
         with self.engine.begin() as conn:
+            guard_writes(conn)
             conn.execute(
                 audit_table.insert().values(recorded_at=now, record=json.dumps(record, sort_keys=True, default=str))
             )

@@ -24,7 +24,9 @@ class Delivery:
     """One stored webhook delivery, as a worker receives it.
 
     ``payload`` is the decoded JSON object; ``headers`` the kept request headers (lower-case
-    names; never a token or signature); ``attempts`` counts this one (1 on the first run).
+    names; never a token or signature); ``attempts`` counts this one (1 on the first run);
+    ``token`` is this claim's fencing token (one more at every claim of the delivery, never reset:
+    see :mod:`mlgate.edge.db.fencing`; 0 for a delivery loaded without claiming it).
     """
 
     id: str
@@ -34,6 +36,7 @@ class Delivery:
     headers: dict[str, str]
     received_at: datetime
     attempts: int
+    token: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ def _delivery(row: Any) -> Delivery:
         headers=headers,
         received_at=_dt(row.received_at),  # type: ignore[arg-type]
         attempts=row.attempts,
+        token=getattr(row, "fence", 0) or 0,
     )
 
 
@@ -111,10 +115,11 @@ class DeliveryQueue:
         """Lease the oldest due delivery to ``worker_id`` for ``lease_seconds``.
 
         Due: ``queued`` with ``next_attempt_at <= now``, or ``running`` with an expired lease
-        (its worker died). The claim increments ``attempts``.
+        (its worker died, or stalled past its lease). The claim increments ``attempts`` and the
+        fencing token ``fence``: a previous holder's writes and calls fail from now on.
 
         Returns:
-            The delivery, or None when nothing is due.
+            The delivery (its ``token`` is the claim's fencing token), or None when nothing is due.
         """
         t = _ts(now)
         d = deliveries.c
@@ -134,35 +139,48 @@ class DeliveryQueue:
                         lease_owner=worker_id,
                         lease_expires_at=t + lease_seconds,
                         attempts=d.attempts + 1,
+                        fence=d.fence + 1,
                     )
                 )
                 if res.rowcount != 1:
                     continue
                 row = conn.execute(
-                    sa.select(d.id, d.forge, d.event, d.headers, d.body, d.received_at, d.attempts).where(d.id == cand)
+                    sa.select(d.id, d.forge, d.event, d.headers, d.body, d.received_at, d.attempts, d.fence)
+                    .where(d.id == cand)
                 ).one()
             return _delivery(row)
         return None
 
-    def renew_lease(self, delivery_id: str, worker_id: str, now: datetime, lease_seconds: float) -> bool:
-        """Extend a lease the worker still holds; False when it lost it."""
+    def renew_lease(self, delivery_id: str, worker_id: str, now: datetime, lease_seconds: float,
+                    token: int | None = None) -> bool:
+        """Extend a lease the worker still holds to ``now`` + ``lease_seconds`` (seconds).
+
+        Held: ``running``, leased to ``worker_id`` and, when ``token`` is given, still at that
+        fencing token (a lease that lapsed but nobody claimed yet is renewed). False when it was lost.
+        """
         d = deliveries.c
+        cond = [d.id == delivery_id, d.status == "running", d.lease_owner == worker_id]
+        if token is not None:
+            cond.append(d.fence == token)
         with self.engine.begin() as conn:
-            res = conn.execute(
-                deliveries.update()
-                .where(d.id == delivery_id, d.status == "running", d.lease_owner == worker_id)
-                .values(lease_expires_at=_ts(now) + lease_seconds)
-            )
+            res = conn.execute(deliveries.update().where(*cond).values(lease_expires_at=_ts(now) + lease_seconds))
             return res.rowcount == 1
 
-    def finish(self, delivery_id: str, outcome: str, *, worker_id: str | None = None, now: datetime | None = None) -> None:
-        """Mark a delivery ``done`` with its outcome text (only if ``worker_id`` still holds it, when given)."""
+    def finish(self, delivery_id: str, outcome: str, *, worker_id: str | None = None, now: datetime | None = None,
+               token: int | None = None) -> bool:
+        """Mark a delivery ``done`` with its outcome text.
+
+        Only while ``worker_id`` holds it and (when given) the fencing ``token`` is current;
+        returns False when it was not written (the attempt lost the delivery).
+        """
         d = deliveries.c
         cond = [d.id == delivery_id]
         if worker_id is not None:
             cond.append(d.lease_owner == worker_id)
+        if token is not None:
+            cond.append(d.fence == token)
         with self.engine.begin() as conn:
-            conn.execute(
+            res = conn.execute(
                 deliveries.update()
                 .where(*cond)
                 .values(
@@ -174,6 +192,7 @@ class DeliveryQueue:
                     finished_at=_ts(now) if now else datetime.now(UTC).timestamp(),
                 )
             )
+            return res.rowcount == 1
 
     def fail(
         self,
@@ -183,19 +202,26 @@ class DeliveryQueue:
         *,
         worker_id: str | None = None,
         now: datetime | None = None,
-    ) -> None:
-        """Record a failed attempt: queue it again at ``retry_at``, or (None) mark it ``failed``."""
+        token: int | None = None,
+    ) -> bool:
+        """Record a failed attempt: queue it again at ``retry_at``, or (None) mark it ``failed``.
+
+        Only while ``worker_id`` holds it and (when given) the fencing ``token`` is current;
+        returns False when it was not written.
+        """
         d = deliveries.c
         cond = [d.id == delivery_id]
         if worker_id is not None:
             cond.append(d.lease_owner == worker_id)
+        if token is not None:
+            cond.append(d.fence == token)
         values: dict[str, Any] = {"error": error[:4000], "lease_owner": None, "lease_expires_at": None}
         if retry_at is None:
             values.update(status="failed", finished_at=_ts(now) if now else datetime.now(UTC).timestamp())
         else:
             values.update(status="queued", next_attempt_at=_ts(retry_at))
         with self.engine.begin() as conn:
-            conn.execute(deliveries.update().where(*cond).values(**values))
+            return conn.execute(deliveries.update().where(*cond).values(**values)).rowcount == 1
 
     def retry(self, delivery_id: str, now: datetime) -> bool:
         """Queue a ``failed`` delivery again with a fresh attempt count; False when there is none."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from mlgate.edge.db.fencing import guard_writes
 from mlgate.edge.db.tables import effects
 
 
@@ -23,8 +24,13 @@ class Effects:
             True when the key is new, or was claimed by this same delivery (a retry of an
             attempt that stopped half-way continues its own effect); False when another
             delivery claimed it (the same comment arriving through a second hook).
+
+        Raises:
+            LeaseLost: the attempt or lock this thread holds (:func:`mlgate.edge.db.fencing.fenced`)
+                was taken over; nothing was claimed.
         """
         with self.engine.begin() as conn:
+            guard_writes(conn)
             res = conn.execute(
                 self._insert(effects)
                 .values(key=key, delivery_id=delivery_id, created_at=datetime.now(UTC).timestamp())

@@ -39,7 +39,7 @@ from mlgate.edge.db.engine import (
 from mlgate.edge.db.intake import Incoming, Intake, IntakeWriter, Result, _Checkpointer
 from mlgate.edge.db.kv import KeyValues
 from mlgate.edge.db.locks import Locks
-from mlgate.edge.db.tables import APPEND_ONLY, audit_table, deliveries, effects, kv, locks, metadata
+from mlgate.edge.db.tables import ADDED_COLUMNS, APPEND_ONLY, audit_table, deliveries, effects, kv, locks, metadata
 
 __all__ = [
     "STATUSES", "Delivery", "DeliveryInfo", "Incoming", "IntakeWriter", "Result", "Store", "_Checkpointer",
@@ -81,7 +81,8 @@ class Store(Intake, DeliveryQueue, Effects, Locks, AuditLog, KeyValues):
                                  "run with this database)")
 
     def create_schema(self) -> None:
-        """Create missing tables, indexes and the audit table's append-only triggers.
+        """Create missing tables, indexes and the audit table's append-only triggers, and add the
+        columns of :data:`~mlgate.edge.db.tables.ADDED_COLUMNS` to a database made by an older version.
 
         Raises:
             UsageError: a SQLite file that cannot be created or opened (a configuration error).
@@ -89,11 +90,28 @@ class Store(Intake, DeliveryQueue, Effects, Locks, AuditLog, KeyValues):
         """
         try:
             metadata.create_all(self.engine)
+            self._add_columns()
             with self.engine.begin() as conn:
                 for stmt in APPEND_ONLY[self.dialect]:
                     conn.exec_driver_sql(stmt)
         except sa.exc.SQLAlchemyError as e:
             raise schema_error(e, self.engine, "database_url", self.safe_url) from None
+
+    def _add_columns(self) -> None:
+        """``ALTER TABLE ... ADD COLUMN`` for each column an older version did not create (idempotent;
+        two replicas starting at once both succeed: PostgreSQL's ``IF NOT EXISTS``, and on SQLite a
+        "duplicate column" answer is taken as done)."""
+        for table, column, ddl in ADDED_COLUMNS:
+            present = {c["name"] for c in sa.inspect(self.engine).get_columns(table)}
+            if column in present:
+                continue
+            exists = "IF NOT EXISTS " if self.dialect == "postgresql" else ""
+            try:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {exists}{column} {ddl}")
+            except sa.exc.OperationalError as e:
+                if "duplicate column" not in str(e):
+                    raise
 
     def ping(self) -> None:
         """Check that the database answers and holds the bot's tables; raises :class:`InfraError` if not.

@@ -17,6 +17,8 @@ deliveries = sa.Table(
     sa.Column("received_at", sa.Float, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # the fencing token: one more at every claim, never reset (see mlgate.edge.db.fencing)
+    sa.Column("fence", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("lease_owner", sa.String(128)),
     sa.Column("lease_expires_at", sa.Float),
@@ -83,6 +85,12 @@ promotion_openings = sa.Table(
     sa.Column("number", sa.Integer),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
+
+#: Columns added after a table was first created: (table, column, SQL type and default), added to
+#: an existing database by :meth:`mlgate.edge.db.store.Store.create_schema` when missing.
+ADDED_COLUMNS = [
+    ("mlgate_deliveries", "fence", "INTEGER NOT NULL DEFAULT 0"),
+]
 
 #: Triggers that make the audit table append-only, per dialect.
 APPEND_ONLY = {
