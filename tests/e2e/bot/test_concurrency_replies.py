@@ -106,3 +106,68 @@ def test_commands_at_once_leave_one_comment_with_the_store_on_postgresql(fakes, 
         github_burst(github_world(gh, b, mlflow_client), 20)
     finally:
         stop_bot(b)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/bot.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+def test_the_reply_hold_and_the_promotion_openings_on_both_databases(store_url):
+    """The store's side, on SQLite and PostgreSQL: a held reply waits for its holder and is taken
+    over when the hold lapses (the holder died); who opened a promotion PR, across attempts."""
+    import threading
+
+    from mlgate.edge.db.replies import PromotionOpenings, Replies, ReplyBusy
+    from mlgate.edge.db.store import Store
+
+    store = Store(store_url)
+    try:
+        replies = Replies(store.engine)
+        with replies.hold("github", "acme/m", 1) as h:
+            assert h.comment_id is None
+            h.comment_id = "77"
+            with pytest.raises(ReplyBusy):  # a second writer waits, then gives up
+                with replies.hold("github", "acme/m", 1, wait=0.3):
+                    pass
+        assert replies.comment_id("github", "acme/m", 1) == "77"
+        order: list[str] = []
+        abandoned = []  # a holder that never lets go (its process died): kept referenced, never exited
+
+        def second() -> None:
+            cm = replies.hold("github", "acme/m", 1, ttl=1.0)
+            abandoned.append(cm)
+            cm.__enter__()
+            order.append("2")
+
+        with replies.hold("github", "acme/m", 1) as h:
+            t = threading.Thread(target=second)
+            t.start()
+            t.join(0.3)
+            order.append("1")
+            assert h.comment_id == "77"
+        t.join(5)
+        assert order == ["1", "2"]  # the second waited for the first
+        with pytest.raises(ReplyBusy):
+            with replies.hold("github", "acme/m", 1, wait=0.3):
+                pass
+        with replies.hold("github", "acme/m", 1, wait=5) as h:  # the dead holder's hold lapsed: taken over
+            assert h.comment_id == "77"
+
+        o = PromotionOpenings(store.engine)
+        branch = "mlgate/promote/iris/staging/v2"
+        first = o.begin("github", "acme/deploy", branch, "d1")
+        assert not first.retry and not o.finish(first, 5, created=False)  # found open on a first attempt
+        again = o.begin("github", "acme/deploy", branch, "d2")
+        assert o.finish(again, 5, created=True)  # d2 opened it
+        retry = o.begin("github", "acme/deploy", branch, "d3")
+        killed = o.begin("github", "acme/deploy", branch, "d3")  # d3's first attempt died after its create call
+        assert not retry.retry and killed.retry
+        assert not o.finish(killed, 5, created=False)  # but #5 is d2's: d3 found it, did not open it
+        r1 = o.begin("github", "acme/deploy", branch, "d4")
+        r2 = o.begin("github", "acme/deploy", branch, "d4")
+        assert r1 and o.finish(r2, 9, created=False)  # #9 nobody opened; d4's lost create did
+        assert o.finish(o.begin("github", "acme/deploy", branch, "d4"), 9, created=False)  # d4 once more: still its
+        assert not o.finish(o.begin("github", "acme/deploy", branch, "d5"), 9, created=False)
+    finally:
+        store.close()

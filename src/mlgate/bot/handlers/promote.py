@@ -28,6 +28,8 @@ from mlgate.bot.handlers.merged import move_alias
 from mlgate.bot.handlers.snapshot import snapshot
 from mlgate.core.promotion import template_values
 from mlgate.edge import metrics
+from mlgate.edge.db import fencing
+from mlgate.edge.db.replies import PromotionOpenings
 from mlgate.edge.forges import ForgeWriter
 from mlgate.edge.forges.base import repo_path
 from mlgate.flows.promote import write_promotion
@@ -105,16 +107,17 @@ def on_rollback(job: Job, cmd: Command) -> str:
 def _locked(job: Job, cmd: Command, model: str, env: Environment, run: Callable[[], str]) -> str:
     """``run()`` under the (model, environment) promotion lock; a "busy" reply when another holds it."""
     lock = f"promote:{model}:{env.name}"
-    if not job.store.acquire_lock(lock, job.delivery.id, job.ctx.lock_ttl, job.now()):
+    if not job.acquire(lock):  # this attempt's, renewed while it runs; an earlier attempt's is taken over
         msg = (f"a promotion of `{model}` to `{env.name}` is already running; this `/{cmd.name}` was not run. "
                "Comment again when it has finished.")
         job.say(promo.reply(f"`{cmd.text}`: busy", msg))
         job.audit(command=cmd.text, model=model, environment=env.name, allowed=False, reasons=[msg], outcome="busy")
         return f"{cmd.name}: busy ({model} to {env.name} is already being promoted)"
     try:
-        return run()
+        with fencing.fenced(fencing.LockFence(job.store.engine, lock, job.owner)):
+            return run()
     finally:
-        job.store.release_lock(lock, job.delivery.id)
+        job.release(lock)
 
 
 def promote(job: Job, cmd: Command, cfg: Config, model: str, env: Environment) -> str:
@@ -148,6 +151,8 @@ def _write(job: Job, cmd: Command, cfg: Config, model: str, env: Environment, ve
                             tracking_uri=job.tracking_uri(cfg), candidate=cand)
     values = template_values(model, version, storage_uri=cand.storage_uri or cand.source, run_id=cand.run_id)
     writer = ForgeWriter(lambda _repository: job.forge, mode=env.gitops.mode)
+    openings = PromotionOpenings(job.store.engine)  # a retry whose create-PR call went through still says "opened"
+    opening = openings.begin(ev.forge, repo_path(env.gitops.repository), p.branch, job.delivery.id)
     result = write_promotion(p, env, values, writer, body=p.body(promo.promotion_details(decision)))
     try:
         metrics.PROMOTION_API_CALLS.labels(forge=ev.forge).observe(result.api_calls)
@@ -166,7 +171,7 @@ def _write(job: Job, cmd: Command, cfg: Config, model: str, env: Environment, ve
         job.say(promo.reply(f"`{model}` version {version} promoted to `{env.name}`", msg, decision))
         job.audit(**record, outcome="pushed", commit=result.commit, api_calls=result.api_calls)
         return f"{cmd.name}: pushed {result.commit}"
-    verb = "opened" if result.created else "updated"
+    verb = "opened" if openings.finish(opening, result.number, result.created) else "updated"
     msg = f"Promotion PR {verb}: {result.url}\n\nMerging it moves alias `{env.registry_alias}` to version {version}."
     job.say(promo.reply(f"promotion of `{model}` version {version} to `{env.name}`", msg, decision))
     job.audit(**record, outcome=f"promotion PR {verb}", promotion_pr=result.url, api_calls=result.api_calls)

@@ -122,8 +122,9 @@ class Replies:
                 .values(forge=forge, repository=repository, number=number, comment_id=None, holder=holder,
                         held_until=t + ttl, updated_at=t)
                 .on_conflict_do_nothing(index_elements=["forge", "repository", "number"])
+                .returning(replies.c.forge)  # an INSERT's rowcount is not reported on every driver (psycopg: -1)
             )
-            if res.rowcount != 1:
+            if res.first() is None:
                 res = conn.execute(
                     replies.update()
                     .where(*self._key(forge, repository, number),
@@ -188,8 +189,9 @@ class PromotionOpenings:
                 self._insert(promotion_openings)
                 .values(forge=forge, repository=repository, branch=branch, writing=delivery, updated_at=t)
                 .on_conflict_do_nothing(index_elements=["forge", "repository", "branch"])
+                .returning(promotion_openings.c.forge)
             )
-            if res.rowcount == 1:
+            if res.first() is not None:
                 return Opening(forge, repository, branch, delivery, False, None, None)
             row = conn.execute(sa.select(promotion_openings).where(*self._key(forge, repository, branch))).one()
             conn.execute(promotion_openings.update().where(*self._key(forge, repository, branch))
