@@ -20,7 +20,11 @@ What is ignored, and why (each reason is logged and shown by ``mlgate bot explai
   and the configured bot login (so the bot's own help text never triggers it);
 - payloads of the wrong shape: every field read is type-checked, and a missing required field
   or a value of another JSON type gives ``malformed payload: <field> is <type>, expected <type>``
-  (the worker marks such a delivery failed at once: retrying cannot change it).
+  (the worker marks such a delivery failed at once: retrying cannot change it);
+- repository names the forge could not have sent (they end up in API paths): GitHub
+  ``repository.full_name`` and GitLab ``project.path_with_namespace`` are checked against the
+  forges' naming rules (:func:`github_repo_problem`, :func:`gitlab_path_problem`), so
+  ``acme/../../orgs/acme`` is refused as a malformed payload before any request.
 """
 
 from __future__ import annotations
@@ -159,11 +163,78 @@ def normalize(forge: str, event_name: str, payload: dict[str, Any], *, bot_login
 
 
 class Malformed(Exception):
-    """A payload field is missing or of the wrong JSON type (``str()``: "<field> is <type>, expected <type>")."""
+    """A payload field is missing, of the wrong JSON type (``str()``: "<field> is <type>, expected
+    <type>"), or a value the forge itself could never have sent (``message`` says why)."""
 
-    def __init__(self, field: str, got: str, expected: str):
-        super().__init__(f"{field} is {got}, expected {expected}")
+    def __init__(self, field: str, got: str, expected: str, message: str | None = None):
+        super().__init__(message or f"{field} is {got}, expected {expected}")
         self.field, self.got, self.expected = field, got, expected
+
+
+# --------------------------------------------------------------------------- repository names
+#
+# A repository name from a payload ends up in API paths (``/repos/{owner}/{repo}/...``,
+# ``/projects/{path}/...``): ``acme/../../orgs/acme`` would make the bot call another endpoint.
+# Names are checked against the forges' own rules before any request is made.
+
+#: GitHub login (user or organisation): letters, digits and hyphens, at most 39, not starting with
+#: a hyphen (GitHub's sign-up form; older accounts may hold double or trailing hyphens). ``_`` is
+#: allowed too: Enterprise Managed Users are ``<handle>_<shortcode>`` (GitHub docs, "Username
+#: considerations for external authentication").
+_GH_OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,38}")
+#: GitHub repository name: letters, digits, ``.``, ``_``, ``-``, at most 100 (GitHub replaces every
+#: other character with ``-`` when a repository is created); never ``.`` or ``..``.
+_GH_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
+#: GitLab path segment (GitLab docs, "Reserved project and group names" and the path rules of
+#: "Create a project"/"Create a group"): letters, digits, ``_``, ``-``, ``.``; not starting with
+#: ``-`` or ``.``; at most 255; not ending in ``.git`` or ``.atom``; no ``..``.
+_GL_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+#: GitLab nests subgroups at most 20 deep (GitLab docs, "Subgroups"): 21 group levels + the project.
+_GL_MAX_DEPTH = 22
+
+
+def github_repo_problem(full_name: str) -> str | None:
+    """Why ``full_name`` is not a GitHub ``owner/name`` (None when it is one).
+
+    Rules: exactly one ``/``; owner ``[A-Za-z0-9_-]{1,39}`` not starting with ``-`` or ``_``; name
+    ``[A-Za-z0-9._-]{1,100}``, not ``.`` or ``..``.
+    """
+    owner, sep, name = full_name.partition("/")
+    if not sep or "/" in name:
+        return "expected exactly one '/' between owner and name"
+    if not _GH_OWNER.fullmatch(owner):
+        return "the owner must be 1 to 39 letters, digits, '-' or '_', not starting with '-' or '_'"
+    if not _GH_REPO.fullmatch(name) or name in (".", ".."):
+        return "the name must be 1 to 100 letters, digits, '.', '_' or '-', and not '.' or '..'"
+    return None
+
+
+def gitlab_path_problem(path: str) -> str | None:
+    """Why ``path`` is not a GitLab project path ``namespace/.../project`` (None when it is one).
+
+    Rules: 2 to 22 segments separated by ``/``; each ``[A-Za-z0-9_.-]{1,255}``, not starting with
+    ``-`` or ``.``, holding no ``..``, not ending in ``.git`` or ``.atom``.
+    """
+    parts = path.split("/")
+    if not 2 <= len(parts) <= _GL_MAX_DEPTH:
+        return f"expected a namespace and a project (2 to {_GL_MAX_DEPTH} segments separated by '/')"
+    for seg in parts:
+        if not _GL_SEGMENT.fullmatch(seg) or ".." in seg or seg.endswith((".git", ".atom")):
+            return (f"segment {seg!r}: letters, digits, '_', '-' and '.' only, not starting with '-' or '.', "
+                    "no '..', not ending in '.git' or '.atom'")
+    return None
+
+
+def _checked_name(obj: "_Obj", key: str, forge: str) -> str:
+    """The repository name at ``key``, checked against the forge's naming rules (:class:`Malformed` if not)."""
+    value = obj.str(key, required=True)
+    why = github_repo_problem(value) if forge == "github" else gitlab_path_problem(value)
+    if why is not None:
+        where = obj._where(key)
+        kind = "GitHub repository (owner/name)" if forge == "github" else "GitLab project path"
+        shown = value if len(value) <= 200 else value[:200] + "..."
+        raise Malformed(where, "string", kind, f"{where} {shown!r} is not a {kind}: {why}")
+    return value
 
 
 def _json_type(value: Any) -> str:
@@ -245,7 +316,7 @@ class _Obj:
 def _gh_repo(p: _Obj) -> dict[str, Any]:
     repo = p.obj("repository", required=True)
     return {
-        "repo": repo.str("full_name", required=True),
+        "repo": _checked_name(repo, "full_name", "github"),
         "default_branch": repo.str("default_branch") or repo.str("master_branch"),
         "installation_id": p.obj("installation").int("id"),
     }
@@ -335,7 +406,7 @@ def _gl_project(p: _Obj) -> dict[str, Any]:
     project = p.obj("project", required=True)
     pid = project.int("id")
     return {
-        "repo": project.str("path_with_namespace", required=True),
+        "repo": _checked_name(project, "path_with_namespace", "gitlab"),
         "repo_id": pid if pid is not None else p.int("project_id"),
         "default_branch": project.str("default_branch"),
     }

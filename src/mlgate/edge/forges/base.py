@@ -231,18 +231,49 @@ def repo_path(repository: str) -> str:
     """``owner/name`` (GitLab: ``group/sub/name``) from a GitOps ``repository`` setting.
 
     Accepts ``owner/name``, ``https://host/owner/name(.git)``, ``git@host:owner/name.git``.
-    Raises ForgeError for a local path (the bot cannot open PRs on a local repository).
+    Raises ForgeError for a local path (the bot cannot open PRs on a local repository) and for
+    a segment that is no forge name (``..``, ``-x``, spaces): it goes into API paths as it is.
     """
     r = repository.strip()
     m = re.match(r"^[\w.-]+@[\w.-]+:(?P<p>.+?)(\.git)?/?$", r)
     if m:
-        return m["p"]
+        return _checked_repo(repository, m["p"])
     m = re.match(r"^[a-z][a-z0-9+.-]*://[^/]+/(?P<p>.+?)(\.git)?/?$", r)
     if m:
-        return m["p"]
+        return _checked_repo(repository, m["p"])
     if re.match(r"^[\w.-]+(/[\w.-]+)+$", r) and not r.startswith((".", "/")):
-        return r.removesuffix(".git")
+        return _checked_repo(repository, r.removesuffix(".git"))
     raise ForgeError(f"gitops.repository {repository!r} is not a forge repository (owner/name or URL)")
+
+
+def _checked_repo(repository: str, path: str) -> str:
+    """``path`` when every segment is a forge name (``[A-Za-z0-9_.-]``, not ``.``/``..``, not
+    starting with ``-``); else ForgeError: the path goes into API URLs as it is."""
+    for seg in path.split("/"):
+        if not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*", seg) or seg in (".", ".."):
+            raise ForgeError(f"gitops.repository {repository!r}: segment {seg!r} is not a repository or namespace name")
+    return path
+
+
+def safe_path(path: str) -> str:
+    """``path`` (an API path such as ``/repos/acme/app/contents/x``) when no segment is a dot
+    segment (RFC 3986 section 3.3: ``.``/``..``, also percent-encoded, also inside an encoded
+    segment such as GitLab's ``acme%2F..%2Fx``) and it holds no control character.
+
+    Clients and proxies resolve dot segments (RFC 3986 section 5.2.4), so ``/repos/a/../../orgs/a``
+    would reach another endpoint: every forge request goes through this check first.
+
+    Raises:
+        ForgeError: status 400, naming the path; nothing is sent.
+    """
+    from urllib.parse import unquote
+
+    for seg in path.split("/"):
+        parts = unquote(seg).replace("\\", "/").split("/")
+        if any(p in (".", "..") for p in parts) or any(ord(c) < 32 or ord(c) == 127 for c in unquote(seg)):
+            raise ForgeError(f"refusing to send a request to {path!r}: a path segment is '.' or '..' or holds a "
+                             "control character (a repository or file name from input)", 400)
+    return path
 
 
 def retry_after_seconds(headers: dict[str, str] | None) -> float | None:

@@ -55,6 +55,7 @@ from mlgate.edge.forges.base import (
     PullRequest,
     forge_call,
     retry_after_seconds,
+    safe_path,
 )
 from mlgate.edge.forges.comments import Comment, upsert_marked_comment
 from mlgate.edge.forges.github_promotion import GitHubPromotions, use_contents_api
@@ -132,7 +133,10 @@ class GitHubForge(GitHubPromotions):
     # ------------------------------------------------------------------ plumbing
 
     def _api(self, verb: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> tuple[dict, Any]:
-        """One REST call with retries; returns (headers, json). GithubException is re-raised as is."""
+        """One REST call with retries; returns (headers, json). GithubException is re-raised as is.
+
+        Raises ForgeError (nothing sent) for a path with a dot segment (:func:`~.base.safe_path`)."""
+        safe_path(path)
         req = self._gh.requester
 
         def count() -> None:

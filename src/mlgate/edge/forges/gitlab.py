@@ -38,6 +38,7 @@ from mlgate.edge.forges.base import (
     GitLabApprovals,
     PullRequest,
     forge_call,
+    safe_path,
 )
 from mlgate.edge.forges.comments import Comment, upsert_marked_comment
 from mlgate.edge.forges.gitlab_promotion import GitLabPromotions, enc_project
@@ -81,6 +82,8 @@ class GitLabForge(GitLabPromotions):
     # ------------------------------------------------------------------ plumbing
 
     def _api(self, verb: str, path: str, query: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> Any:
+        safe_path(path)  # ForgeError, nothing sent, for a dot segment (also inside an encoded project path)
+
         def send() -> Any:
             r = self._gl.http_request(verb, path, query_data=query, post_data=body, obey_rate_limit=True,
                                       retry_transient_errors=False, max_retries=3)
