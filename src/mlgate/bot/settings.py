@@ -82,7 +82,7 @@ class BotSettings(BaseModel):
     retry_base_seconds: float = Field(5.0, gt=0, description="Backoff before the second attempt, in seconds; doubles per attempt.")
     retry_max_seconds: float = Field(900.0, gt=0, description="Longest backoff between two attempts, in seconds.")
     lease_seconds: float = Field(
-        8.0, gt=0, le=3600,
+        6.0, gt=0, le=3600,
         description=(
             "Length of a lease, in seconds: a worker's lease on a delivery and the bot's locks (promotion, canary, "
             "periodic tasks), renewed every third of it while the work runs. A replica that dies (crash, SIGKILL) "
