@@ -28,6 +28,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlgate.core import intake
+from mlgate.core.redact import Redactor as CoreRedactor
 from mlgate.edge import metrics
 from mlgate.bot.settings import BotSettings
 from mlgate.edge.db.store import Incoming, IntakeWriter, Store
@@ -328,6 +330,7 @@ def create_app(
         ConfigError: the handler cannot be imported. InfraError: the database cannot be opened.
     """
     store = store if store is not None else Store(settings.database_url)
+    store.redactor = settings.redactor(os.environ)  # outcomes, errors and audit records: no secret
     pool = WorkerPool(store, settings, handler=handler, context=context, clock=clock, count=workers)
     if pool.count > 0:
         pool.resolve()  # fail at start, not at the first delivery
@@ -366,20 +369,19 @@ _SENSITIVE_KEYS = ("secret", "token", "password", "private_key", "authorization"
 
 
 class Redactor:
-    """structlog processor: replaces every configured secret in every value with ``***``.
+    """structlog processor: masks secrets in every value with ``***`` through the bot's one
+    :class:`mlgate.core.redact.Redactor` (configured secrets, and well-known token shapes).
 
     Also blanks values whose key names a credential (``*token*``, ``*secret*``...).
     """
 
     def __init__(self, secrets: Iterable[str]):
         self.secrets = [s for s in secrets if s]
+        self._redactor = CoreRedactor(self.secrets)
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
-            for s in self.secrets:
-                if s in value:
-                    value = value.replace(s, "***")
-            return value
+            return self._redactor.text(value)
         if isinstance(value, dict):
             return {k: self._clean(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):

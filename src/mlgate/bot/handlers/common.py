@@ -30,6 +30,7 @@ from mlgate.core.config import Config, Promoters
 from mlgate.core.errors import ConfigError, InfraError, MlgateError, UsageError
 from mlgate.core.events import Event
 from mlgate.core.policy import Decision, permission_rank
+from mlgate.core.redact import SHAPES_ONLY
 from mlgate.bot import promotion as promo
 from mlgate.bot.ports import BotStore, Forge, ModelRegistry, Settings
 from mlgate.edge.db import fencing
@@ -160,6 +161,7 @@ def post_comment(ctx: HandlerContext, forge: Forge, forge_name: str, repo: str, 
         Retryable: another worker kept the PR's reply for longer than the wait.
         ForgeError/ForgeBusy: from the forge.
     """
+    text = scrub(ctx, text)  # the one place a reply's text leaves the bot: no secret in a public comment
     try:
         with Replies(ctx.store.engine).hold(forge_name, repo, number) as held:
             known = held.comment_id or ctx.store.kv_get(f"comment:{forge_name}:{repo}:{number}")  # before the table
@@ -167,6 +169,13 @@ def post_comment(ctx: HandlerContext, forge: Forge, forge_name: str, repo: str, 
             held.comment_id = str(cid)
     except ReplyBusy as e:
         raise Retryable(str(e), 1.0) from None
+
+
+def scrub(ctx: HandlerContext, text: str) -> str:
+    """``text`` with every secret masked by the store's redactor (:class:`mlgate.core.redact.Redactor`,
+    set from :meth:`mlgate.bot.settings.BotSettings.redactor` when the bot starts; a store without
+    one masks the well-known token shapes)."""
+    return getattr(ctx.store, "redactor", SHAPES_ONLY).text(text)
 
 
 def set_commit_status(forge: Forge, repo: str, sha: str, state: str, description: str, target_url: str | None = None,

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from mlgate.edge.db.deliveries import _dt
 from mlgate.edge.db.fencing import guard_writes
+from mlgate.core.redact import SHAPES_ONLY, Redactor
 from mlgate.edge.db.tables import audit_table
 
 
@@ -16,6 +17,8 @@ class AuditLog:
     """The audit part of :class:`mlgate.edge.db.store.Store`."""
 
     engine: sa.Engine
+    #: masks secrets in every record before it is written (a record can never be changed later)
+    redactor: Redactor = SHAPES_ONLY
 
     def audit(self, record: dict) -> None:
         """Append one audit record (a JSON-serialisable dict). Records cannot be changed or deleted.
@@ -28,7 +31,7 @@ class AuditLog:
         with self.engine.begin() as conn:
             guard_writes(conn)
             conn.execute(
-                audit_table.insert().values(recorded_at=now, record=json.dumps(record, sort_keys=True, default=str))
+                audit_table.insert().values(recorded_at=now, record=json.dumps(self.redactor.value(record), sort_keys=True, default=str))
             )
 
     def audit_records(self) -> list[dict]:

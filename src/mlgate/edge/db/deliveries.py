@@ -14,6 +14,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from mlgate.core import intake
+from mlgate.core.redact import SHAPES_ONLY, Redactor
 from mlgate.edge.db.tables import deliveries
 
 STATUSES = ("queued", "running", "done", "failed")
@@ -84,6 +85,12 @@ def _payload(body: bytes, headers: dict[str, str]) -> dict:
     return obj if isinstance(obj, dict) else {}
 
 
+def stored_text(redactor: Redactor, text: str) -> str:
+    """``text`` as an outcome/error column holds it: every secret masked (``redactor``), and NUL
+    characters, which PostgreSQL text refuses ("invalid byte sequence"/DataError), as U+FFFD."""
+    return redactor.text(text).replace("\x00", "\ufffd")
+
+
 def _delivery(row: Any) -> Delivery:
     headers = json.loads(row.headers)
     return Delivery(
@@ -102,6 +109,9 @@ class DeliveryQueue:
     """The queue part of :class:`mlgate.edge.db.store.Store`: claim, lease, finish, retry, list."""
 
     engine: sa.Engine
+    #: masks secrets in outcome and error text (and audit records); the bot sets its own
+    #: (:meth:`mlgate.bot.settings.BotSettings.redactor`), the default knows token shapes only
+    redactor: Redactor = SHAPES_ONLY
 
 
     def _due(self, now: float) -> Any:
@@ -185,7 +195,7 @@ class DeliveryQueue:
                 .where(*cond)
                 .values(
                     status="done",
-                    outcome=outcome,
+                    outcome=stored_text(self.redactor, outcome),
                     error=None,
                     lease_owner=None,
                     lease_expires_at=None,
@@ -215,7 +225,7 @@ class DeliveryQueue:
             cond.append(d.lease_owner == worker_id)
         if token is not None:
             cond.append(d.fence == token)
-        values: dict[str, Any] = {"error": error[:4000], "lease_owner": None, "lease_expires_at": None}
+        values: dict[str, Any] = {"error": stored_text(self.redactor, error)[:4000], "lease_owner": None, "lease_expires_at": None}
         if retry_at is None:
             values.update(status="failed", finished_at=_ts(now) if now else datetime.now(UTC).timestamp())
         else:
