@@ -1,8 +1,13 @@
-"""``mlgate bot ...`` (serve, deliveries, show, retry, explain) and ``mlgate audit``.
+"""``mlgate bot ...`` (serve, deliveries, show, retry, explain, prune) and ``mlgate audit``.
 
 Settings come from ``--config bot.yml`` (or ``MLGATE_BOT_CONFIG``) plus ``MLGATE_*`` environment
 variables (see :mod:`mlgate.bot.settings`). Heavy imports (uvicorn, SQLAlchemy, the forges)
 happen inside the commands.
+
+Everything these commands print from the database (outcomes, errors, payloads, audit records,
+tables and ``--output json`` alike) goes through the bot's one redactor
+(:meth:`mlgate.bot.settings.BotSettings.redactor`): rows written before secrets were masked at
+write time print masked too.
 """
 
 from __future__ import annotations
@@ -100,7 +105,7 @@ def serve(config: str | None, host: str, port: int) -> None:
 
     settings = _settings(config)
     check_servable(settings)
-    configure_logging(settings.log_level, settings.secret_values())
+    configure_logging(settings.log_level, settings.secrets(os.environ))
     log = structlog.get_logger("mlgate.bot.serve")
     store = Store(settings.database_url)
     app = create_app(settings, store)
@@ -130,10 +135,12 @@ def serve(config: str | None, host: str, port: int) -> None:
 @click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def deliveries(config: str | None, status: str | None, limit: int, output: str) -> None:
     """List stored deliveries, newest first, with their status, attempts and last error."""
-    store = _open_store(_settings(config))
+    settings = _settings(config)
+    redact = settings.redactor(os.environ)
+    store = _open_store(settings)
     rows = store.list_deliveries(status, limit)
     if output == "json":
-        click.echo(json.dumps([r.as_json() for r in rows], indent=2))
+        click.echo(json.dumps(redact.value([r.as_json() for r in rows]), indent=2))
         return
     if not rows:
         click.echo("no deliveries" + (f" with status {status}" if status else ""))
@@ -146,7 +153,7 @@ def deliveries(config: str | None, status: str | None, limit: int, output: str) 
             r.status,
             str(r.attempts),
             r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
-            _short(r.error if r.status in ("failed", "queued") and r.error else (r.outcome or "")),
+            _short(redact.text(r.error if r.status in ("failed", "queued") and r.error else (r.outcome or ""))),
         ]
         for r in rows
     ]
@@ -158,14 +165,15 @@ def deliveries(config: str | None, status: str | None, limit: int, output: str) 
 @click.argument("delivery_id")
 def show(config: str | None, delivery_id: str) -> None:
     """Print one stored delivery as JSON (forge, event, headers, payload): input for `mlgate bot explain`."""
-    store = _open_store(_settings(config))
+    settings = _settings(config)
+    store = _open_store(settings)
     d = store.load(delivery_id)
     if d is None:
         raise UsageError(f"no delivery with id {delivery_id!r}")
     info = store.get(delivery_id)
     click.echo(
         json.dumps(
-            {
+            settings.redactor(os.environ).value({
                 "id": d.id,
                 "forge": d.forge,
                 "event": d.event,
@@ -173,7 +181,7 @@ def show(config: str | None, delivery_id: str) -> None:
                 "received_at": d.received_at.isoformat(),
                 "headers": d.headers,
                 "payload": d.payload,
-            },
+            }),
             indent=2,
             ensure_ascii=False,
         )
@@ -226,6 +234,43 @@ def explain_cmd(config: str | None, delivery_file: str, event: str | None, forge
 
 
 
+@bot.command("prune")
+@_config_option
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Keep this many days instead of the setting retention_days.")
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def prune_cmd(config: str | None, dry_run: bool, days: float | None, output: str) -> None:
+    """Delete finished deliveries older than retention_days (default 30) with their effects,
+    expired locks, finished /train records and old small state; audit records are kept.
+
+    The running bot does the same every retention_interval_seconds. Exit 2 when retention is
+    disabled (retention_days 0) and no --days is given.
+    """
+    import time
+
+    from mlgate.edge.db.retention import prune
+
+    settings = _settings(config)
+    keep = days if days is not None else settings.retention_days
+    if not keep:
+        raise UsageError("retention is disabled (retention_days: 0): pass --days N to prune anyway")
+    store = _open_store(settings)
+    try:
+        report = prune(store.engine, time.time(), keep, dry_run=dry_run)
+    except Exception as e:
+        from mlgate.edge.db.engine import short_error
+
+        raise InfraError(f"database {store.safe_url}: {short_error(e)}") from None
+    finally:
+        store.close()
+    if output == "json":
+        click.echo(json.dumps(report.as_json(), indent=2))
+        return
+    cutoff = datetime.fromtimestamp(report.cutoff, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    click.echo(f"{report.summary()} (finished before {cutoff} UTC; audit records are kept)")
+
+
 def _read_json(path: str) -> Any:
     """The JSON document in ``path``. Raises UsageError (exit 2): unreadable, not JSON, or nested
     deeper than the JSON parser's recursion limit (no webhook payload is)."""
@@ -246,8 +291,9 @@ def _read_json(path: str) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True)
 def audit(config: str | None, fmt: str) -> None:
     """Export the bot's audit records (every decision: who, what, when, why), oldest first."""
-    store = _open_store(_settings(config))
-    records = store.audit_records()
+    settings = _settings(config)
+    store = _open_store(settings)
+    records = settings.redactor(os.environ).value(store.audit_records())
     if fmt == "json":
         click.echo(json.dumps(records, indent=2, ensure_ascii=False))
         return

@@ -56,6 +56,7 @@ from mlgate.bot.handlers.common import (
     make_context,
     post_comment,
     set_commit_status,
+    with_periodic_lock,
 )
 from mlgate.bot.handlers.tick import MERGE_FALLBACK_SECONDS, tick_canaries
 from mlgate.bot.handlers.train import TRAIN_CONTEXT, TRAIN_INDEX, poll_trains
@@ -69,7 +70,7 @@ __all__ = [
     "CANARY_LOCK_WAIT", "CONFIG_FILE", "LOCK_TTL", "MERGE_FALLBACK_SECONDS", "PERIODIC_LOCK_TTL", "TRAIN_CONTEXT",
     "TRAIN_INDEX", "HandlerContext", "Job", "MalformedPayload", "Retryable", "audit_canary", "canary_lock_name",
     "canary_store", "close_unmerged_steps", "handle", "make_context", "periodic_tasks", "poll_trains",
-    "post_comment", "set_commit_status", "tick_canaries",
+    "post_comment", "prune_finished", "set_commit_status", "tick_canaries",
 ]
 
 
@@ -87,7 +88,26 @@ def handle(delivery: Delivery, ctx: HandlerContext) -> str:
 
 def periodic_tasks(settings: Settings) -> list[tuple[str, float, Callable[[HandlerContext], str]]]:
     """The worker pool's background tasks: (name, interval in seconds, fn(ctx)); 0 disables one."""
+    keep = float(getattr(settings, "retention_days", 30.0) or 0)
     return [
         ("canary tick", float(getattr(settings, "canary_tick_seconds", 15.0) or 0), tick_canaries),
         ("train status", float(getattr(settings, "train_poll_seconds", 15.0) or 0), poll_trains),
+        ("retention", float(getattr(settings, "retention_interval_seconds", 3600.0) or 0) if keep > 0 else 0.0,
+         prune_finished),
     ]
+
+
+def prune_finished(ctx: HandlerContext) -> str:
+    """One retention pass (:func:`mlgate.edge.db.retention.prune` with ``retention_days``), by one
+    bot replica at a time (lock ``periodic:retention``); returns what was deleted ("" for nothing)."""
+    from mlgate.edge.db.retention import prune
+
+    keep = float(getattr(ctx.settings, "retention_days", 30.0) or 0)
+    if keep <= 0:
+        return ""
+
+    def run() -> str:
+        report = prune(ctx.store.engine, ctx.clock().timestamp(), keep)
+        return report.summary() if report.total else ""
+
+    return with_periodic_lock(ctx, "periodic:retention", run)

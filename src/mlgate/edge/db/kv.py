@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,8 +22,10 @@ class KeyValues:
             return conn.execute(sa.select(kv.c.value).where(kv.c.key == key)).scalar()
 
     def kv_set(self, key: str, value: str) -> None:
-        """Set (insert or replace) a small piece of state."""
-        stmt = self._insert(kv).values(key=key, value=value)
-        stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value})
+        """Set (insert or replace) a small piece of state; ``updated_at`` (UNIX seconds) is when,
+        for :mod:`mlgate.edge.db.retention`."""
+        stmt = self._insert(kv).values(key=key, value=value, updated_at=time.time())
+        stmt = stmt.on_conflict_do_update(index_elements=["key"],
+                                          set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at})
         with self.engine.begin() as conn:
             conn.execute(stmt)

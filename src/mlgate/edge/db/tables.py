@@ -58,6 +58,8 @@ kv = sa.Table(
     metadata,
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+    #: when the value was last set (None: before this column existed); read by :mod:`.retention`
+    sa.Column("updated_at", sa.Float),
 )
 
 #: mlgate's one comment per PR/MR (:mod:`mlgate.edge.db.replies`): its id, and who writes it now.
@@ -90,6 +92,7 @@ promotion_openings = sa.Table(
 #: an existing database by :meth:`mlgate.edge.db.store.Store.create_schema` when missing.
 ADDED_COLUMNS = [
     ("mlgate_deliveries", "fence", "INTEGER NOT NULL DEFAULT 0"),
+    ("mlgate_kv", "updated_at", "FLOAT"),
 ]
 
 #: Triggers that make the audit table append-only, per dialect.
