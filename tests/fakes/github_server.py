@@ -596,7 +596,11 @@ class FakeGitHub:
 
     def fail_next(self, method: str, path_regex: str, status: int, *, count: int = 1,
                   headers: dict[str, str] | None = None, message: str = "Server Error") -> None:
-        """Answer the next ``count`` matching requests with ``status`` (after validating them)."""
+        """Answer the next ``count`` matching requests with ``status`` (after validating them).
+
+        ``message`` may hold ``{authorization}`` (the request's Authorization header value, e.g.
+        ``token ghp_...``) and ``{credentials}`` (the token alone): the answer echoes them, as some
+        proxies and GitHub Enterprise error pages echo the request (issue 10)."""
         self._faults.append({"method": method.upper(), "rx": re.compile(path_regex), "status": status,
                              "count": count, "headers": headers or {}, "message": message})
 
@@ -668,7 +672,9 @@ class FakeGitHub:
             for f in self._faults:
                 if f["method"] == method and f["rx"].search(raw_path) and f["count"] > 0:
                     f["count"] -= 1
-                    raise HTTPError(f["status"], f["message"], headers=f["headers"])
+                    auth = h.headers.get("Authorization") or ""
+                    echoed = f["message"].replace("{authorization}", auth).replace("{credentials}", auth.partition(" ")[2])
+                    raise HTTPError(f["status"], echoed, headers=f["headers"])
             handler = getattr(self, "_op_" + _op_name(method, template), None)
             if handler is None:
                 self.errors.append(f"{method} {template}: valid GitHub operation the fake does not implement")
