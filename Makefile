@@ -67,6 +67,7 @@ bench: $(STAMP) node system
 	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python bench/cli_startup.py
 	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python bench/webhook_intake.py
 	$(BIN)/python bench/promotion_api_calls.py
+	$(BIN)/python bench/claim_latency.py
 
 schemas: $(STAMP)
 	$(BIN)/mlgate schema > schemas/mlgate.schema.json
