@@ -363,3 +363,47 @@ def test_a_bot_killed_after_the_train_submission_submits_once_and_replies(fakes,
             stop_bot(b1)
         if b2 is not None:
             stop_bot(b2, (ARGO_TOKEN,))
+
+
+def test_a_bot_killed_while_writing_the_train_reply_is_replaced_within_10_s_with_one_comment(fakes, hooked_argo,
+                                                                                            tmp_path):
+    """The kill comes right after the reply's create-comment call went through (the PR's reply is
+    held in the store by the dead process): the restarted bot finishes the ``/train`` within 10 s
+    of the restart, edits that comment instead of posting a second one, and submits nothing again."""
+    gh, _ = fakes
+    argo = hooked_argo
+    errors = len(gh.errors)
+    b1 = _start(tmp_path / "bot1", fakes, TRACKING, None, TRAIN_YAML, {"ARGO_TOKEN": ARGO_TOKEN})
+    b2 = None
+    try:
+        w = make_world(gh, b1, argo.url)
+        sha = w.head()
+        killed: list[float] = []
+        gh.after_request("POST", rf"^/repos/{w.repo}/issues/{w.pr}/comments$", lambda: _kill(b1, killed))
+        delivery = b1.send_github("issue_comment", w.comment("/train", "carol"))
+        eventually("the bot killed after its reply was posted", lambda: killed, b1, timeout=30)
+        _reap(b1)
+        assert len([c for c in gh.comments(w.repo, w.pr) if c.user == BOT]) == 1
+        [req] = created_for(argo, sha)
+        name = req.body["workflow"]["metadata"]["name"]
+
+        restart = time.monotonic()
+        b2 = _start(tmp_path / "bot2", fakes, TRACKING, b1.database_url, TRAIN_YAML, {"ARGO_TOKEN": ARGO_TOKEN})
+        w.bot = b2
+        info = b2.wait(delivery, timeout=60)[0]
+        took = time.monotonic() - restart
+        print(f"\nSIGKILL after the /train reply was posted: the restarted bot finished /train {took:.2f} s after "
+              f"the restart began ({time.monotonic() - killed[0]:.2f} s after the kill; lease_seconds 6)")
+        assert info.status == "done" and "workflow submitted" in info.outcome, info
+        assert took < 10.0, f"the killed /train was finished {took:.1f} s after the restart"
+        assert len(created_for(argo, sha)) == 1
+        mine = [c for c in gh.comments(w.repo, w.pr) if c.user == BOT]
+        assert len(mine) == 1 and name in mine[0].body  # the comment found by its marker, edited
+        assert len(gh.calls("POST", rf"^/repos/{w.repo}/issues/{w.pr}/comments$")) == 1
+        assert [s["state"] for s in train_statuses(w)] == ["pending", "pending"]  # set by each attempt
+        assert gh.errors[errors:] == []
+    finally:
+        if b1.proc.poll() is None:
+            stop_bot(b1)
+        if b2 is not None:
+            stop_bot(b2, (ARGO_TOKEN,))

@@ -163,7 +163,8 @@ def post_comment(ctx: HandlerContext, forge: Forge, forge_name: str, repo: str, 
     """
     text = scrub(ctx, text)  # the one place a reply's text leaves the bot: no secret in a public comment
     try:
-        with Replies(ctx.store.engine).hold(forge_name, repo, number) as held:
+        # a lease of lease_seconds renewed while held: a replica killed mid-reply blocks the PR's reply that long
+        with Replies(ctx.store.engine).hold(forge_name, repo, number, ttl=ctx.lock_ttl, keep=True) as held:
             known = held.comment_id or ctx.store.kv_get(f"comment:{forge_name}:{repo}:{number}")  # before the table
             cid, _url = forge.upsert_comment(repo, number, text, int(known) if known else None)
             held.comment_id = str(cid)

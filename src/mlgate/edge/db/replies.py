@@ -6,8 +6,10 @@ row nobody holds (or whose hold lapsed), so every worker and replica on the same
 agrees. The holder reads the stored comment id, creates or updates the comment, and stores
 the id as it lets go. Concurrent commands on one PR therefore take turns, and the first
 POST of a comment happens once (GitHub REST "Create an issue comment" / GitLab "Create new
-merge request note" are not idempotent). A hold lives :data:`REPLY_HOLD_SECONDS`: a holder
-that died is taken over after that.
+merge request note" are not idempotent). A hold lives ``ttl`` seconds (:data:`REPLY_HOLD_SECONDS`
+unless the caller says); with ``keep=True`` it is a lease renewed every third of that while its
+block runs (the bot: ``lease_seconds``), so a holder that died (SIGKILL) is taken over within
+one short lease, and a slow forge call keeps its hold.
 
 Promotion openings (table ``mlgate_promotion_openings``, one row per (forge, GitOps repository,
 promotion branch)): ``writing`` names the delivery writing that branch's promotion now,
@@ -72,13 +74,15 @@ class Replies:
 
     @contextmanager
     def hold(self, forge: str, repository: str, number: int, *, wait: float = REPLY_WAIT_SECONDS,
-             ttl: float = REPLY_HOLD_SECONDS) -> Iterator[Hold]:
+             ttl: float = REPLY_HOLD_SECONDS, keep: bool = False) -> Iterator[Hold]:
         """Hold the reply of PR/MR ``number`` while the block writes it.
 
         Args:
             forge: "github" or "gitlab"; repository: ``owner/name`` or the GitLab project path;
             number: the PR/MR number (iid). wait: seconds to wait for a holder to let go.
             ttl: seconds the hold lives (taken over by another worker after that).
+            keep: renew the hold every ``ttl``/3 while the block runs (a thread), so ``ttl`` can be
+                short: it bounds how long a holder that died blocks the reply.
 
         Yields:
             :class:`Hold` with the stored comment id; its ``comment_id`` as the block leaves
@@ -97,12 +101,29 @@ class Replies:
             time.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 1.5, 0.25)
         h = Hold(forge, repository, number, holder, got[0])
+        stop = threading.Event()
+        if keep:
+            threading.Thread(target=self._renew, args=(h, ttl, stop), name="mlgate-reply-renewal", daemon=True).start()
         ok = False
         try:
             yield h
             ok = True
         finally:
+            stop.set()
             self._release(h, ok)
+
+    def _renew(self, h: Hold, ttl: float, stop: threading.Event) -> None:
+        """Extend ``h`` every ``ttl``/3 until ``stop`` is set or the hold is found taken over."""
+        while not stop.wait(max(0.05, ttl / 3)):
+            try:
+                with self.engine.begin() as conn:
+                    res = conn.execute(replies.update()
+                                       .where(*self._key(h.forge, h.repository, h.number), replies.c.holder == h.holder)
+                                       .values(held_until=time.time() + ttl))
+                if res.rowcount != 1:
+                    return  # taken over (this holder stalled past its hold): nothing to renew
+            except sa.exc.SQLAlchemyError:
+                continue  # the database failed for a moment: the next period tries again
 
     def comment_id(self, forge: str, repository: str, number: int) -> str | None:
         """The stored id of the bot's comment on PR/MR ``number``, or None."""
