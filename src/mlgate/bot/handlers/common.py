@@ -192,7 +192,9 @@ def set_commit_status(forge: Forge, repo: str, sha: str, state: str, description
 
 def kv_update(ctx: HandlerContext, key: str, change: Callable[[Any], Any]) -> Any:
     """Read-modify-write of a JSON value in the store, under a short lock (workers and the
-    periodic thread update the same keys).
+    periodic thread update the same keys). The lock is a lease like every other (the bot's
+    ``lease_seconds``, renewed while held), so a process killed while holding it blocks the key
+    for one lease at most, not 30 s.
 
     Raises:
         InfraError: the key stayed locked for 15 s.
@@ -200,7 +202,7 @@ def kv_update(ctx: HandlerContext, key: str, change: Callable[[Any], Any]) -> An
     """
     owner = uuid.uuid4().hex
     deadline = time.monotonic() + 15.0
-    while not ctx.store.acquire_lock(f"kv:{key}", owner, 30.0, utcnow()):
+    while not ctx.store.acquire_lock(f"kv:{key}", owner, ctx.lock_ttl, utcnow(), keep=True):
         if time.monotonic() > deadline:
             raise InfraError(f"the bot's state {key!r} stayed locked for 15 s")
         time.sleep(0.05)
