@@ -70,6 +70,18 @@ def _ts(dt: datetime) -> float:
     return dt.timestamp()
 
 
+def _held(delivery_id: str, worker_id: str | None, token: int | None) -> list[Any]:
+    """WHERE conditions of a write by the attempt that holds the delivery: its lease owner and
+    (when given) the current fencing token."""
+    d = deliveries.c
+    cond = [d.id == delivery_id]
+    if worker_id is not None:
+        cond.append(d.lease_owner == worker_id)
+    if token is not None:
+        cond.append(d.fence == token)
+    return cond
+
+
 def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
@@ -183,12 +195,7 @@ class DeliveryQueue:
         Only while ``worker_id`` holds it and (when given) the fencing ``token`` is current;
         returns False when it was not written (the attempt lost the delivery).
         """
-        d = deliveries.c
-        cond = [d.id == delivery_id]
-        if worker_id is not None:
-            cond.append(d.lease_owner == worker_id)
-        if token is not None:
-            cond.append(d.fence == token)
+        cond = _held(delivery_id, worker_id, token)
         with self.engine.begin() as conn:
             res = conn.execute(
                 deliveries.update()
@@ -219,12 +226,7 @@ class DeliveryQueue:
         Only while ``worker_id`` holds it and (when given) the fencing ``token`` is current;
         returns False when it was not written.
         """
-        d = deliveries.c
-        cond = [d.id == delivery_id]
-        if worker_id is not None:
-            cond.append(d.lease_owner == worker_id)
-        if token is not None:
-            cond.append(d.fence == token)
+        cond = _held(delivery_id, worker_id, token)
         values: dict[str, Any] = {"error": stored_text(self.redactor, error)[:4000], "lease_owner": None, "lease_expires_at": None}
         if retry_at is None:
             values.update(status="failed", finished_at=_ts(now) if now else datetime.now(UTC).timestamp())
