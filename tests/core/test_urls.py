@@ -15,3 +15,10 @@ from mlgate.core.urls import redact_url
 ])
 def test_redact_url(text, shown):
     assert redact_url(text) == shown
+
+
+def test_an_ssh_user_name_is_kept_but_an_ssh_password_is_not():
+    # issue 11: "ssh://***@host" hid which account a failed clone tried; ssh's user is no secret
+    assert redact_url("cannot clone ssh://git@github.com/acme/d.git") == "cannot clone ssh://git@github.com/acme/d.git"
+    assert redact_url("ssh://git:hunter22@host/x") == "ssh://git:***@host/x"
+    assert redact_url("https://ghp_x@host/x") == "https://***@host/x"

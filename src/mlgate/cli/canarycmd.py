@@ -209,7 +209,8 @@ def start(config_path: str, to: str, model: str | None, version: str | None, ali
         version, alias = default_promotion_version(project, env)
     info = pick_version(project, version, alias)
     store = _store(database_url, project.base_dir)
-    result = start_canary(store, project.registry, writer_for(env.gitops.mode), _clock, config=project.config,
+    writer = writer_for(env.gitops.mode, config_file=project.config_name)
+    result = start_canary(store, project.registry, writer, _clock, config=project.config,
                           environment=to, version=info.version, base_dir=project.base_dir,
                           source={"by": "cli"}, actor=os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN")
                           or "cli")

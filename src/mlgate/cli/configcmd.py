@@ -15,15 +15,22 @@ def config() -> None:
 
 
 @config.command("check")
-@click.argument("file", default=".mlgate.yml", required=False, type=click.Path(dir_okay=False))
+@click.argument("file", default=None, required=False, type=click.Path(dir_okay=False))
+@click.option("--config", "-c", "config_path", default=None, envvar="MLGATE_CONFIG", type=click.Path(dir_okay=False),
+              help="The config to check, as the other commands take it (same as FILE; env MLGATE_CONFIG).")
 @output_option
-def check(file: str, output: str) -> None:
-    """Validate FILE (default .mlgate.yml).
+def check(file: str | None, config_path: str | None, output: str) -> None:
+    """Validate FILE (or -c FILE; default .mlgate.yml).
 
     Prints FILE:LINE:COL: message for every problem and exits 2; exits 0 when valid.
     """
     from mlgate.core.config import load_file
     from mlgate.core.errors import ConfigError
+
+    given = click.get_current_context().get_parameter_source("config_path") == click.core.ParameterSource.COMMANDLINE
+    if file is not None and config_path is not None and file != config_path and given:
+        raise click.UsageError(f"give the config once: FILE {file!r} or -c {config_path!r}")
+    file = file or config_path or ".mlgate.yml"
 
     try:
         cfg = load_file(file)

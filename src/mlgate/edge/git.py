@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mlgate.core.errors import InfraError, ManifestError, MlgateError, UsageError
+from mlgate.core.gitmsg import git_said, with_git_output
 from mlgate.core.promotion import Change, WriteResult
 from mlgate.core.urls import redact_url
 from mlgate.edge.files import read_text, resolve_in_repo, write_text
@@ -50,18 +51,23 @@ def resolve_repository(repository: str, base_dir: Path) -> str:
     return str((base_dir / repository).resolve())
 
 
-def clone_error(repository: str, branch: str, stderr: str) -> MlgateError:
+def clone_error(repository: str, branch: str, stderr: str, config_file: str = ".mlgate.yml") -> MlgateError:
     """The error for a failed ``git clone``: a missing local repository or branch is a
-    configuration error (exit 2); anything else (network, auth, server) is infrastructure (3)."""
+    configuration error (exit 2); anything else (network, auth, server) is infrastructure (3).
+
+    The message keeps all of git's stderr (:func:`mlgate.core.gitmsg.git_said`: secrets masked,
+    progress dropped), so the cause ("ssh: Could not resolve hostname ...") is not lost behind
+    git's last line; ``config_file`` is the config the user gave, named in the hints.
+    """
     shown = redact_url(repository)
-    text = redact_url(stderr.strip())
-    last = text.splitlines()[-1] if text else "git clone failed"
+    text = git_said(stderr)
     local = "://" not in repository and not repository.startswith("git@")
     if local and not Path(repository).exists():
-        return UsageError(f"GitOps repository {shown} does not exist (gitops.repository in .mlgate.yml)")
+        return UsageError(f"GitOps repository {shown} does not exist (gitops.repository in {config_file})")
     if "Remote branch" in text and "not found" in text:
-        return UsageError(f"GitOps repository {shown} has no branch {branch!r} (gitops.branch in .mlgate.yml)")
-    return InfraError(f"cannot clone branch {branch!r} of GitOps repository {shown}: {last}")
+        return UsageError(f"GitOps repository {shown} has no branch {branch!r} (gitops.branch in {config_file})")
+    return InfraError(with_git_output(f"cannot clone branch {branch!r} of GitOps repository {shown}", stderr,
+                                      "git clone failed"))
 
 
 class PushWriter:
@@ -71,9 +77,12 @@ class PushWriter:
     rejected (non-fast-forward) push is retried up to :data:`PUSH_ATTEMPTS` times.
     """
 
-    def __init__(self, author_name: str = "mlgate", author_email: str = "mlgate@users.noreply.local"):
+    def __init__(self, author_name: str = "mlgate", author_email: str = "mlgate@users.noreply.local",
+                 config_file: str = ".mlgate.yml"):
         self.author_name = author_name
         self.author_email = author_email
+        #: the config the GitOps settings came from, named in configuration errors
+        self.config_file = config_file
 
     def write(self, change: Change) -> WriteResult:
         """Raises InfraError (remote unreachable, push refused), ManifestError (edit failed)."""
@@ -83,7 +92,7 @@ class PushWriter:
                 work = Path(tmp) / "repo"
                 clone = _git(["clone", "--quiet", "--depth", "1", "--branch", change.branch, "--", change.repository, str(work)], check=False)
                 if clone.returncode != 0:
-                    raise clone_error(change.repository, change.branch, clone.stderr)
+                    raise clone_error(change.repository, change.branch, clone.stderr, self.config_file)
                 target = resolve_in_repo(work, change.path)
                 if not target.is_file():
                     raise ManifestError(f"{change.path}: no such file in {redact_url(change.repository)} (branch {change.branch})")
@@ -105,9 +114,11 @@ class PushWriter:
                 if push.returncode == 0:
                     return WriteResult(commit=sha, url=None, changed=True, diff=diff)
                 last_error = push.stderr.strip()
-                if "non-fast-forward" not in last_error and "fetch first" not in last_error and "rejected" not in last_error:
-                    raise InfraError(f"push to {redact_url(change.repository)} ({change.branch}) failed: "
-                                     f"{redact_url(last_error.splitlines()[-1]) if last_error else 'unknown error'}")
+                # lost a race: " ! [rejected] ... (fetch first | non-fast-forward)"; a server's refusal
+                # (" ! [remote rejected] ... (pre-receive hook declined)") is no race: retrying cannot help
+                if "non-fast-forward" not in last_error and "fetch first" not in last_error and "[rejected]" not in last_error:
+                    raise InfraError(with_git_output(f"push to {redact_url(change.repository)} ({change.branch}) failed",
+                                                     push.stderr, "unknown error"))
         raise InfraError(
             f"push to {redact_url(change.repository)} ({change.branch}) lost the race {PUSH_ATTEMPTS} times: "
             "the branch keeps moving"
@@ -120,7 +131,7 @@ class PushWriter:
 def _read(args: list[str], repo: Path) -> str:
     proc = _git(args, cwd=repo, check=False)
     if proc.returncode != 0:
-        err = redact_url(proc.stderr.strip()) or f"git {args[0]} failed"
+        err = git_said(proc.stderr) or f"git {args[0]} failed"
         raise InfraError(f"git {' '.join(args[:2])} in {repo}: {err}")
     return proc.stdout
 

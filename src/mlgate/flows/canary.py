@@ -38,6 +38,8 @@ from mlgate.core import canary as core
 from mlgate.core.canary import CanaryRecord, CanarySettings, Observation
 from mlgate.core.config import CanaryAnalysis, Config, Environment
 from mlgate.core.errors import InfraError, ManifestError, MlgateError, Refused, UsageError
+from mlgate.core.gitmsg import with_git_output
+from mlgate.core.urls import redact_url
 from mlgate.edge.db.canaries import CanaryStore, Conflict
 from mlgate.edge.files import read_text, resolve_in_repo
 from mlgate.edge.git import resolve_repository
@@ -438,11 +440,11 @@ def read_branch_file(repository: str, branch: str, path: str) -> str:
         proc = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", branch, "--", repository, str(work)],
                               capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "git clone failed"
-            raise InfraError(f"cannot read branch {branch!r} of GitOps repository {repository}: {last}")
+            raise InfraError(with_git_output(f"cannot read branch {branch!r} of GitOps repository "
+                                             f"{redact_url(repository)}", proc.stderr, "git clone failed"))
         target = resolve_in_repo(work, path)
         if not target.is_file():
-            raise ManifestError(f"{path}: no such file in {repository} (branch {branch})")
+            raise ManifestError(f"{path}: no such file in {redact_url(repository)} (branch {branch})")
         return read_text(target, path)
 
 

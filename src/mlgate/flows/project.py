@@ -33,6 +33,15 @@ class Project:
     def base_dir(self) -> Path:
         return self.path.parent
 
+    @property
+    def config_name(self) -> str:
+        """The config file as messages name it: relative to the working directory when inside
+        it (``.mlgate.yml``, ``ci/other.yml``), else absolute."""
+        try:
+            return str(self.path.relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(self.path)
+
     @classmethod
     def load(cls, path: str | Path, environ: Mapping[str, str] | None = None, model: str | None = None,
              *, create_store: bool = False) -> "Project":

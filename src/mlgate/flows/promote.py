@@ -138,16 +138,18 @@ def land(registry: RegistryPort, promotion: Promotion, *, commit: str | None, ur
     return Landing(previous, True)
 
 
-def writer_for(mode: str, environ: Mapping[str, str] | None = None) -> PromotionWriter:
+def writer_for(mode: str, environ: Mapping[str, str] | None = None, *,
+               config_file: str = ".mlgate.yml") -> PromotionWriter:
     """The writer of a GitOps mode: ``push`` → git; ``pull-request`` → the forge named by
-    ``MLGATE_*`` variables (:func:`mlgate.edge.forges.writer_from_env`).
+    ``MLGATE_*`` variables (:func:`mlgate.edge.forges.writer_from_env`). ``config_file`` is the
+    config the GitOps settings came from, named in configuration errors.
 
     Raises:
         UsageError: an unknown mode, or pull-request mode without the forge libraries
             (``pip install 'mlgate[bot]'``); ForgeError: no token for the forge.
     """
     if mode == "push":
-        return PushWriter()
+        return PushWriter(config_file=config_file)
     if mode == "pull-request":
         try:
             # lazily: PyGithub and python-gitlab are the bot extra's, and heavy to import
@@ -232,7 +234,8 @@ def promote(project: Project, to: str, *, version: str | None = None, alias: str
                              run_id=info.run_id)
     values["model_uri"] = info.model_uri
     repo = resolve_repository(env.gitops.repository, project.base_dir)
-    result = write_promotion(promotion, env, values, writer or writer_for(env.gitops.mode), repository=repo)
+    result = write_promotion(promotion, env, values, writer or writer_for(env.gitops.mode, config_file=project.config_name),
+                             repository=repo)
     moved = False
     if result.landed:
         at = None
