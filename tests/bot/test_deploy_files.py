@@ -104,3 +104,30 @@ def test_github_app_manifest_is_least_privilege_and_subscribes_to_the_used_event
 
 def test_example_bot_yml_validates():
     jsonschema.validate(_yaml(BOT / "bot.yml"), json_schema())
+
+
+def test_the_example_writes_nothing_outside_its_directory_and_the_image_and_chart_use_the_volume(tmp_path):
+    """Issue 11: ``mlgate bot serve --config bot/bot.yml`` created /var/lib/mlgate/bot.db on the
+    host. The example keeps the relative default; the image and the chart name the volume."""
+    import subprocess
+
+    from mlgate.bot.settings import load_settings
+
+    example = load_settings(BOT / "bot.yml", {})
+    assert example.database_url == BotSettings.model_fields["database_url"].default
+    assert re.fullmatch(r"sqlite:///[^/].*", example.database_url), example.database_url  # relative
+    # the image: bot.yml is the example plus what the Dockerfile appends, run as the image runs it
+    docker = (BOT / "Dockerfile").read_text()
+    assert "COPY bot/bot.yml /etc/mlgate/bot.yml" in docker
+    appends = re.findall(r"^RUN (printf .*) >> /etc/mlgate/bot\.yml$", docker, re.M)
+    assert appends
+    image_yml = tmp_path / "bot.yml"
+    image_yml.write_text((BOT / "bot.yml").read_text())
+    for cmd in appends:
+        subprocess.run(["sh", "-c", f"{cmd} >> {image_yml}"], check=True)
+    assert load_settings(image_yml, {}).database_url == "sqlite:////var/lib/mlgate/bot.db"
+    assert 'VOLUME ["/var/lib/mlgate"]' in docker
+    # the chart: its bot.yml names the mounted volume
+    values = _yaml(CHART / "values.yaml")
+    assert values["config"]["database_url"] == "sqlite:////var/lib/mlgate/bot.db"
+    assert "mountPath: /var/lib/mlgate" in (CHART / "templates" / "deployment.yaml").read_text()
