@@ -30,8 +30,10 @@ def reconcile(repo: str, ref: str, tracking_uri: str | None, model: str | None, 
     files is what runs. Moves the alias and tags the version (mlgate.promoted.<env>.*), as
     the bot does when a promotion PR merges. Idempotent: a second run changes nothing.
     Commits without trailers are skipped. Needs the whole history (fetch-depth: 0).
-    Exit codes: 0 in step (or moved into step), 1 with --check when they disagree or git
-    cannot tell, 2 usage, 3 MLflow or git unreachable.
+    Exit codes: 0 in step (or moved into step); 1 when git cannot tell which version runs
+    (a hand edit or revert replaced the promotion, or it names a version the registry does
+    not have), and with --check also when registry and git disagree; 2 usage (not a git
+    repository, a shallow clone, no tracking server); 3 MLflow or git unreachable.
     """
     from mlgate.edge.registry import Registry, resolve_tracking_uri  # lazily: mlflow is slow to import
     from mlgate.flows.reconcile import reconcile as do_reconcile
@@ -51,7 +53,8 @@ def reconcile(repo: str, ref: str, tracking_uri: str | None, model: str | None, 
                 click.echo(f"{r.model} {r.environment}: git cannot tell which version runs: {r.reason}", err=True)
                 continue
             was = f" (registry had v{r.registry_version})" if r.registry_version != r.git_version else ""
+            todo = "; run mlgate reconcile to move it" if r.state == "differs" else ""
             click.echo(f"{r.model} {r.environment}: {r.state}: git deploys v{r.git_version} "
-                       f"(commit {(r.commit or '')[:12]}), alias {r.alias!r}{was if r.state != 'in step' else ''}")
-    if check and any(r.state in ("differs", "undecided") for r in rows):
+                       f"(commit {(r.commit or '')[:12]}), alias {r.alias!r}{was if r.state != 'in step' else ''}{todo}")
+    if any(r.state == "undecided" for r in rows) or (check and any(r.state == "differs" for r in rows)):
         raise SystemExit(1)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from mlgate.core.promotion import parse_message
+from mlgate.core.errors import UsageError
 from mlgate.core.reconcile import Deployed, Undecided, deployed
 from mlgate.edge import git
 from mlgate.flows.promote import RegistryPort, land
@@ -43,6 +44,14 @@ def _history(repo: Path, ref: str) -> tuple[list[tuple[str, str, str]], dict[str
     return history, paths, owners
 
 
+def _registered(registry: RegistryPort, model: str, version: str) -> bool:
+    try:
+        registry.get_version(model, version)
+    except UsageError:  # the registry adapter's "no such version"
+        return False
+    return True
+
+
 def reconcile(repo_dir: Path, registry: RegistryPort, *, ref: str = "HEAD", model: str | None = None,
               check: bool = False, log: Callable[[str], None] = lambda _: None) -> list[ReconcileRow]:
     """Bring the registry's aliases in step with the GitOps repository at ``repo_dir``.
@@ -55,14 +64,18 @@ def reconcile(repo_dir: Path, registry: RegistryPort, *, ref: str = "HEAD", mode
         check: report only; move nothing.
 
     Raises:
-        UsageError: ``repo_dir`` is not a git repository or ``ref`` is unknown; InfraError:
-        git or the registry failed.
+        UsageError: ``repo_dir`` is not a git repository, is a shallow clone, or ``ref`` is
+        unknown; InfraError: git or the registry failed.
     """
     repo = git.open_repository(repo_dir)
+    if git.is_shallow(repo):
+        # a cut history hides older promotions and the commits that replaced them: any answer could be wrong
+        raise UsageError(f"{repo} is a shallow clone: mlgate reconcile needs the whole history to tell what git "
+                         "deploys (actions/checkout: fetch-depth: 0; GitLab CI: GIT_DEPTH: 0; or git fetch --unshallow)")
     head = git.resolve_commit(repo, ref)
     history, paths, owners = _history(repo, head)
     rows = []
-    for entry in deployed(history, paths, owners, shallow=git.is_shallow(repo)):
+    for entry in deployed(history, paths, owners):
         if isinstance(entry, Undecided):
             if model is None or entry.model == model:
                 rows.append(ReconcileRow(entry.model, entry.environment, None, None, None, None, "undecided",
@@ -74,6 +87,11 @@ def reconcile(repo_dir: Path, registry: RegistryPort, *, ref: str = "HEAD", mode
             continue
         holder = registry.get_by_alias(p.model, p.alias)
         held = holder.version if holder is not None else None
+        if not _registered(registry, p.model, p.version):
+            rows.append(ReconcileRow(p.model, p.environment, p.alias, p.version, held, entry.commit, "undecided",
+                                     f"promotion commit {entry.commit[:12]} deploys version {p.version}, which the "
+                                     f"registry does not have: fix the manifest or register the version"))
+            continue
         if check:
             state = "in step" if held == p.version else "differs"
         else:

@@ -50,7 +50,10 @@ def make_forge(name: str, settings: Any, installation_id: int | None = None) -> 
         ForgeError: no credentials for that forge.
     """
     if name == "github":
-        from mlgate.edge.forges.github import GitHubForge
+        try:
+            from mlgate.edge.forges.github import GitHubForge  # lazily: PyGithub is the bot extra's
+        except ImportError as e:
+            raise UsageError(f"talking to GitHub needs the {e.name!r} package: pip install 'mlgate[bot]'") from None
 
         app_id = getattr(settings, "github_app_id", None)
         key = _secret(getattr(settings, "github_private_key", None))
@@ -66,7 +69,10 @@ def make_forge(name: str, settings: Any, installation_id: int | None = None) -> 
             bot_login=getattr(settings, "bot_login", None),
         )
     if name == "gitlab":
-        from mlgate.edge.forges.gitlab import GitLabForge
+        try:
+            from mlgate.edge.forges.gitlab import GitLabForge  # lazily: python-gitlab is the bot extra's
+        except ImportError as e:
+            raise UsageError(f"talking to GitLab needs the {e.name!r} package: pip install 'mlgate[bot]'") from None
 
         return GitLabForge(
             getattr(settings, "gitlab_url", "https://gitlab.com"),
@@ -131,7 +137,7 @@ def forge_from_env(repository: str, environ: Mapping[str, str] | None = None) ->
     env = os.environ if environ is None else environ
     choice = env.get("MLGATE_FORGE")
     if not choice:
-        if env.get("MLGATE_GITLAB_TOKEN") and ("gitlab" in repository or not env.get("MLGATE_GITHUB_TOKEN")):
+        if "gitlab" in repository.lower() or (env.get("MLGATE_GITLAB_TOKEN") and not env.get("MLGATE_GITHUB_TOKEN")):
             choice = "gitlab"
         else:
             choice = "github"

@@ -45,6 +45,7 @@ import requests
 from github import Auth, Github, GithubException
 
 from mlgate.core.freshness import Comparison, FileChange
+from mlgate.core.errors import UsageError
 from mlgate.core.policy import PERMISSIONS, Review
 from mlgate.edge.forges.base import (
     MARKER,
@@ -112,7 +113,7 @@ class GitHubForge(GitHubPromotions):
         elif token:
             auth = Auth.Token(token)
         else:
-            raise ForgeError(
+            raise UsageError(  # configuration, not the forge: exit 2
                 "no GitHub credentials: set MLGATE_GITHUB_APP_ID + MLGATE_GITHUB_PRIVATE_KEY (and install the app) "
                 "or MLGATE_GITHUB_TOKEN"
             )

@@ -29,6 +29,7 @@ import requests
 from gitlab.exceptions import GitlabHttpError
 
 from mlgate.core.freshness import Comparison, FileChange
+from mlgate.core.errors import UsageError
 from mlgate.core.policy import Review, gitlab_permission
 from mlgate.edge.forges.base import (
     MARKER,
@@ -72,7 +73,7 @@ class GitLabForge(GitLabPromotions):
     def __init__(self, url: str = "https://gitlab.com", *, token: str | None = None, bot_login: str | None = None,
                  timeout: float = 15.0):
         if not token:
-            raise ForgeError("no GitLab credentials: set MLGATE_GITLAB_TOKEN")
+            raise UsageError("no GitLab credentials: set MLGATE_GITLAB_TOKEN")  # configuration: exit 2
         self.url = url.rstrip("/")
         self._gl = gitlab.Gitlab(self.url, private_token=token, timeout=timeout, per_page=PER_PAGE)
         self.api_calls = 0
