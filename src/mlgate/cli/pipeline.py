@@ -14,13 +14,17 @@ from mlgate.cli.common import config_option, emit_json, info_printer, model_opti
 @config_option
 @model_option
 @output_option
+@click.option("--require-clean", is_flag=True,
+              help="Refuse (exit 2, nothing started) when tracked files have uncommitted changes.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def train(config_path: str, model: str | None, output: str, command: tuple[str, ...]) -> None:
+def train(config_path: str, model: str | None, output: str, require_clean: bool, command: tuple[str, ...]) -> None:
     """Run COMMAND (after --, default train.command) in a tracked MLflow run and register a model version.
 
     \b
     The command sees MLFLOW_TRACKING_URI and MLFLOW_RUN_ID, so mlflow.start_run() resumes
     mlgate's run. Exits with the command's own code when it fails (the run is marked FAILED).
+    From a working tree with uncommitted changes the run and version are tagged
+    mlgate.git_dirty=true and a warning goes to stderr; --require-clean refuses instead.
     Outputs (also to $GITHUB_OUTPUT): run_id, model_version.
     """
     from mlgate.flows.project import Project
@@ -35,13 +39,13 @@ def train(config_path: str, model: str | None, output: str, command: tuple[str, 
         saved = os.dup(1)
         os.dup2(2, 1)
         try:
-            result = do_train(project, command, log=log)
+            result = do_train(project, command, log=log, require_clean=require_clean)
         finally:
             sys.stdout.flush()
             os.dup2(saved, 1)
             os.close(saved)
     else:
-        result = do_train(project, command, log=log)
+        result = do_train(project, command, log=log, require_clean=require_clean)
     write_github_output({"run_id": result.run_id, "model_version": result.model_version, "model": result.model})
     if output == "json":
         emit_json(asdict(result))

@@ -75,6 +75,21 @@ def _git_value(args: Sequence[str], cwd: Path) -> str | None:
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
+def git_changes(cwd: Path) -> list[str] | None:
+    """The tracked files with uncommitted changes (staged or not) in the git checkout holding
+    ``cwd``, as ``git status --porcelain`` lines; None outside a git checkout. Untracked files do
+    not count (like ``git describe --dirty``): outputs, data and mlgate's own ``.mlgate/`` are
+    untracked, and counting them would call every CI checkout dirty."""
+    try:
+        proc = subprocess.run(["git", "status", "--porcelain=v1", "--untracked-files=no"], cwd=cwd,
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return [line for line in proc.stdout.splitlines() if line.strip()]
+
+
 def current_ci(cwd: Path, environ: Mapping[str, str] | None = None) -> CIContext:
     """CI context from the environment, falling back to the local git checkout."""
     env = os.environ if environ is None else environ

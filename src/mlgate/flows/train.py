@@ -16,7 +16,7 @@ from mlgate.core.argo_plan import progress_lines
 from mlgate.core.ci import CIContext
 from mlgate.core.config import Config
 from mlgate.core.errors import InfraError, MlgateError, UsageError
-from mlgate.flows.project import Project, _git_value, current_ci
+from mlgate.flows.project import Project, _git_value, current_ci, git_changes
 
 class CommandFailed(MlgateError):
     """The user's training command exited non-zero; mlgate exits with the same code."""
@@ -36,15 +36,43 @@ class TrainResult:
     experiment_id: str
     model_uri: str
     git_commit: str | None
+    #: the checkout had uncommitted changes to tracked files (None: not a git checkout)
+    git_dirty: bool | None = None
 
 
-def _command(cfg: Config, override: Sequence[str]) -> list[str]:
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def check_clean(project: Project, *, require_clean: bool, warn: Callable[[str], None], what: str) -> bool | None:
+    """Whether the checkout of ``project`` has uncommitted changes to tracked files (None outside
+    git). Dirty: warns on stderr that ``what`` (the run, or the Argo workflow) does not match the
+    commit it names, or, with ``require_clean``, refuses before anything starts.
+
+    Raises:
+        UsageError: dirty and ``require_clean`` (exit 2; no run, version or workflow was made).
+    """
+    changes = git_changes(project.base_dir)
+    if changes is None:
+        return None
+    if not changes:
+        return False
+    shown = ", ".join(c[3:] for c in changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
+    if require_clean:
+        raise UsageError(f"the working tree has uncommitted changes ({shown}); --require-clean refuses to train: "
+                         "commit them (or drop --require-clean); nothing was started")
+    warn(f"mlgate: warning: the working tree has uncommitted changes ({shown}): {what} "
+         "(commit first, or pass --require-clean to refuse)")
+    return True
+
+
+def _command(cfg: Config, override: Sequence[str], config_name: str = ".mlgate.yml") -> list[str]:
     if override:
         argv = list(override)
     else:
         cmd = cfg.train.command
         if cmd is None:
-            raise UsageError("no training command: give one after '--' or set train.command in .mlgate.yml")
+            raise UsageError(f"no training command: give one after '--' or set train.command in {config_name}")
         try:
             argv = shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
         except ValueError as e:
@@ -73,49 +101,12 @@ def _ci_tags(ci: CIContext, *, run: bool) -> dict[str, str]:
     return tags
 
 
-def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str, str] | None = None,
-          log: Callable[[str], None] = print) -> TrainResult:
-    """Run the training command inside a tracked MLflow run and register a model version.
-
-    The command runs in the config's directory with ``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``
-    and ``MLFLOW_EXPERIMENT_ID`` exported, so its own ``mlflow`` calls land in the run; its
-    output streams through. The run is tagged with the git commit, branch and CI job URL; the
-    new model version with ``mlgate.git_commit`` and ``mlgate.ci_job_url``.
-
-    Raises:
-        CommandFailed: the command exited non-zero (the run is marked FAILED; same exit code).
-        UsageError: no command, or the command logged no model.
-        InfraError: MLflow unreachable, registration failed or timed out.
-    """
-    cfg = project.config
-    env = dict(os.environ if environ is None else environ)
-    if cfg.train.backend == "argo" and env.get("MLGATE_TRAIN_BACKEND") != "local":
-        # The WorkflowTemplate's step sets MLGATE_TRAIN_BACKEND=local, so the pod trains here.
-        return train_on_argo(project, command, environ=env, log=log)
-    argv = _command(cfg, command)
-    exe = argv[0]
-    found = shutil.which(exe, path=env.get("PATH")) if os.sep not in exe else (exe if os.path.exists(
-        os.path.join(project.base_dir, exe)) else None)
-    if found is None:
-        raise UsageError(f"training command not found: {exe!r} (looked in PATH from {project.base_dir})")
-    ci = current_ci(project.base_dir, env)
-    reg = project.registry
-    exp_id = reg.ensure_experiment(cfg.experiment_name, project.artifact_location())
-    run_tags = {"mlgate.model": cfg.model, **_ci_tags(ci, run=True)}
-    run_id = reg.create_run(exp_id, run_tags)
-    log(f"mlgate: run {run_id} started in experiment {cfg.experiment_name!r} ({reg.shown_uri})")
-
-    child_env = dict(env)
-    child_env.update(
-        MLFLOW_TRACKING_URI=project.tracking_uri,
-        MLFLOW_REGISTRY_URI=project.tracking_uri,
-        MLFLOW_RUN_ID=run_id,
-        MLFLOW_EXPERIMENT_ID=exp_id,
-        MLGATE_MODEL=cfg.model,
-    )
+def _run_command(reg: Any, run_id: str, argv: list[str], cwd: Any, env: Mapping[str, str]) -> None:
+    """Run the training command; a command that cannot run or fails marks the run FAILED
+    (KILLED on Ctrl-C) and raises UsageError or :class:`CommandFailed`."""
     sys.stdout.flush()
     try:
-        proc = subprocess.run(argv, cwd=project.base_dir, env=child_env)
+        proc = subprocess.run(argv, cwd=cwd, env=env)
         code = proc.returncode
     except FileNotFoundError:
         reg.end_run(run_id, "FAILED")
@@ -131,6 +122,58 @@ def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str
         raise CommandFailed(code if code > 0 else 128 - code,
                             f"mlgate: training command exited with {code}; run {run_id} marked FAILED")
 
+
+def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str, str] | None = None,
+          log: Callable[[str], None] = print, require_clean: bool = False,
+          warn: Callable[[str], None] = _stderr) -> TrainResult:
+    """Run the training command inside a tracked MLflow run and register a model version.
+
+    The command runs in the config's directory with ``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``
+    and ``MLFLOW_EXPERIMENT_ID`` exported, so its own ``mlflow`` calls land in the run; its
+    output streams through. The run is tagged with the git commit, branch and CI job URL; the
+    new model version with ``mlgate.git_commit`` and ``mlgate.ci_job_url``. From a checkout with
+    uncommitted changes both are tagged ``mlgate.git_dirty=true`` (``false`` when clean) and a
+    warning goes to ``warn``; ``require_clean`` refuses instead.
+
+    Raises:
+        CommandFailed: the command exited non-zero (the run is marked FAILED; same exit code).
+        UsageError: no command, the command logged no model, or a dirty tree with ``require_clean``.
+        InfraError: MLflow unreachable, registration failed or timed out.
+    """
+    cfg = project.config
+    env = dict(os.environ if environ is None else environ)
+    if cfg.train.backend == "argo" and env.get("MLGATE_TRAIN_BACKEND") != "local":
+        # The WorkflowTemplate's step sets MLGATE_TRAIN_BACKEND=local, so the pod trains here.
+        check_clean(project, require_clean=require_clean, warn=warn,
+                    what="the Argo workflow trains the commit, without them")
+        return train_on_argo(project, command, environ=env, log=log)
+    argv = _command(cfg, command, project.config_name)
+    exe = argv[0]
+    found = shutil.which(exe, path=env.get("PATH")) if os.sep not in exe else (exe if os.path.exists(
+        os.path.join(project.base_dir, exe)) else None)
+    if found is None:
+        raise UsageError(f"training command not found: {exe!r} (looked in PATH from {project.base_dir})")
+    dirty = check_clean(project, require_clean=require_clean, warn=warn,
+                        what="the run and model version are tagged mlgate.git_dirty=true, and mlgate.git_commit "
+                             "names a commit without them")
+    dirty_tag = {} if dirty is None else {"mlgate.git_dirty": str(dirty).lower()}
+    ci = current_ci(project.base_dir, env)
+    reg = project.registry
+    exp_id = reg.ensure_experiment(cfg.experiment_name, project.artifact_location())
+    run_tags = {"mlgate.model": cfg.model, **_ci_tags(ci, run=True), **dirty_tag}
+    run_id = reg.create_run(exp_id, run_tags)
+    log(f"mlgate: run {run_id} started in experiment {cfg.experiment_name!r} ({reg.shown_uri})")
+
+    child_env = dict(env)
+    child_env.update(
+        MLFLOW_TRACKING_URI=project.tracking_uri,
+        MLFLOW_REGISTRY_URI=project.tracking_uri,
+        MLFLOW_RUN_ID=run_id,
+        MLFLOW_EXPERIMENT_ID=exp_id,
+        MLGATE_MODEL=cfg.model,
+    )
+    _run_command(reg, run_id, argv, project.base_dir, child_env)
+
     models = reg.logged_models(exp_id, run_id)
     if not models:
         reg.end_run(run_id, "FAILED")
@@ -141,7 +184,7 @@ def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str
     logged = models[-1]
     if reg.run_status(run_id) == "RUNNING":
         reg.end_run(run_id, "FINISHED")
-    version_tags = {"mlgate.run_id": run_id, **_ci_tags(ci, run=False)}
+    version_tags = {"mlgate.run_id": run_id, **_ci_tags(ci, run=False), **dirty_tag}
     info = reg.register(
         cfg.model,
         source=logged.artifact_location,
@@ -151,7 +194,7 @@ def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str
     )
     info = reg.wait_ready(cfg.model, info.version, cfg.validate_.registration_timeout)
     log(f"mlgate: registered {cfg.model} version {info.version} from run {run_id}")
-    return TrainResult(cfg.model, run_id, info.version, exp_id, info.model_uri, ci.commit)
+    return TrainResult(cfg.model, run_id, info.version, exp_id, info.model_uri, ci.commit, dirty)
 
 
 def train_on_argo(project: Project, command: Sequence[str] = (), *, environ: Mapping[str, str] | None = None,
