@@ -53,3 +53,25 @@ def test_a_dirty_tree_is_tagged_and_warned_and_require_clean_refuses(project):
     out = json.loads(proc.stdout)
     assert out["git_dirty"] is False and out["model_version"] == "2"
     assert c.get_model_version(project.model, "2").tags["mlgate.git_dirty"] == "false"
+
+
+def test_promote_without_a_version_says_which_it_chose_and_why(project):
+    for acc in (0.9, 0.91):
+        assert project.train(acc).returncode == 0
+    assert project.run("validate").returncode == 0                   # v2 passes: challenger v2
+    assert project.run("validate", "--version", "1").returncode == 0  # re-gating v1 moves challenger back
+    proc = project.run("promote", "--to", "staging", "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert "mlgate: promoting v1: the challenger, v1, set " in proc.stderr, proc.stderr  # "just now" / "N minutes ago"
+    assert "v2 is newer than v1 and its gates passed" in proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["version"] == "1"
+    assert out["chosen"]["version"] == "1" and out["chosen"]["why"].startswith("the challenger, v1")
+    assert out["chosen"]["newer_passed"] == "2"
+
+    proc = project.run("promote", "--to", "production")
+    assert proc.returncode == 0, proc.stderr
+    assert "promoting v1: the version that staging holds (alias 'staging', set " in proc.stderr
+    # an explicit version says nothing about a choice
+    proc = project.run("promote", "--to", "staging", "--version", "2", "--output", "json")
+    assert proc.returncode == 0 and "promoting v" not in proc.stderr and json.loads(proc.stdout)["chosen"] is None

@@ -131,7 +131,7 @@ def promote(config_path: str, model: str | None, to: str, version: str | None, a
     if version is not None and alias is not None:
         raise click.UsageError("give --version or --alias, not both")
     project = Project.load(config_path, model=model)
-    result = do_promote(project, to, version=version, alias=alias)
+    result = do_promote(project, to, version=version, alias=alias, note=lambda m: click.echo(m, err=True))
     write_github_output({"promotion_commit": result.commit or "", "promotion_url": result.url or "",
                          "model_version": result.version})
     if output == "json":

@@ -67,6 +67,57 @@ class PromoteResult:
     branch: str
     landed: bool
     alias_moved: bool
+    #: when no --version/--alias was given: which version was chosen and why (:class:`Chosen`)
+    chosen: dict[str, str | None] | None = None
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The version ``mlgate promote`` chose when none was given, and why (``why``: "the challenger,
+    v1, set 3 days ago"); ``newer``: a newer version whose gates passed, when there is one."""
+
+    version: str
+    why: str
+    newer: str | None = None
+
+    def lines(self) -> list[str]:
+        out = [f"mlgate: promoting v{self.version}: {self.why} (give --version N to choose another)"]
+        if self.newer:
+            out.append(f"mlgate: note: v{self.newer} is newer than v{self.version} and its gates passed")
+        return out
+
+
+def _age(stamp: str | None, now: float) -> str:
+    """``set 3 days ago`` from an ISO 8601 UTC stamp ("" when unknown)."""
+    import calendar
+
+    try:
+        then = calendar.timegm(time.strptime(stamp or "", "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return ""
+    secs = max(0, int(now - then))
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if secs >= size:
+            n = secs // size
+            return f", set {n} {unit}{'s' if n != 1 else ''} ago"
+    return ", set just now"
+
+
+def explain_choice(project: Project, env: Environment, alias: str, info: VersionInfo,
+                   now: Callable[[], float] = time.time) -> Chosen:
+    """Why ``info`` (the holder of ``alias``, :func:`default_promotion_version`) was chosen, and
+    the newest version whose gates passed when it is newer. The alias's age comes from mlgate's
+    own tags (MLflow records no time for an alias): ``mlgate.promoted.<env>.at`` for an
+    environment's alias, ``mlgate.gates.at`` for the challenger."""
+    if env.requires:
+        stamp = info.tags.get(f"mlgate.promoted.{env.requires}.at")
+        why = f"the version that {env.requires} holds (alias {alias!r}{_age(stamp, now())})"
+    else:
+        why = f"the {alias}, v{info.version}{_age(info.tags.get('mlgate.gates.at'), now())}"
+    passed = [v for v in project.registry.versions(project.config.model) if v.tags.get("mlgate.gates") == "passed"]
+    newest = max(passed, key=lambda v: int(v.version), default=None)
+    newer = newest.version if newest is not None and int(newest.version) > int(info.version) else None
+    return Chosen(info.version, why, newer)
 
 
 @dataclass(frozen=True)
@@ -199,7 +250,7 @@ def check_eligible(project: Project, env: Environment, info: VersionInfo) -> Non
 
 def promote(project: Project, to: str, *, version: str | None = None, alias: str | None = None,
             trigger: Trigger | None = None, writer: PromotionWriter | None = None,
-            now: Callable[[], float] = time.time) -> PromoteResult:
+            now: Callable[[], float] = time.time, note: Callable[[str], None] | None = None) -> PromoteResult:
     """Promote a model version to environment ``to`` through its GitOps repository.
 
     Refuses a version whose gates did not pass under the current gates, or that the
@@ -207,6 +258,8 @@ def promote(project: Project, to: str, *, version: str | None = None, alias: str
     writes it with the promotion's commit message: pushed to the branch in mode ``push`` (the
     alias moves at once), or as a promotion PR/MR on ``mlgate/promote/<model>/<env>/v<version>``
     in mode ``pull-request`` (the alias moves when it is merged: the bot, or ``mlgate reconcile``).
+    Without ``version`` and ``alias`` the choice and its reason go to ``note`` (and the result's
+    ``chosen``) before anything else is decided.
 
     Raises:
         Refused (exit 1), UsageError/ManifestError (exit 2), InfraError/ForgeError (exit 3).
@@ -222,9 +275,15 @@ def promote(project: Project, to: str, *, version: str | None = None, alias: str
             f"environment {to!r} promotes through a canary: use 'mlgate canary start --to {to}' "
             "(or '/promote' in a pull request), which moves traffic step by step"
         )
+    chosen = None
     if version is None and alias is None:
         version, alias = default_promotion_version(project, env)
-    info = pick_version(project, version, alias)
+        info = pick_version(project, version, alias)
+        chosen = explain_choice(project, env, alias or "", info, now)
+        for line in chosen.lines():
+            (note or (lambda _m: None))(line)
+    else:
+        info = pick_version(project, version, alias)
     info = reg.wait_ready(cfg.model, info.version, cfg.validate_.registration_timeout)
     check_eligible(project, env, info)
     promotion = Promotion(cfg.model, info.version, env.name, env.registry_alias,
@@ -247,4 +306,5 @@ def promote(project: Project, to: str, *, version: str | None = None, alias: str
             commit = result.commit
         moved = land(reg, promotion, commit=commit, at=at, now=now).moved
     return PromoteResult(cfg.model, info.version, env.name, env.registry_alias, result.commit, result.url,
-                         result.changed, result.diff, repo, env.gitops.path, promotion.branch, result.landed, moved)
+                         result.changed, result.diff, repo, env.gitops.path, promotion.branch, result.landed, moved,
+                         {"version": chosen.version, "why": chosen.why, "newer_passed": chosen.newer} if chosen else None)

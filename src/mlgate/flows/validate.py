@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +174,8 @@ def validate(project: Project, *, version: str | None = None, alias: str | None 
     )
     tags = gates_mod.outcome_tags(report)
     tags["mlgate.gates.fingerprint"] = gates_fingerprint(cfg)
+    # when the gates ran (and 'challenger' moved, if they passed): MLflow keeps no time for an alias
+    tags["mlgate.gates.at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     reg.set_tags(cfg.model, candidate.version, tags)
     if report.passed:
         reg.set_alias(cfg.model, "challenger", candidate.version)
