@@ -182,7 +182,7 @@ def test_a_passed_ready_version_held_by_the_required_environment_is_eligible():
      "metric gates", "records no gates fingerprint"),
     (dict(status="PENDING_REGISTRATION", tags=PASSED), "registration", "not READY"),
     (dict(env="production", status="READY", tags=PASSED, required_holder="2"), "requires",
-     "staging must hold it first (staging holds version 2)"),
+     "production requires staging first: staging holds version 2, not version 3"),
     (dict(env="production", status="READY", tags=PASSED, required_holder=None), "requires", "holds no version"),
 ])
 def test_each_reason_to_refuse_is_named_with_what_to_do(kw, name, words):

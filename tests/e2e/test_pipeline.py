@@ -152,7 +152,7 @@ def test_validate_promote_status_flow(project, tmp_path):
     # production needs staging to hold the version first
     before = project.gitops_log()
     proc = project.run("promote", "--to", "production", "--version", "1")
-    assert proc.returncode == 1 and "staging must hold it first" in proc.stderr
+    assert proc.returncode == 1 and "production requires staging first: staging holds" in proc.stderr
     assert project.gitops_log() == before
 
     proc = project.run("promote", "--to", "staging", "--output", "json")
@@ -348,7 +348,7 @@ def test_promote_seeds_a_canary_environment_once_then_refers_to_mlgate_canary(pr
         assert project.run("validate").returncode == 0
         assert project.run("promote", "--to", "staging").returncode == 0
     proc = project.run("promote", "--to", "production", "--version", "1")
-    assert proc.returncode == 1 and "staging must hold it first" in proc.stderr
+    assert proc.returncode == 1 and "production requires staging first: staging holds" in proc.stderr
     project.run("promote", "--to", "staging", "--version", "1")
     proc = project.run("promote", "--to", "production", "--version", "1")
     assert proc.returncode == 0, proc.stderr  # first version: nothing to canary against

@@ -388,8 +388,8 @@ def eligibility(model: str, version: str, env: Environment, *, status: str, tags
             todo = (f"run /promote {model}@{version} to {env.requires} and merge its promotion PR" if comment else
                     f"run 'mlgate promote --to {env.requires} --version {version}' and let it land (merge its "
                     "promotion PR in pull-request mode)")
-            out.append(Eligibility("requires", False, f"{env.name} requires {env.requires} first: {env.requires} must "
-                                   f"hold it first ({env.requires} {held}); {todo}"))
+            out.append(Eligibility("requires", False, f"{env.name} requires {env.requires} first: {env.requires} "
+                                   f"{held}, not version {version}; {todo}"))
     return out
 
 

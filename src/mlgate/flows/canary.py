@@ -149,7 +149,7 @@ def _check_startable(registry: RegistryPort, config: Config, environment: str, v
             if holder is None or str(holder.version) != version:
                 held = f"holds v{holder.version}" if holder else "holds no version"
                 raise Refused(f"refusing to start a canary of {model} v{version} in {environment}: {env.requires} "
-                              f"must hold it first ({env.requires} {held}; alias {req.registry_alias!r})")
+                              f"{held}, not v{version} (alias {req.registry_alias!r})")
     if primary is None:
         raise Refused(f"a canary needs a primary version to share traffic with: no version of {model} holds "
                       f"{env.registry_alias!r} ({environment}); promote the first version with 'mlgate promote'")
