@@ -32,19 +32,70 @@ def check(file: str | None, config_path: str | None, output: str) -> None:
         raise click.UsageError(f"give the config once: FILE {file!r} or -c {config_path!r}")
     file = file or config_path or ".mlgate.yml"
 
+    warnings: list[str] = []
     try:
         cfg = load_file(file)
+        _check_gate_metrics(cfg, file, warnings)
     except ConfigError as e:
         if output == "json":
-            emit_json({"file": file, "valid": False, "problems": [p.__dict__ for p in e.problems]})
+            emit_json({"file": file, "valid": False, "problems": [p.__dict__ for p in e.problems],
+                       "warnings": warnings})
             raise SystemExit(2)
         raise
+    for w in warnings if output != "json" else ():
+        click.echo(f"{file}: warning: {w}", err=True)
     if output == "json":
         emit_json({"file": file, "valid": True, "model": cfg.model,
-                   "gates": len(cfg.validate_.gates), "environments": [e.name for e in cfg.environments]})
+                   "gates": len(cfg.validate_.gates), "environments": [e.name for e in cfg.environments],
+                   "warnings": warnings})
     else:
         envs = ", ".join(e.name for e in cfg.environments) or "none"
         click.echo(f"{file}: ok (model {cfg.model}, {len(cfg.validate_.gates)} gates, environments: {envs})")
+
+
+def _check_gate_metrics(cfg, file: str, warnings: list[str]) -> None:
+    """With ``validate.evaluation``: every gate's metric must be a name the installed MLflow's
+    evaluator produces for the model type (ConfigError otherwise). Offline: the names come from
+    running the evaluator locally once per MLflow version (:mod:`mlgate.edge.evaluator`); without
+    full MLflow the check is skipped with a warning appended to ``warnings``."""
+    ev = cfg.validate_.evaluation
+    if ev is None or not cfg.validate_.gates:
+        return
+    from mlgate.core.config import load_yaml_mapping, read_user_file
+    from mlgate.core.config.gatenames import gate_metric_problems
+    from mlgate.core.errors import ConfigError
+    from mlgate.edge.evaluator import EvaluatorUnavailable, produced_metrics
+
+    try:
+        cases = produced_metrics([ev.model_type], log=lambda m: click.echo(m, err=True))[ev.model_type]
+    except EvaluatorUnavailable as e:
+        warnings.append(f"gate metric names were not checked against the {ev.model_type} evaluation: {e}")
+        return
+    names = {ev.model_type: set().union(*cases.values())}
+    problems = gate_metric_problems(cfg, load_yaml_mapping(read_user_file(file), file), file, names)
+    if problems:
+        raise ConfigError(problems)
+
+
+@config.command("metrics")
+@click.option("--model-type", "model_types", multiple=True, type=click.Choice(["classifier", "regressor"]),
+              help="Only this validate.evaluation.model_type (repeatable; default: all).")
+@output_option
+def metrics(model_types: tuple[str, ...], output: str) -> None:
+    """List the metric names mlflow.models.evaluate produces per model type (the names gates may
+    use with validate.evaluation), read from the installed MLflow (README "Gates" lists them)."""
+    from mlgate.core.config.gatenames import markdown
+    from mlgate.core.errors import UsageError
+    from mlgate.edge.evaluator import CASES, EvaluatorUnavailable, produced_metrics
+
+    try:
+        produced = produced_metrics(model_types or list(CASES))
+    except EvaluatorUnavailable as e:
+        raise UsageError(f"cannot list the evaluator's metric names: {e}") from None
+    if output == "json":
+        emit_json(produced)
+    else:
+        click.echo(markdown(produced), nl=False)
 
 
 @click.command("schema")

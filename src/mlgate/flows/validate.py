@@ -17,6 +17,7 @@ from typing import Any, Callable
 from mlgate.core import gates as gates_mod
 from mlgate.core.errors import UsageError
 from mlgate.core.promotion import gates_fingerprint
+from mlgate.edge.evaluator import gate_values
 from mlgate.edge.registry import VersionInfo
 from mlgate.flows.project import Project
 
@@ -125,7 +126,8 @@ def _run_evaluation(mlflow: Any, warnings: Any, exp_id: str, info: VersionInfo, 
                 evaluators=["default"],
                 evaluator_config={"default": {"log_model_explainability": False, "log_explainer": False}},
             )
-    return {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    # the same filter `mlgate config check` lists the evaluator's names with (numpy ints included)
+    return gate_values(result.metrics)
 
 
 def validate(project: Project, *, version: str | None = None, alias: str | None = None,
