@@ -374,6 +374,7 @@ SLOWEST_FIRST = (
     "tests/e2e/ci/test_act.py",             # act runs of the example workflow
     "tests/e2e/ci/test_gitlab_ci_local.py",
     "tests/e2e/test_pipeline.py",           # mlgate CLI subprocesses against MLflow: ~10 s each
+    "tests/e2e/test_small_install.py",      # two fresh venvs (pip install, warm cache), then the CLI
     "tests/e2e/bot/test_cli_promotion.py",
     "tests/e2e/ci/test_reconcile_ci.py",
     "tests/e2e/bot/test_canary_bot.py",
@@ -392,6 +393,7 @@ KEEP_TOGETHER = (
     "tests/e2e/bot/test_canary_bot.py",  # canary_bot: a bot process
     "tests/e2e/bot/test_train_bot.py",   # train_bot and argo_server: a bot process, a fake Argo
     "tests/edge/test_argo.py",           # fake: a fake Argo Server (its swagger checked per request)
+    "tests/e2e/test_small_install.py",   # base, bot_install: fresh venvs, built once
     "tests/edge/test_prometheus.py",     # served: waits for a scrape
 )
 

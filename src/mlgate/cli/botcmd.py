@@ -97,9 +97,15 @@ def serve(config: str | None, host: str, port: int) -> None:
     import importlib.util
 
     import structlog
-    import uvicorn
 
-    from mlgate.bot.app import configure_logging, create_app
+    try:  # the server's libraries come with the extra, not with `pip install mlgate`
+        import uvicorn
+
+        from mlgate.bot.app import configure_logging, create_app
+    except ModuleNotFoundError as e:
+        if (e.name or "mlgate").split(".")[0] == "mlgate":
+            raise
+        raise UsageError(f"mlgate bot serve needs the {e.name!r} package: pip install 'mlgate[bot]'") from None
     from mlgate.bot.settings import check_servable
     from mlgate.edge.db.store import Store
 

@@ -77,6 +77,7 @@ def resolve_tracking_uri(configured: str, base_dir: Path, environ: Mapping[str, 
     if scheme not in SUPPORTED_SCHEMES:
         raise UsageError(f"tracking URI {redact_url(uri)!r} is not one MLflow can use here "
                          f"(supported: {', '.join(s + '://' for s in SUPPORTED_SCHEMES)})")
+    require_store_support(uri)
     if scheme == "sqlite":
         raw = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
         if not raw:
@@ -97,6 +98,53 @@ def resolve_tracking_uri(configured: str, base_dir: Path, environ: Mapping[str, 
 
 #: Tracking URI schemes mlgate supports (MLflow "Where runs are recorded").
 SUPPORTED_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks", "file")
+
+#: Schemes MLflow serves in-process with its database store (SQLAlchemy + alembic): only full
+#: MLflow ships that store's dependencies; mlflow-skinny reaches a tracking server over HTTP
+#: (and reads a file:// store, which needs nothing more).
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+#: What to install for the database store (pyproject.toml's extras).
+LOCAL_EXTRA = "mlgate[local]"
+
+
+def full_mlflow_installed() -> bool:
+    """Whether the full ``mlflow`` distribution is installed, not only ``mlflow-skinny`` (the base
+    dependency). Reads installed package metadata only: no import, milliseconds."""
+    from importlib import metadata
+
+    try:
+        metadata.version("mlflow")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def require_full_mlflow(what: str, extra: str, alternative: str = "") -> None:
+    """Refuse, in one line, a use of MLflow that mlflow-skinny cannot serve.
+
+    Args:
+        what: the use, as the sentence's subject ("the embedded MLflow store (sqlite:///...)").
+        extra: the packaging extra that brings full MLflow (``mlgate[local]``, ``mlgate[evaluate]``).
+        alternative: another way out, appended after "or" (may be empty).
+
+    Raises:
+        UsageError: (exit 2) full MLflow is not installed; the message names ``extra``.
+    """
+    if full_mlflow_installed():
+        return
+    raise UsageError(f"{what} needs full MLflow, and only mlflow-skinny is installed: pip install '{extra}'"
+                     + (f", or {alternative}" if alternative else ""))
+
+
+def require_store_support(uri: str) -> None:
+    """Raise :class:`UsageError` (exit 2) naming ``mlgate[local]`` when ``uri`` is MLflow's database
+    store (``sqlite:///``, ``postgresql://``...) and full MLflow is not installed."""
+    scheme = urlparse(uri).scheme.split("+")[0] if "://" in uri else ""
+    if scheme in DATABASE_SCHEMES:
+        store = "the embedded MLflow store" if scheme == "sqlite" else "MLflow's database store"
+        require_full_mlflow(f"{store} ({redact_url(uri)})", LOCAL_EXTRA,
+                            "set MLFLOW_TRACKING_URI (or tracking_uri) to a tracking server's http(s):// URL")
 
 
 def _is_not_found(exc: BaseException) -> bool:
@@ -126,6 +174,7 @@ class Registry:
     @property
     def client(self) -> Any:
         if self._client is None:
+            require_store_support(self.tracking_uri)
             self._probe()
             # Fail fast instead of MLflow's default 7 retries with backoff (minutes).
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")

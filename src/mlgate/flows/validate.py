@@ -18,7 +18,7 @@ from mlgate.core import gates as gates_mod
 from mlgate.core.errors import UsageError
 from mlgate.core.promotion import gates_fingerprint
 from mlgate.edge.evaluator import gate_values
-from mlgate.edge.registry import VersionInfo
+from mlgate.edge.registry import VersionInfo, require_full_mlflow
 from mlgate.flows.project import Project
 
 @dataclass
@@ -138,10 +138,15 @@ def validate(project: Project, *, version: str | None = None, alias: str | None 
     the version, and sets alias ``challenger`` when all gates pass.
 
     Raises:
-        UsageError: unknown version/alias, evaluation data not found.
+        UsageError: unknown version/alias, evaluation data not found, validate.evaluation without
+            full MLflow (the message names ``mlgate[evaluate]``).
         InfraError: MLflow unreachable, version registration failed or timed out.
     """
     cfg, reg = project.config, project.registry
+    if cfg.validate_.evaluation is not None:  # before any registry call: nothing recorded, exit 2
+        require_full_mlflow("validate.evaluation (mlflow.models.evaluate)", "mlgate[evaluate]",
+                            f"gate on the metrics the training run logged (remove validate.evaluation from "
+                            f"{project.config_name})")
     candidate = pick_version(project, version, alias, commit)
     candidate = reg.wait_ready(cfg.model, candidate.version, cfg.validate_.registration_timeout)
     champion = reg.get_by_alias(cfg.model, "champion")

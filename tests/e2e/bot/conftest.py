@@ -109,8 +109,10 @@ class BotProcess:
 
 
 def start_bot(workdir: Path, gh_url: str, gl_url: str, tracking_uri: str, extra_yaml: str = "",
-              extra_env: dict[str, str] | None = None) -> BotProcess:
-    """``mlgate bot serve`` on a free port with its own database, talking to the fake forges."""
+              extra_env: dict[str, str] | None = None, mlgate: Path | None = None) -> BotProcess:
+    """``mlgate bot serve`` on a free port with its own database, talking to the fake forges.
+    ``mlgate``: the executable (default: this venv's; tests/e2e/test_small_install.py gives a
+    fresh ``mlgate[bot]`` install's)."""
     workdir.mkdir(parents=True, exist_ok=True)
     db = f"sqlite:///{workdir}/bot.db"
     cfg = workdir / "bot.yml"
@@ -125,7 +127,7 @@ def start_bot(workdir: Path, gh_url: str, gl_url: str, tracking_uri: str, extra_
     env.pop("MLFLOW_TRACKING_URI", None)
     log = workdir / "bot.log"
     out = open(log, "w")
-    proc = subprocess.Popen([str(VENV_BIN / "mlgate"), "bot", "serve", "--config", str(cfg), "--port", "0"],
+    proc = subprocess.Popen([str(mlgate or VENV_BIN / "mlgate"), "bot", "serve", "--config", str(cfg), "--port", "0"],
                             cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     out.close()
     deadline = time.monotonic() + 60
