@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -39,6 +40,13 @@ def test_demo_runs_end_to_end_and_again(tmp_path):
     out = first.stdout
     assert "| Metric | Candidate v2 | Champion v1 | Delta | Threshold | Result |" in out
     assert "promoted wine-classifier v1 to production" in out
+    # the training script measures accuracy on the rows the gates score: one number, not two
+    for model, version in (("tree", 1), ("logistic", 2)):
+        trained = re.search(rf"trained {model} on 124 rows: accuracy_score (\S+) on the 54 held-out rows", out)
+        assert trained, out
+        table = out[out.index(f"| Metric | Candidate v{version} |"):]
+        gated = re.search(r"^\| accuracy_score \| (\S+) \|", table, re.M)
+        assert gated and gated.group(1) == trained.group(1), (trained.group(0), gated and gated.group(0))
     # the promotion diff changes only the model URI line
     diff = out[out.index("diff --git"):]
     changed = [l for l in diff.splitlines() if l.startswith(("+", "-")) and not l.startswith(("+++", "---"))]
