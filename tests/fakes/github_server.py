@@ -19,13 +19,14 @@ pulls get/list/create/update (close; a merged PR's state cannot change: 422), re
 list; compare two commits (``GET /repos/{o}/{r}/compare/{base}...{head}``: status, ahead/behind, commits,
 files with their patches, from real ``git diff``); collaborator permission; team membership; issue
 comments list/create/update; issue labels add; commit statuses create;
-``POST /app/installations/{id}/access_tokens`` (JWT checked with the app's public key).
+``POST /app/installations/{id}/access_tokens`` (JWT checked with the app's public key);
+``POST /graphql`` against GitHub's GraphQL schema, on the same state (:mod:`tests.fakes.github_graphql`).
 
 Test controls (Python, same process): :meth:`FakeGitHub.add_repo`, :meth:`fork`, :meth:`commit`,
 :meth:`open_pr` (``head_repo=`` for a PR from a fork), :meth:`add_review`, :meth:`merge_base_into` (a merge
 of the base branch as the PR's new head; GitHub moves the reviews of the old head forward), :meth:`set_permission`,
 :meth:`add_team_member`, :meth:`merge_pr`, :meth:`fail_next` (inject 5xx/429/secondary rate limits),
-:meth:`on_request` (run a callback before a request, e.g. to move a branch under the bot),
+:meth:`add_label`, :meth:`on_request` (run a callback before a request, e.g. to move a branch under the bot),
 :meth:`after_request` (run a callback after a request took effect, before its answer: kill the client right
 after its create-PR call), :meth:`drop_answer` (do the work, then close the connection without an answer).
 """
@@ -375,10 +376,16 @@ class Repo:
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     next_number: int = 1
     fork_of: str | None = None
+    #: the repository's labels (REST "Add labels to an issue" creates missing ones; GraphQL reads them)
+    labels: set[str] = field(default_factory=set)
 
     @property
     def full_name(self) -> str:
         return f"{self.owner}/{self.name}"
+
+
+class _Answered(Exception):
+    """The answer is already decided (a refused GraphQL document)."""
 
 
 class HTTPError(Exception):
@@ -429,6 +436,7 @@ class FakeGitHub:
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
+        self._graphql: Any = None  # the GraphQL endpoint, built on the first POST /graphql
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -626,6 +634,14 @@ class FakeGitHub:
                 self._after.remove(hit)
         return (hit is not None, hit[2] if hit else None)
 
+    def add_label(self, full_name: str, name: str) -> None:
+        """Create label ``name`` in the repository (as "Create a label" does)."""
+        self.repos[full_name].labels.add(name)
+
+    def graphql_calls(self, field_regex: str = "") -> list[tuple[str, str, int]]:
+        """``POST /graphql`` requests, recorded as ``/graphql#field,field@owner/name`` (root fields, repository)."""
+        return self.calls("POST", rf"^/graphql#.*{field_regex}")
+
     def calls(self, method: str | None = None, path_regex: str = "") -> list[tuple[str, str, int]]:
         rx = re.compile(path_regex)
         return [r for r in self.requests if (method is None or r[0] == method.upper()) and rx.search(r[1])]
@@ -654,6 +670,8 @@ class FakeGitHub:
                 data = json.loads(raw) if raw else None
             except ValueError:
                 raise HTTPError(400, "Problems parsing JSON")
+            if method == "POST" and raw_path == "/graphql":
+                return self._serve_graphql(h, data)
             for hm, rx, cb in list(self._hooks):
                 if hm == method and rx.search(raw_path):
                     self._hooks.remove((hm, rx, cb))
@@ -705,6 +723,9 @@ class FakeGitHub:
             self.errors.append(f"{method} {raw_path}: fake crashed: {type(e).__name__}: {e}")
             status, body = 500, {"message": f"fake crashed: {e}"}
         self.requests.append((method, raw_path, status))
+        self._send(h, status, body, headers)
+
+    def _send(self, h: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str]) -> None:
         out = b"" if body is None else json.dumps(body).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json; charset=utf-8")
@@ -716,10 +737,58 @@ class FakeGitHub:
         h.end_headers()
         h.wfile.write(out)
 
+    def _serve_graphql(self, h: BaseHTTPRequestHandler, data: Any) -> None:
+        """``POST /graphql`` (:mod:`tests.fakes.github_graphql`): validated against GitHub's schema,
+        run on the same state. Hooks, faults and ``requests`` see the path ``/graphql#f1,f2`` (the
+        document's root fields) and ``@owner/name`` (the repository its variables name), e.g.
+        ``after_request("POST", r"^/graphql#.*createPullRequest.*@acme/deploy$", ...)``."""
+        from tests.fakes.github_graphql import GraphQLEndpoint
+
+        with self._lock:
+            if self._graphql is None:
+                self._graphql = GraphQLEndpoint(self)
+        doc, fields, refused = self._graphql.parse(data)
+        repo = self._graphql.repository_of(data)
+        key = f"/graphql#{','.join(fields)}" + (f"@{repo}" if repo else "")
+        status, body, headers = 200, refused, {}
+        try:
+            login = self._auth(h, "/graphql")
+            if refused is not None:
+                status = 200 if "errors" in refused else 400
+                raise _Answered()
+            for hm, rx, cb in list(self._hooks):
+                if hm == "POST" and rx.search(key):
+                    self._hooks.remove((hm, rx, cb))
+                    cb()
+            for f in self._faults:
+                if f["method"] == "POST" and f["rx"].search(key) and f["count"] > 0:
+                    f["count"] -= 1
+                    auth = h.headers.get("Authorization") or ""
+                    echoed = f["message"].replace("{authorization}", auth).replace("{credentials}", auth.partition(" ")[2])
+                    raise HTTPError(f["status"], echoed, headers=f["headers"])
+            body = self._graphql.execute(doc, data, login)
+            matched, after = self._after_hook("POST", key)
+            if matched and after is not None:
+                after()
+            elif matched:  # drop the answer: the work is done, the client never hears of it
+                self.requests.append(("POST", key, 0))
+                h.close_connection = True
+                return
+        except _Answered:
+            pass
+        except HTTPError as e:
+            status, headers = e.status, e.headers
+            body = {"message": e.message, "documentation_url": "https://docs.github.com/graphql"}
+        except Exception as e:  # a bug in the fake: make it visible
+            self.errors.append(f"POST {key}: fake crashed: {type(e).__name__}: {e}")
+            status, body = 500, {"message": f"fake crashed: {e}"}
+        self.requests.append(("POST", key, status))
+        self._send(h, status, body, headers)
+
     def _auth(self, h: BaseHTTPRequestHandler, template: str) -> str:
         auth = h.headers.get("Authorization") or ""
         scheme, _, cred = auth.partition(" ")
-        if template == "/app/installations/{installation_id}/access_tokens":
+        if template in ("/app/installations/{installation_id}/access_tokens", "/repos/{owner}/{repo}/installation"):
             if scheme.lower() != "bearer" or not self.app:
                 raise HTTPError(401, "A JSON web token could not be decoded")
             import jwt
@@ -1212,6 +1281,7 @@ class FakeGitHub:
         names = body["labels"] if isinstance(body, dict) else body
         names = [n["name"] if isinstance(n, dict) else n for n in names]
         for n in names:
+            repo.labels.add(n)
             if n not in pr.labels:
                 pr.labels.append(n)
         return 200, [self._label(repo, n) for n in pr.labels]

@@ -65,6 +65,13 @@ class BotSettings(BaseModel):
         None, description="A GitHub token to use instead of an App (PAT or fine-grained token). Env: MLGATE_GITHUB_TOKEN."
     )
     github_api_url: str = Field("https://api.github.com", description="GitHub REST API base URL (GitHub Enterprise: https://HOST/api/v3).")
+    github_api: Literal["graphql", "rest"] = Field(
+        "graphql",
+        description=(
+            "How promotion PRs are written on GitHub: graphql (3 round trips for any number of files: "
+            "createCommitOnBranch, on github.com and GitHub Enterprise Server 3.3+) or rest (older servers)."
+        ),
+    )
     # ---- GitLab API
     gitlab_url: str = Field("https://gitlab.com", description="GitLab instance URL.")
     gitlab_token: SecretStr | None = Field(None, description="GitLab access token (api scope). Env: MLGATE_GITLAB_TOKEN.")

@@ -39,8 +39,9 @@ def gl(tmp_path):
     assert fake.errors == [], fake.errors
 
 
-def forge(fake: FakeGitHub) -> GitHubForge:
-    return GitHubForge(fake.url, token=TOKEN, write_interval=0, request_interval=0, bot_login="mlgate-bot")
+def forge(fake: FakeGitHub, api: str = "graphql") -> GitHubForge:
+    """The GitHub forge; ``api="rest"`` for the REST promotion path (GHES without createCommitOnBranch)."""
+    return GitHubForge(fake.url, token=TOKEN, write_interval=0, request_interval=0, bot_login="mlgate-bot", api=api)
 
 
 def set_uri(model: str, uri: str):
@@ -69,25 +70,26 @@ def test_contents_api_is_chosen_when_it_needs_fewer_calls():
     assert use_contents_api(1) and use_contents_api(2) and not use_contents_api(3)
 
 
-def test_github_promotion_takes_six_calls_and_is_idempotent(gh):
+@pytest.mark.parametrize("api,calls", [("rest", 6), ("graphql", 3)])
+def test_github_promotion_takes_six_rest_or_three_graphql_calls_and_is_idempotent(gh, api, calls):
     gh.add_repo("acme/deploy", {"values.yaml": VALUES})
-    f = forge(gh)
+    f = forge(gh, api)
     r = f.open_promotion(request("acme/deploy", "iris", "s3://m/iris/2"))
-    assert r.created and r.changed and r.api_calls == 6
+    assert r.created and r.changed and r.api_calls == calls
     assert gh.pulls("acme/deploy")[0].body == "**Change:** `values.yaml` line 3: `uri: s3://m/iris/1` → `uri: s3://m/iris/2`"
-    again = forge(gh).open_promotion(request("acme/deploy", "iris", "s3://m/iris/2"))
+    again = forge(gh, api).open_promotion(request("acme/deploy", "iris", "s3://m/iris/2"))
     assert not again.created and not again.changed and again.url == r.url
     assert len(gh.pulls("acme/deploy")) == 1
-    already = forge(gh).open_promotion(request("acme/deploy", "iris", "s3://m/iris/1"))
+    already = forge(gh, api).open_promotion(request("acme/deploy", "iris", "s3://m/iris/1"))
     assert already.url is None and not already.changed  # main already holds it: nothing written
 
 
 def test_two_promotions_of_different_models_in_one_repository_both_land(gh):
     """Push mode, same file: the branch moves between read and write (409); re-read, re-apply, retry."""
     gh.add_repo("acme/deploy", {"values.yaml": VALUES})
-    f = forge(gh)
+    f = forge(gh, "rest")
     other = request("acme/deploy", "wine", "s3://m/wine/9", mode="push")
-    gh.on_request("PUT", r"/contents/values\.yaml$", lambda: forge(gh).open_promotion(other))
+    gh.on_request("PUT", r"/contents/values\.yaml$", lambda: forge(gh, "rest").open_promotion(other))
     r = f.open_promotion(request("acme/deploy", "iris", "s3://m/iris/2", mode="push"))
     assert r.changed
     g = gh.repos["acme/deploy"].git
@@ -102,7 +104,7 @@ def test_git_data_api_for_three_files_retries_when_not_a_fast_forward(gh):
     gh.add_repo("acme/deploy", {f: VALUES for f in files})
     gh.on_request("PATCH", r"/git/refs/heads/main$",
                   lambda: gh.commit("acme/deploy", "main", {"README.md": "moved under the bot\n"}))
-    r = forge(gh).open_promotion(request("acme/deploy", "iris", "s3://m/iris/3", mode="push", files=files))
+    r = forge(gh, "rest").open_promotion(request("acme/deploy", "iris", "s3://m/iris/3", mode="push", files=files))
     assert r.changed
     assert [c[2] for c in gh.calls("PATCH", "git/refs")] == [422, 200]
     g = gh.repos["acme/deploy"].git
@@ -110,7 +112,7 @@ def test_git_data_api_for_three_files_retries_when_not_a_fast_forward(gh):
     assert all("s3://m/iris/3" in g.read(tip, f).decode() for f in files)
     assert g.read(tip, "README.md") == b"moved under the bot\n"
     # one commit for three files; in PR mode the same path opens the PR
-    pr = forge(gh).open_promotion(request("acme/deploy", "wine", "s3://m/wine/3", files=files))
+    pr = forge(gh, "rest").open_promotion(request("acme/deploy", "wine", "s3://m/wine/3", files=files))
     assert pr.created and pr.api_calls == 4 + len(files) + 2  # branch, reads, tree, commit, ref + PR, label
 
 
@@ -346,7 +348,7 @@ def test_github_create_pr_whose_answer_was_lost_is_opened_once_and_labelled(gh):
     reports it as opened by this call (this call created its branch), and labels it."""
     gh.add_repo("acme/deploy", {"values.yaml": VALUES})
     gh.drop_answer("POST", r"^/repos/acme/deploy/pulls$")
-    r = forge(gh).open_promotion(request("acme/deploy", "iris", "s3://m/iris/2"))
+    r = forge(gh, "rest").open_promotion(request("acme/deploy", "iris", "s3://m/iris/2"))
     assert [c for c in gh.calls("POST", r"/pulls$")] == [("POST", "/repos/acme/deploy/pulls", 0),
                                                           ("POST", "/repos/acme/deploy/pulls", 422)]
     prs = gh.pulls("acme/deploy")

@@ -43,7 +43,8 @@ def make_forge(name: str, settings: Any, installation_id: int | None = None) -> 
         name: "github" or "gitlab".
         settings: :class:`mlgate.bot.settings.BotSettings` (``github_api_url``, ``github_app_id``,
             ``github_private_key``, ``github_token``, ``gitlab_url``, ``gitlab_token``, ``bot_login``;
-            optional ``github_write_interval`` seconds between content-creating requests, default 1.0).
+            optional ``github_write_interval`` seconds between content-creating requests, default 1.0;
+            optional ``github_api``: "graphql" (default) or "rest" for promotion PRs).
         installation_id: the GitHub App installation of the delivery (from its payload).
 
     Raises:
@@ -67,6 +68,7 @@ def make_forge(name: str, settings: Any, installation_id: int | None = None) -> 
             write_interval=1.0 if interval is None else float(interval),
             request_interval=0.25 if interval is None else min(0.25, float(interval)),
             bot_login=getattr(settings, "bot_login", None),
+            api=getattr(settings, "github_api", None) or "graphql",
         )
     if name == "gitlab":
         try:
@@ -121,6 +123,8 @@ def writer_from_env(environ: Mapping[str, str] | None = None) -> ForgeWriter:
     ``MLGATE_GITLAB_TOKEN``/``MLGATE_GITLAB_URL`` (``MLGATE_FORGE`` chooses when both are set;
     otherwise a repository URL whose host contains "gitlab" goes to GitLab).
     ``MLGATE_GITHUB_WRITE_INTERVAL``: seconds between content-creating GitHub requests (default 1).
+    ``MLGATE_GITHUB_API``: ``graphql`` (default: a promotion PR in 3 round trips) or ``rest``
+    (GitHub Enterprise Server without ``createCommitOnBranch``).
 
     Raises:
         ForgeError: no token for the forge the repository is on.
@@ -148,5 +152,6 @@ def forge_from_env(repository: str, environ: Mapping[str, str] | None = None) ->
         "gitlab_token": env.get("MLGATE_GITLAB_TOKEN"),
         "github_write_interval": float(env["MLGATE_GITHUB_WRITE_INTERVAL"])
         if env.get("MLGATE_GITHUB_WRITE_INTERVAL") else None,
+        "github_api": env.get("MLGATE_GITHUB_API") or "graphql",
     })()
     return make_forge(choice, settings)

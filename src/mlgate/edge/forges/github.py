@@ -26,10 +26,12 @@ Endpoints used (GitHub REST API, api.github.com OpenAPI description in npm
 - ``GET/POST /repos/{o}/{r}/issues/{n}/comments``, ``PATCH /repos/{o}/{r}/issues/comments/{id}``,
   ``POST /repos/{o}/{r}/issues/{n}/labels``, ``POST /repos/{o}/{r}/statuses/{sha}``
 
-Promotion commits: the contents API needs 2 + 2·n calls for n files (branch read, n reads,
+Promotion PRs (``api="graphql"``, the default): 3 round trips for any number of files through
+``POST /graphql`` (:class:`~mlgate.edge.forges.github_graphql.GitHubGraphQLPromotions`).
+With ``api="rest"``: the contents API needs 2 + 2·n calls for n files (branch read, n reads,
 ref create, n writes); the git data API needs 4 + n (branch read with its tree, n reads,
-tree, commit, ref). :func:`use_contents_api` picks the cheaper one. The promotion writes
-(branch, commit, PR, labels) are :class:`~mlgate.edge.forges.github_promotion.GitHubPromotions`.
+tree, commit, ref). :func:`use_contents_api` picks the cheaper one
+(:class:`~mlgate.edge.forges.github_promotion.GitHubPromotions`).
 
 PyGithub is imported at the top: this module is imported only when a forge is built
 (:func:`mlgate.edge.forges.make_forge`), never at CLI start-up.
@@ -53,12 +55,15 @@ from mlgate.edge.forges.base import (
     ForgeBusy,
     ForgeError,
     GitLabApprovals,
+    PromotionRequest,
+    PromotionResult,
     PullRequest,
     forge_call,
     retry_after_seconds,
     safe_path,
 )
 from mlgate.edge.forges.comments import Comment, upsert_marked_comment
+from mlgate.edge.forges.github_graphql import GitHubGraphQLPromotions, graphql_errors
 from mlgate.edge.forges.github_promotion import GitHubPromotions, use_contents_api
 
 
@@ -78,8 +83,13 @@ def _classify(exc: BaseException) -> float | bool:
     return isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError))
 
 
-class GitHubForge(GitHubPromotions):
-    """GitHub REST API for one installation (or token).
+#: ``github_api`` values: promotion PRs through GraphQL (3 round trips) or REST (GHES without
+#: ``createCommitOnBranch``); everything else is REST either way.
+APIS = ("graphql", "rest")
+
+
+class GitHubForge(GitHubGraphQLPromotions, GitHubPromotions):
+    """GitHub REST API (and GraphQL for promotion PRs) for one installation (or token).
 
     Args:
         base_url: API root, ``https://api.github.com`` (or GHES ``https://host/api/v3``, or a test fake).
@@ -88,6 +98,9 @@ class GitHubForge(GitHubPromotions):
         write_interval / request_interval: seconds PyGithub waits between writes / requests
             (GitHub recommends >= 1 s between content-creating requests).
         bot_login: the bot's own login, to find its comment when no comment id is known.
+        api: "graphql" (default): :meth:`open_promotion` takes 3 GraphQL round trips for any number
+            of files (:mod:`~mlgate.edge.forges.github_graphql`); "rest": the REST path
+            (:mod:`~mlgate.edge.forges.github_promotion`), for servers without ``createCommitOnBranch``.
 
     Raises (from every method): :class:`ForgeBusy` when GitHub keeps failing or rate
     limiting (retry the delivery later), :class:`ForgeError` for a refusal.
@@ -107,7 +120,11 @@ class GitHubForge(GitHubPromotions):
         request_interval: float = 0.25,
         bot_login: str | None = None,
         timeout: int = 15,
+        api: str = "graphql",
     ):
+        if api not in APIS:
+            raise UsageError(f"github_api must be one of {', '.join(APIS)}, not {api!r}")
+        self.api = api
         if app_id and private_key and installation_id:
             auth: Any = Auth.AppAuth(app_id, private_key).get_installation_auth(int(installation_id))
         elif token:
@@ -149,6 +166,34 @@ class GitHubForge(GitHubPromotions):
             http_error=GithubException, status_of=lambda e: e.status, classify=_classify,
             retry_after_of=lambda e: retry_after_seconds(e.headers), on_attempt=count,
         )
+
+    def _graphql(self, document: str, variables: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """One GraphQL request (``POST /graphql``; GHES ``/api/graphql``) with the REST retries;
+        (``data``, ``errors``). GitHub answers 200 with ``errors`` for a refused or partly done
+        operation, so both are returned. Raises ForgeError for a 4xx, ForgeBusy as :meth:`_api`."""
+        req = self._gh.requester
+
+        def count() -> None:
+            self.api_calls += 1
+
+        try:
+            _, out = forge_call(
+                "github", self.base_url, "GitHub POST /graphql",
+                lambda: req.requestJsonAndCheck("POST", req.graphql_url, input={"query": document, "variables": variables}),
+                http_error=GithubException, status_of=lambda e: e.status, classify=_classify,
+                retry_after_of=lambda e: retry_after_seconds(e.headers), on_attempt=count,
+            )
+        except GithubException as e:
+            raise ForgeError(f"GitHub refused a GraphQL request: {e.status} {self._message(e)}", e.status) from None
+        out = out if isinstance(out, dict) else {}
+        return out.get("data"), graphql_errors(out.get("errors"))
+
+    def open_promotion(self, req: PromotionRequest) -> PromotionResult:
+        """Commit the edits and open (or update) the promotion PR: GraphQL (3 round trips) or REST,
+        per ``api``; the same contract either way (see :meth:`GitHubPromotions.open_promotion`)."""
+        if self.api == "graphql":
+            return self._open_promotion_graphql(req)
+        return GitHubPromotions.open_promotion(self, req)
 
     def _pages(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
         """Every item of a paginated list (``per_page=100``, following pages until a short one)."""
