@@ -74,40 +74,55 @@ def test_one_check_is_judged_with_its_reason(kw, obs, points, outcome, words):
 
 # --------------------------------------------------------------------------- the decision
 
+# errors may fail twice in a step (a third failure rolls back); latency may not fail at all
 TWO = [{"name": "errors", "query": "e", "max": 0.05, "failure_limit": 2},
-       {"name": "latency", "query": "l", "max": 0.5, "failure_limit": 1}]
+       {"name": "latency", "query": "l", "max": 0.5}]
 
 
 def res(name: str, outcome: str, reason: str = "") -> CheckResult:
     return CheckResult(name, outcome, reason or f"{name}: {outcome}")  # type: ignore[arg-type]
 
 
+Z = {"errors": 0, "latency": 0}
 DECISIONS = [
     # (step, failures before, results, action, failures after, words)
-    (0, {}, [res("errors", "pass"), res("latency", "pass")], "advance", {"errors": 0, "latency": 0},
+    (0, {}, [res("errors", "pass"), res("latency", "pass")], "advance", Z,
      ["all checks passed at step 1 of 3 (10 %)", "advancing to 50 %"]),
-    (1, {}, [res("errors", "pass"), res("latency", "pass")], "advance", {"errors": 0, "latency": 0}, ["advancing to 100 %"]),
-    (2, {}, [res("errors", "pass"), res("latency", "pass")], "promote", {"errors": 0, "latency": 0}, ["step 3 of 3"]),
-    (0, {}, [res("errors", "fail"), res("latency", "pass")], "retry", {"errors": 1, "latency": 0}, ["failure 1 of 2"]),
-    (0, {"errors": 1}, [res("errors", "fail"), res("latency", "pass")], "rollback", {"errors": 2, "latency": 0},
-     ["rolling back at step 1 of 3 (10 %)", "2 of 2 allowed consecutive failures"]),
+    (1, {}, [res("errors", "pass"), res("latency", "pass")], "advance", Z, ["advancing to 100 %"]),
+    (2, {}, [res("errors", "pass"), res("latency", "pass")], "promote", Z, ["step 3 of 3"]),
+    (0, {}, [res("errors", "fail"), res("latency", "pass")], "retry", {"errors": 1, "latency": 0},
+     ["failure 1; 2 allowed"]),
+    (0, {"errors": 1}, [res("errors", "fail"), res("latency", "pass")], "retry", {"errors": 2, "latency": 0},
+     ["failure 2; 2 allowed"]),
+    # Argo Rollouts' failureLimit: more failed measurements than the limit fail the analysis
+    # (argoproj/argo-rollouts analysis/analysis_test.go TestAssessMetricFailureLimit... : Failed 3,
+    # FailureLimit 3 -> still Running; the default 0 -> Failed at the first)
+    (0, {"errors": 2}, [res("errors", "fail"), res("latency", "pass")], "rollback", {"errors": 3, "latency": 0},
+     ["rolling back at step 1 of 3 (10 %)", "3 failed measurements in this step; failure_limit 2"]),
     (1, {}, [res("errors", "pass"), res("latency", "fail")], "rollback", {"errors": 0, "latency": 1},
-     ["latency: fail", "1 of 1"]),
-    # a pass resets the consecutive count
-    (0, {"errors": 1}, [res("errors", "pass"), res("latency", "wait")], "wait", {"errors": 0, "latency": 0},
+     ["latency: fail", "failure_limit 0"]),
+    # failures are counted over the whole step, not reset by a pass (issue 15: 2 of 4 failed
+    # measurements must not promote a version whose limit is 1)
+    (0, {"errors": 1}, [res("errors", "pass"), res("latency", "wait")], "wait", {"errors": 1, "latency": 0},
      ["waiting at step 1 of 3", "latency: wait"]),
     # Prometheus unreachable: hold, nothing decided, counts untouched
     (0, {"errors": 1}, [res("errors", "error", "errors: could not measure: unreachable"),
                         res("latency", "error", "latency: could not measure: unreachable")],
      "hold", {"errors": 1, "latency": 0}, ["holding at step 1 of 3 (10 %), nothing decided", "unreachable"]),
     # one check unmeasurable, the other fine: still hold (never advance blindly)
-    (0, {}, [res("errors", "pass"), res("latency", "error")], "hold", {"errors": 0, "latency": 0}, ["holding"]),
-    # failure evidence wins over an unmeasurable check
+    (0, {}, [res("errors", "pass"), res("latency", "error")], "hold", Z, ["holding"]),
+    # failure evidence wins over an unmeasurable check (Argo: Failed before Error)
     (0, {}, [res("errors", "error"), res("latency", "fail")], "rollback", {"errors": 0, "latency": 1}, ["rolling back"]),
-    (0, {}, [res("errors", "fail"), res("latency", "wait")], "retry", {"errors": 1, "latency": 0}, ["failure 1 of 2"]),
-    (0, {}, [res("errors", "wait"), res("latency", "pass")], "wait", {"errors": 0, "latency": 0}, ["errors: wait"]),
+    (0, {}, [res("errors", "fail"), res("latency", "wait")], "retry", {"errors": 1, "latency": 0}, ["failure 1"]),
+    (0, {}, [res("errors", "wait"), res("latency", "pass")], "wait", Z, ["errors: wait"]),
+    # inconclusive: inconclusive_limit (default 1) pauses at once, asking a person
+    (0, {}, [res("errors", "inconclusive"), res("latency", "pass")], "pause", Z,
+     ["paused at step 1 of 3 (10 %), the analysis is inconclusive", "1 inconclusive; inconclusive_limit 1"]),
+    # a failure past its limit wins over an inconclusive one (Argo: Failed before Inconclusive)
+    (0, {}, [res("errors", "inconclusive"), res("latency", "fail")], "rollback", {"errors": 0, "latency": 1},
+     ["rolling back"]),
     # a check with no result at all is not a pass
-    (0, {}, [res("errors", "pass")], "hold", {"errors": 0, "latency": 0}, ["latency: not measured"]),
+    (0, {}, [res("errors", "pass")], "hold", Z, ["latency: not measured"]),
 ]
 
 
@@ -122,7 +137,7 @@ def test_decision_table(step, before, results, action, after, words):
 
 @settings(max_examples=200, deadline=None)
 @given(
-    outcomes=st.lists(st.sampled_from(["pass", "fail", "wait", "error"]), min_size=2, max_size=2),
+    outcomes=st.lists(st.sampled_from(["pass", "fail", "inconclusive", "wait", "error"]), min_size=2, max_size=2),
     before=st.tuples(st.integers(0, 3), st.integers(0, 3)),
     step=st.integers(0, 2),
 )
@@ -136,7 +151,69 @@ def test_never_advances_unless_every_check_passed(outcomes, before, step):
     if d.action == "rollback":
         assert "fail" in outcomes
     if "error" in outcomes and d.action != "rollback":
-        assert d.action == "hold"
+        assert d.action in ("hold", "pause")
+    if "inconclusive" in outcomes and "fail" not in outcomes and "error" not in outcomes:
+        assert d.action == "pause"
+
+
+# Argo Rollouts analysis/analysis_test.go TestAssessMetricStatusInconclusiveLimit: 3 inconclusive
+# with inconclusiveLimit 2 -> Inconclusive, with 3 -> not; mlgate pauses when the count reaches it.
+@pytest.mark.parametrize(("limit", "before", "action"), [(1, 0, "pause"), (3, 1, "retry"), (3, 2, "pause")])
+def test_inconclusive_limit_pauses_when_reached(limit, before, action):
+    c = cfg([{"name": "errors", "query": "e", "max": 0.01, "failure": {"max": 0.05}, "inconclusive_limit": limit}])
+    d = judge(c, 0, {}, [res("errors", "inconclusive")], inconclusive={"errors": before})
+    assert d.action == action and d.inconclusive == {"errors": before + 1}
+    assert (d.pause == "inconclusive") == (action == "pause")
+
+
+# Argo Rollouts' consecutiveErrorLimit (default 4): the 5th query error in a row errors the metric;
+# any measurement that is not an error resets the count (analysis_test.go TestConsecutiveErrors...).
+def test_consecutive_errors_past_the_limit_pause_and_a_measurement_resets_them():
+    c = cfg([{"name": "errors", "query": "e", "max": 0.05}])
+    err = [res("errors", "error", "errors: could not measure: connection refused")]
+    d = judge(c, 0, {}, err, errors={"errors": 3})
+    assert d.action == "hold" and d.errors == {"errors": 4}
+    d = judge(c, 0, {}, err, errors={"errors": 4})
+    assert d.action == "pause" and d.pause == "error"
+    assert "5 query errors in a row (consecutive_error_limit 4)" in d.reason and "connection refused" in d.reason
+    assert judge(c, 0, {}, [res("errors", "wait")], errors={"errors": 4}).errors == {"errors": 0}
+
+
+def test_max_hold_pauses_a_canary_held_by_errors():
+    c = cfg([{"name": "errors", "query": "e", "max": 0.05, "consecutive_error_limit": 1000}])
+    c = c.model_copy(update={"analysis": c.analysis.model_copy(update={"max_hold": 300})})
+    err = [res("errors", "error", "errors: could not measure: timed out")]
+    assert judge(c, 0, {}, err, held_for=299).action == "hold"
+    d = judge(c, 0, {}, err, held_for=300)
+    assert d.action == "pause" and "held 300 s without a measurement (max_hold 300 s)" in d.reason
+
+
+# Argo Rollouts metricproviders EvaluateResult: failure condition first; both set and neither met is
+# Inconclusive; success only and not met is Failed; failure only and not met is Successful.
+CONDITIONS = [
+    ({"max": 0.01, "failure": {"max": 0.05}}, 0.005, "pass"),
+    ({"max": 0.01, "failure": {"max": 0.05}}, 0.03, "inconclusive"),
+    ({"max": 0.01, "failure": {"max": 0.05}}, 0.08, "fail"),
+    ({"max": 0.01}, 0.03, "fail"),
+    ({"failure": {"max": 0.05}}, 0.03, "pass"),
+    ({"failure": {"max": 0.05}}, 0.06, "fail"),
+    ({"min": 0.99, "failure": {"min": 0.9}}, 0.95, "inconclusive"),
+    ({"primary_query": "p", "max_ratio": 1.1, "failure": {"max_ratio": 2}}, 0.15, "inconclusive"),
+    ({"primary_query": "p", "max_ratio": 1.1, "failure": {"max_ratio": 2}}, 0.25, "fail"),
+]
+
+
+@pytest.mark.parametrize(("kw", "value", "outcome"), CONDITIONS)
+def test_success_and_failure_conditions(kw, value, outcome):
+    r = evaluate_check(check(**kw), Observation(value, primary=0.1))
+    assert r.outcome == outcome, r.reason
+    if outcome == "inconclusive":
+        assert "neither success nor failure" in r.reason
+
+
+def test_a_failure_condition_needs_a_primary_query_for_a_ratio():
+    with pytest.raises(ValueError, match="max_ratio and primary_query go together"):
+        check(failure={"max_ratio": 2})
 
 
 # --------------------------------------------------------------------------- the state machine
@@ -186,7 +263,11 @@ def test_measure_counts_failures_then_rollback_and_audits_every_result():
     r, d = core.measure(r, bad, now=1031.0)
     assert d.action == "retry" and r.failures == {"errors": 1, "latency": 0}
     assert r.next_due_at == 1061.0 and len(r.measurements) == 1
-    r, d = core.measure(r, bad, now=1061.0)
+    r, d = core.measure(r, {"errors": Observation(0.01), "latency": Observation(0.1)}, now=1061.0)
+    assert d.action == "advance"  # the edge would advance; here the step is measured on
+    r, d = core.measure(r, bad, now=1091.0)
+    assert d.action == "retry" and r.failures == {"errors": 2, "latency": 0}  # a pass in between resets nothing
+    r, d = core.measure(r, bad, now=1121.0)
     assert d.action == "rollback" and "errors: 0.2 > max 0.05" in d.reason
     r = core.start_rollback(r, now=1062.0, reason=d.reason)
     assert r.status == "rolling_back" and r.steps_log[0].outcome == "rolled back"
@@ -261,8 +342,82 @@ def test_transition_table(status, to, ok):
 def test_record_survives_a_json_round_trip():
     r = core.step_written(fresh(), commit="c1", url=None, live=True, now=1000.0)
     r, _ = core.measure(r, {"errors": Observation(0.2, samples=3), "latency": Observation(error="down")}, now=1031.0)
+    r = replace(r, paused="error", reminded_at=1.0, waiting_since=2.0)
     back = core.record_from_json(core.record_to_json(r), id=r.id, revision=r.revision)
     assert back == r
+
+
+def test_too_few_samples_past_max_wait_is_inconclusive_and_pauses():
+    checks = [{"name": "errors", "query": "e", "max": 0.05, "min_samples": 100, "samples_query": "s"}]
+    r = core.step_written(fresh(checks=checks), commit="c1", url=None, live=True, now=1000.0)
+    r = replace(r, settings=replace(r.settings, canary=r.settings.canary.model_copy(update={
+        "analysis": r.settings.canary.analysis.model_copy(update={"max_wait": 60})})))
+    few = {"errors": Observation(0.01, samples=5)}
+    r, d = core.measure(r, few, now=1030.0)
+    assert d.action == "wait" and r.waiting_since == 1030.0
+    r, d = core.measure(r, few, now=1060.0)
+    assert d.action == "wait" and r.waiting_since == 1030.0
+    r, d = core.measure(r, few, now=1090.0)
+    assert d.action == "pause" and d.pause == "inconclusive"
+    assert "still waiting after 60 s (max_wait 60 s)" in d.reason and "5 samples < min_samples 100" in d.reason
+    p = core.to_paused(r, now=1090.0, kind=d.pause, reason=d.reason)
+    assert p.status == "paused" and p.active and p.next_due_at is None and not core.measurement_due(p, 9e9)
+
+
+def test_continue_advances_a_paused_canary_and_a_confirm_step_pauses_before_it_is_written():
+    steps = (10, {"percent": 50, "confirm": True}, 100)
+    r = core.step_written(fresh(steps=steps), commit="c1", url=None, live=True, now=1000.0)
+    assert r.steps == [10, 50, 100]
+    ok = {"errors": Observation(0.01), "latency": Observation(0.1)}
+    r, d = core.measure(r, ok, now=1031.0)
+    assert d.action == "advance"
+    p = core.start_advance(r, now=1031.0, reason=d.reason)
+    assert p.status == "paused" and p.paused == "confirm" and p.step == 0
+    assert "step 2 (50 %) needs a person: reply /continue" in p.reason
+    with pytest.raises(Refused, match="not paused"):
+        core.resume(r, now=1032.0, actor="carol")
+    a = core.resume(p, now=1040.0, actor="carol")
+    assert a.status == "advancing" and a.step == 1 and a.paused is None and "continued by carol" in a.reason
+    a = core.step_written(a, commit="c2", url=None, live=True, now=1041.0)
+    a, d = core.measure(a, ok, now=1080.0)
+    assert core.start_advance(a, now=1080.0, reason=d.reason).status == "advancing"  # 100 % needs nobody
+
+
+def test_a_confirm_first_step_is_written_on_continue():
+    r = fresh(steps=({"percent": 10, "confirm": True}, 100))
+    p = core.to_paused(r, now=1000.0, kind="confirm", reason="step 1 needs a person")
+    a = core.resume(p, now=1001.0, actor="carol")
+    assert a.status == "advancing" and a.step == 0 and "writing step 1 (10 %)" in a.reason
+
+
+def test_a_step_pr_waiting_past_merge_timeout_is_reminded_then_rolled_back():
+    r = fresh()
+    r = replace(r, settings=replace(r.settings, canary=r.settings.canary.model_copy(update={"merge_timeout": 100})))
+    r = core.step_written(r, commit=None, url="https://github.com/o/d/pull/4", live=False, now=1000.0)
+    assert core.merge_overdue(r, 1099.0) is None
+    assert core.merge_overdue(r, 1100.0) == "remind"
+    r = replace(r, reminded_at=1100.0)
+    assert core.merge_overdue(r, 1150.0) is None
+    assert core.merge_overdue(r, 1200.0) == "rollback"
+    live = core.step_live(r, now=1150.0)
+    assert core.merge_overdue(live, 9e9) is None
+    push = core.step_written(fresh(), commit="c1", url=None, live=True, now=1000.0)
+    assert core.merge_overdue(push, 9e9) is None
+
+
+def test_report_shows_each_steps_measurements_the_time_left_and_a_traffic_chart():
+    checks = [{"name": "errors", "query": "e", "max": 0.01, "failure": {"max": 0.05}, "inconclusive_limit": 3}]
+    r = core.step_written(fresh(checks=checks), commit="c1", url=None, live=True, now=1000.0)
+    r, _ = core.measure(r, {"errors": Observation(0.005)}, now=1030.0)
+    r = core.start_advance(r, now=1030.0, reason="ok")
+    r = core.step_written(r, commit="c2", url=None, live=True, now=1031.0)
+    r, d = core.measure(r, {"errors": Observation(0.02)}, now=1061.0)
+    assert d.action == "retry"
+    text = core.render_report(r, now=1070.0)
+    assert "| 1 (10 %) | errors | 0.005 | ≤ 0.01, fails > 0.05 | 1 pass | advance |" in text
+    assert "| 2 (50 %) | errors | 0.02 | ≤ 0.01, fails > 0.05 | 1 inconclusive | retry |" in text
+    assert "Time left: next measurement in 21 s" in text and "at least 30 s to 100 % (1 more step" in text
+    assert "bar [10, 50, 0]" in text and "line [50, 200, 0]" in text  # % of the threshold 0.01
 
 
 def test_placeholders_leave_promql_braces_alone():

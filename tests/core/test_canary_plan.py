@@ -220,7 +220,7 @@ def test_report_is_one_markdown_body_with_a_chart_per_check():
     assert "**advancing**: all checks passed at step 1 of 3 (10 %), advancing to 50 %" in body
     assert "| 1 | 10 % | `0123456789ab` | 22:13:21Z | passed |" in body
     assert "| 2 | 50 % | | | being written |" in body
-    assert body.count("```mermaid\nxychart-beta") == 2
+    assert body.count("```mermaid\nxychart-beta") == 3  # traffic per step, then one per check
     assert "    line [0.01, 0.02]\n    line [0.05, 0.05]" in body  # canary value, then the max threshold
     assert "    line [0.1, 0.11]\n    line [0.1, 0.1]" in body  # latency: canary, then primary
     assert 'x-axis ["10% +6s", "10% +11s"]' in body

@@ -28,8 +28,8 @@ HELM_TARGET = ("{kind: weighted, canary_weight: canary.weight, primary_weight: p
 
 
 def config_text(model: str, repo: Path, prometheus: str, *, path: str = "prod/isvc.yaml", target: str = KSERVE_TARGET,
-                steps: str = "[10, 50, 100]", interval: float = 1, failure_limit: int = 2, min_samples: int = 100,
-                mode: str = "push") -> str:
+                steps: str = "[10, 50, 100]", interval: float = 1, failure_limit: int = 1, min_samples: int = 100,
+                mode: str = "push", error_check: str = "max: 0.05", analysis: str = "", canary: str = "") -> str:
     return f"""\
 model: {model}
 environments:
@@ -41,14 +41,14 @@ environments:
       target: {{kind: kserve, name: fraud-model}}
     canary:
       steps: {steps}
-      interval: {interval}
+      interval: {interval}{canary}
       analysis:
         prometheus: {prometheus}
-        timeout: 2
+        timeout: 2{analysis}
         checks:
           - name: error_rate
             query: 'max(model_error_ratio{{model="{{model}}",version="{{version}}"}})'
-            max: 0.05
+            {error_check}
             samples_query: 'sum(model_requests{{model="{{model}}",version="{{version}}"}})'
             min_samples: {min_samples}
             failure_limit: {failure_limit}
@@ -151,7 +151,8 @@ def test_healthy_canary_advances_through_every_step_and_takes_champion(tmp_path,
                        "write", "promote"]
     final = s.posted[-1]
     assert final.startswith(f"<!-- mlgate-canary id={cid} ") and "**promoted**" in final
-    assert final.count("```mermaid") == 2 and "| 3 | 100 % |" in final
+    assert final.count("```mermaid") == 3 and "| 3 | 100 % |" in final  # traffic per step, one per check
+    assert "#### Measurements per step" in final and "| 2 (50 %) | error_rate | 0.01 | ≤ 0.05, 100 samples |" in final
 
 
 def test_unhealthy_canary_is_rolled_back_after_failure_limit_with_the_reason(tmp_path, registry, model_name,
@@ -168,7 +169,7 @@ def test_unhealthy_canary_is_rolled_back_after_failure_limit_with_the_reason(tmp
 
     rec = s.record(cid)
     assert [m_.action for m_ in rec.measurements] == ["retry", "rollback"]
-    assert "error_rate: 0.2 > max 0.05 (2 of 2 allowed consecutive failures)" in rec.reason
+    assert "error_rate: 0.2 > max 0.05 (2 failed measurements in this step; failure_limit 1)" in rec.reason
     assert rec.steps_log[0].outcome == "rolled back" and rec.rollback.live_at is not None
     v2 = s.registry.get_version(m, "2")
     assert v2.tags["mlgate.canary"] == "rolled_back" and "error_rate: 0.2 > max 0.05" in v2.tags["mlgate.canary.reason"]

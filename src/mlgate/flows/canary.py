@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from mlgate.flows.canary_run import (  # noqa: F401  (Notify, PrometheusLike, Ti
     CanaryRun,
     Clock,
     Notify,
+    PrState,
     PrometheusFactory,
     PrometheusLike,
     Reader,
@@ -60,7 +62,7 @@ from mlgate.flows.canary_run import (  # noqa: F401  (Notify, PrometheusLike, Ti
 )
 
 __all__ = [
-    "TickResult", "start_canary", "on_step_live", "tick", "abort", "rollback", "report",
+    "TickResult", "start_canary", "on_step_live", "tick", "abort", "rollback", "report", "continue_canary",
     "read_branch_file", "default_prometheus",
 ]
 
@@ -113,6 +115,11 @@ def start_canary(store: CanaryStore, registry: RegistryPort, writer: Any, clock:
     record = store.create(record, actor=actor)
     run.changed = True
     log_change("start", record)
+    if settings.canary.confirm(0):  # step 1 itself waits for a person (Flagger's confirm-rollout)
+        why = (f"step 1 ({record.percent} %) needs a person before it is written: reply /continue to write it, "
+               "or /abort")
+        record = run.save(core.to_paused(record, now=run.now(), kind="confirm", reason=why), record, "pause")
+        return run.result(record, "paused", why)
     record = _write_first_step(run, record)
     action = "promoted" if record.status == "promoted" else "started"
     return run.result(record, action, record.reason)
@@ -214,11 +221,16 @@ def default_prometheus(analysis: CanaryAnalysis) -> PrometheusLike:
     return Prometheus(analysis.prometheus, timeout=analysis.timeout, token=token)
 
 
+#: the prefix of an observation's error when Prometheus rejected the query (a configuration error)
+REJECTED = "rejected by Prometheus: "
+
+
 def observe(record: CanaryRecord, prometheus: PrometheusLike) -> dict[str, Observation]:
     """Query every check of ``record`` (canary value, samples, primary value).
 
     Once Prometheus is unreachable the remaining checks are not queried: they carry the
-    same error (the whole measurement is held).
+    same error (the whole measurement is held). A query Prometheus rejects (HTTP 400
+    ``bad_data``, or several series) carries :data:`REJECTED` and Prometheus's message.
     """
     from mlgate.edge.prometheus import QueryError  # lazily: httpx, only a tick that measures needs it
 
@@ -239,7 +251,7 @@ def observe(record: CanaryRecord, prometheus: PrometheusLike) -> dict[str, Obser
             primary = (prometheus.value(q(check.primary_query, record.primary_version))
                        if check.primary_query else None)
         except QueryError as e:
-            out[check.name] = Observation(error=str(e))
+            out[check.name] = Observation(error=REJECTED + str(e))
             continue
         except InfraError as e:
             down = str(e)
@@ -251,7 +263,7 @@ def observe(record: CanaryRecord, prometheus: PrometheusLike) -> dict[str, Obser
 
 def tick(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock, *, canary_id: int | None = None,
          prometheus: PrometheusFactory = default_prometheus, reader: Reader | None = None, actor: str = "bot",
-         notify: Notify | None = None) -> list[TickResult]:
+         notify: Notify | None = None, pr_state: PrState | None = None) -> list[TickResult]:
     """Do what is due for every running canary (or only ``canary_id``): one pass, no sleeping.
 
     Per canary, by status: ``started``/``advancing`` → write the pending step; ``rolling_back``
@@ -260,9 +272,15 @@ def tick(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock, 
     a measurement is due (``interval`` after going live or after the last one), query
     Prometheus, judge (:func:`mlgate.core.canary.measure`), and advance or roll back accordingly.
 
-    Prometheus unreachable, or a query rejected, holds the canary where it is and is
-    reported (``held``, with the error); it never advances. Errors of one canary do not stop
-    the others. The bot calls this every few seconds; ``mlgate canary step`` calls it once.
+    Prometheus unreachable holds the canary where it is and is reported (``held``, with the
+    error); it never advances, and past ``consecutive_error_limit`` or ``max_hold`` it pauses
+    (``paused``: a person decides with ``/continue``, ``/abort`` or ``/rollback``). A query
+    Prometheus rejects is a configuration error: the canary rolls back to the safe state at
+    once with Prometheus's message. An inconclusive analysis pauses too. A step PR that
+    ``pr_state`` (PR address → ``open``/``closed``/``merged``) says was closed unmerged rolls the
+    canary back; one waiting longer than ``merge_timeout`` is reminded of (``reminded``, in the
+    report), and after twice that long rolled back. Errors of one canary do not stop the
+    others. The bot calls this every few seconds; ``mlgate canary step`` calls it once.
 
     Returns:
         One :class:`TickResult` per canary looked at.
@@ -278,7 +296,7 @@ def tick(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock, 
     for record in records:
         run = CanaryRun(store, registry, writer, clock, actor, notify)
         try:
-            results.append(_tick_one(run, record, prometheus, reader))
+            results.append(_tick_one(run, record, prometheus, reader, pr_state))
         except Conflict as e:
             latest = store.get(record.id) or record
             results.append(run.result(latest, "conflict", str(e)))
@@ -289,7 +307,8 @@ def tick(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock, 
     return results
 
 
-def _tick_one(run: CanaryRun, record: CanaryRecord, prometheus: PrometheusFactory, reader: Reader | None) -> TickResult:
+def _tick_one(run: CanaryRun, record: CanaryRecord, prometheus: PrometheusFactory, reader: Reader | None,
+              pr_state: PrState | None = None) -> TickResult:
     status = record.status
     if status in ("started", "advancing"):
         record = run.write_step(record)
@@ -298,8 +317,7 @@ def _tick_one(run: CanaryRun, record: CanaryRecord, prometheus: PrometheusFactor
         if record.rollback is not None and record.rollback.live_at is None:
             record = _check_merged(run, record, reader)
             if record.rollback is not None and record.rollback.live_at is None:
-                return run.result(record, "awaiting_merge",
-                                  f"the rollback is waiting to be merged: {record.rollback.url or '-'}")
+                return _awaiting_merge(run, record, pr_state)
         record = run.write_rollback(record)
         return run.result(record, record.status, record.reason)
     if status != "observing":
@@ -309,8 +327,7 @@ def _tick_one(run: CanaryRun, record: CanaryRecord, prometheus: PrometheusFactor
         record = _check_merged(run, record, reader)
         cur = record.current
         if cur is not None and cur.live_at is None:
-            return run.result(record, "awaiting_merge",
-                              f"step {record.step + 1} ({record.percent} %) is waiting to be merged: {cur.url or '-'}")
+            return _awaiting_merge(run, record, pr_state)
     if record.is_last_step:
         record = run.promote(record)
         return run.result(record, "promoted", record.reason)
@@ -328,23 +345,73 @@ def _tick_one(run: CanaryRun, record: CanaryRecord, prometheus: PrometheusFactor
             close()
     measured, decision = core.measure(record, observations, now=run.now())
     record = run.save(measured, record, f"measure:{decision.action}")
+    rejected = [f"{name}: {o.error[len(REJECTED):]}" for name, o in observations.items()
+                if o.error and o.error.startswith(REJECTED)]
+    if rejected and decision.action != "rollback":  # a configuration error, not an outage: stop at the safe state
+        why = ("rolling back: a query of the analysis is a configuration error (fix it in .mlgate.yml): "
+               + "; ".join(rejected))
+        return _roll_back(run, record, why)
     if decision.action == "advance":
         advancing = core.start_advance(record, now=run.now(), reason=decision.reason)
-        record = run.save(advancing, record, "advance")
+        record = run.save(advancing, record, "advance" if advancing.status == "advancing" else "pause")
+        if record.status == "paused":
+            return run.result(record, "paused", record.reason)
         record = run.write_step(record)
         return run.result(record, "promoted" if record.status == "promoted" else "advanced", decision.reason)
+    if decision.action == "pause":
+        paused = core.to_paused(record, now=run.now(), kind=decision.pause or "inconclusive",
+                                reason=f"{decision.reason}. Reply /continue to go on to the next step, or /abort")
+        record = run.save(paused, record, "pause")
+        return run.result(record, "paused", record.reason)
     if decision.action == "promote":  # defensive: the last step is promoted when live, never measured
         record = run.promote(record)
         return run.result(record, "promoted", record.reason)
     if decision.action == "rollback":
-        rolling = core.start_rollback(record, now=run.now(), reason=decision.reason)
-        record = run.save(rolling, record, "rollback")
-        record = run.write_rollback(record)
-        return run.result(record, record.status, decision.reason)
+        return _roll_back(run, record, decision.reason)
     if decision.action == "hold":
         errors = [r.reason for r in measured.measurements[-1].results if r.outcome == "error"]
         return run.result(record, "held", decision.reason, InfraError("; ".join(errors) or decision.reason))
     return run.result(record, "waiting" if decision.action == "wait" else "measured", decision.reason)
+
+
+def _roll_back(run: CanaryRun, record: CanaryRecord, why: str) -> TickResult:
+    rolling = core.start_rollback(record, now=run.now(), reason=why)
+    record = run.save(rolling, record, "rollback")
+    record = run.write_rollback(record)
+    return run.result(record, record.status, why)
+
+
+def _awaiting_merge(run: CanaryRun, record: CanaryRecord, pr_state: PrState | None) -> TickResult:
+    """A step (or the rollback) waits for its PR to be merged: a PR closed unmerged stops the
+    canary at the last safe state (a step's: rollback through git; the rollback's: abort, a
+    person takes over); ``merge_timeout`` brings a reminder, then the same as a closed PR."""
+    rolling = record.status == "rolling_back"
+    pending = record.rollback if rolling else record.current
+    assert pending is not None
+    what = "the rollback" if rolling else f"step {record.step + 1} ({record.percent} %)"
+    state = pr_state(pending.url) if pr_state is not None and pending.url else None
+    if state == "closed":
+        if rolling:
+            why = (f"aborted: the rollback PR {pending.url} was closed without merging; mlgate no longer drives the "
+                   f"canary and the manifest keeps what its last merged step wrote")
+            record = run.save(core.to_aborted(record, now=run.now(), reason=why), record, "abort")
+            return run.result(record, "aborted", why)
+        return _roll_back(run, record, f"rolling back to the last safe state: the PR of {what} ({pending.url}) was "
+                                       "closed without merging")
+    now = run.now()
+    due = core.merge_overdue(record, now)
+    timeout = record.settings.canary.merge_timeout
+    if due == "rollback":
+        return _roll_back(run, record, f"rolling back to the last safe state: the PR of {what} ({pending.url}) waited "
+                                       f"{now - (pending.written_at or now):.0f} s to be merged (merge_timeout "
+                                       f"{timeout:g} s, reminded once)")
+    if due == "remind":
+        why = (f"reminder: the PR of {what} ({pending.url}) has waited {now - (pending.written_at or now):.0f} s to be "
+               f"merged (merge_timeout {timeout:g} s); merge or close it"
+               + ("" if rolling else f": the canary rolls back in {timeout:g} s otherwise"))
+        record = run.save(replace(record, reminded_at=now, reason=why, updated_at=now), record, "remind")
+        return run.result(record, "reminded", why)
+    return run.result(record, "awaiting_merge", f"{what} is waiting to be merged: {pending.url or '-'}")
 
 
 def _check_merged(run: CanaryRun, record: CanaryRecord, reader: Reader | None) -> CanaryRecord:
@@ -397,6 +464,22 @@ def rollback(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clo
     record = run.write_rollback(record)
     msg = record.reason if record.status == "rolled_back" else f"{record.reason} (rollback awaiting merge)"
     return run.result(record, record.status, msg)
+
+
+def continue_canary(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock,
+                    canary: int | CanaryRecord, *, actor: str = "cli", notify: Notify | None = None) -> TickResult:
+    """``/continue``: a person decided on a ``paused`` canary: write its next step (step 1 when
+    a ``confirm: true`` first step paused it). Permission is the caller's to check.
+
+    Raises:
+        UsageError: no such canary. Refused: it is not paused.
+        InfraError: git unreachable (the canary stays ``advancing``; the next tick writes the step).
+    """
+    record = _find(store, canary)
+    run = CanaryRun(store, registry, writer, clock, actor, notify)
+    record = run.save(core.resume(record, now=run.now(), actor=actor), record, "continue")
+    record = run.write_step(record)
+    return run.result(record, "promoted" if record.status == "promoted" else "advanced", record.reason)
 
 
 def abort(store: CanaryStore, registry: RegistryPort, writer: Any, clock: Clock, canary: int | CanaryRecord, *,

@@ -23,6 +23,8 @@ Clock = Callable[[], datetime]
 Notify = Callable[[CanaryRecord, str], None]
 #: reads a file on a branch of a GitOps repository: (repository, branch, path) -> text
 Reader = Callable[[str, str, str], str]
+#: the state of a step's pull request from its address: "open", "closed" (unmerged) or "merged"
+PrState = Callable[[str], str]
 
 #: MLflow keeps tag values up to 5,000 characters (older servers: 250 for run tags).
 TAG_MAX = 4000
@@ -42,7 +44,7 @@ class TickResult:
     Attributes:
         canary: the record as stored afterwards.
         action: one word: ``started``, ``advanced``, ``promoted``, ``rolled_back``,
-            ``rolling_back``, ``aborted``, ``live``, ``measured``, ``waiting``, ``held``,
+            ``rolling_back``, ``aborted``, ``live``, ``measured``, ``waiting``, ``held``, ``paused``, ``reminded``,
             ``awaiting_merge``, ``nothing_due``, ``conflict``, ``failed``.
         message: what happened, in words.
         report: the Markdown report (:func:`mlgate.core.canary.render_report`).
@@ -68,9 +70,9 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def report(store: CanaryStore, record: CanaryRecord) -> str:
-    """The Markdown report of ``record`` with its audited history."""
-    return core.render_report(record, store.transitions(record.id) if record.id is not None else ())
+def report(store: CanaryStore, record: CanaryRecord, *, now: float | None = None) -> str:
+    """The Markdown report of ``record`` with its audited history (and the time left at ``now``)."""
+    return core.render_report(record, store.transitions(record.id) if record.id is not None else (), now=now)
 
 
 def log_change(event: str, record: CanaryRecord, **kw: Any) -> None:
@@ -109,7 +111,7 @@ class CanaryRun:
         return stored
 
     def result(self, record: CanaryRecord, action: str, message: str, error: MlgateError | None = None) -> TickResult:
-        body = report(self.store, record)
+        body = report(self.store, record, now=self.now())
         if self.changed and self.notify is not None:
             try:
                 self.notify(record, body)

@@ -8,6 +8,7 @@ return; :mod:`mlgate.edge.db.canaries` keeps the :class:`CanaryRecord` between t
 State machine (``CanaryRecord.status``; every change is one audited transition)::
 
     started ──(step 1 written)──▶ observing ──(all checks pass)──▶ advancing ──▶ observing ...
+       │                            │  ├─(inconclusive, errors, confirm)──▶ paused ──(/continue)──▶ advancing
        │                            │  │                                         │
        │                            │  └─(last step, 100 %, live)──▶ promoted    │
        └──────(rollback/abort)──────┴──(failure_limit reached, /rollback)──▶ rolling_back ──▶ rolled_back
@@ -19,15 +20,23 @@ State machine (``CanaryRecord.status``; every change is one audited transition):
 * ``advancing``: step N+1 is being written (a crash here is resumed by rewriting the same step;
   the edit sets values, so a step already on the branch produces no second commit).
 * ``promoted``: the 100 % step is live: the version is the primary and holds the alias.
+* ``paused``: mlgate waits for a person at step N (an inconclusive analysis, query errors past
+  ``consecutive_error_limit`` or ``max_hold``, or step N+1 has ``confirm: true``); ``/continue``
+  by a promoter writes step N+1, ``/abort`` or ``/rollback`` stops.
 * ``rolling_back``: the rollback is being written (traffic back to the primary, canary removed).
 * ``rolled_back``: the rollback is live. ``aborted``: mlgate stopped driving the canary and left
   the manifest as it was (a person takes over); a rollback may still follow.
 
-Verdict per measurement (:func:`judge`): each check is *pass*, *fail*, *wait* (too few
-samples, no data) or *error* (Prometheus unreachable or the query rejected). Then, in order:
-a check with ``failure_limit`` consecutive failures → **rollback**; any error → **hold** (never
-advance blindly); any failure below its limit → **retry**; any wait → **wait**; all pass →
-**advance** (or **promote** when the step is already the last).
+Verdict per measurement (:func:`judge`, after Argo Rollouts' analysis): each check is *pass*,
+*fail* (its failure condition met, or its success condition not met without a failure
+condition), *inconclusive* (both conditions set, neither met; or waiting past ``max_wait``),
+*wait* (too few samples, no data) or *error* (Prometheus unreachable). Then, in order: a check
+with more than ``failure_limit`` failed measurements in the step → **rollback**; more than
+``consecutive_error_limit`` errors in a row, or held ``max_hold`` seconds → **pause**; any other
+error → **hold** (never advance blindly); ``inconclusive_limit`` inconclusive measurements →
+**pause**; a failure or inconclusive below its limit → **retry**; any wait → **wait**; all pass
+→ **advance** (or **promote** when the step is already the last). A query Prometheus rejects
+(400 ``bad_data``) is a configuration error: the edge rolls back to the safe state at once.
 
 The package's modules, one job each: ``records`` (statuses, records, JSON), ``machine`` (the
 transitions), ``analysis`` (checks and the decision), ``plan`` (manifest edits, commit
@@ -41,15 +50,18 @@ from mlgate.core.canary.machine import (
     TRANSITIONS,
     check_transition,
     measurement_due,
+    merge_overdue,
     needs_rollback_write,
     new_canary,
     rollback_live,
+    resume,
     rollback_written,
     start_advance,
     start_rollback,
     step_live,
     step_written,
     to_aborted,
+    to_paused,
     to_promoted,
     to_rolled_back,
 )
@@ -92,5 +104,5 @@ __all__ = [
     "status_line", "step_live", "step_written", "start_advance", "start_rollback", "to_aborted", "to_promoted",
     "to_rolled_back", "record_to_json", "record_from_json", "KSERVE_URI", "KSERVE_PERCENT", "MODE_ANNOTATION",
     "rollback_written", "rollback_live", "needs_rollback_write", "commit_message", "promotion_of", "report_marker",
-    "kserve_mode_problem", "validate_version",
+    "kserve_mode_problem", "validate_version", "merge_overdue", "resume", "to_paused",
 ]

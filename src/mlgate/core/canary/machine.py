@@ -12,9 +12,10 @@ from mlgate.core.errors import Refused
 
 #: allowed status changes (a status may also stay the same: a measurement, a step going live)
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "started": frozenset({"observing", "rolling_back", "rolled_back", "aborted"}),
-    "observing": frozenset({"advancing", "promoted", "rolling_back", "rolled_back", "aborted"}),
+    "started": frozenset({"observing", "paused", "rolling_back", "rolled_back", "aborted"}),
+    "observing": frozenset({"advancing", "paused", "promoted", "rolling_back", "rolled_back", "aborted"}),
     "advancing": frozenset({"observing", "rolling_back", "rolled_back", "aborted"}),
+    "paused": frozenset({"advancing", "rolling_back", "rolled_back", "aborted"}),
     "rolling_back": frozenset({"rolled_back"}),
     "aborted": frozenset({"rolling_back", "rolled_back"}),
     "promoted": frozenset(),
@@ -40,7 +41,7 @@ def new_canary(*, model: str, environment: str, alias: str, version: str, primar
     """
     if version == primary_version:
         raise Refused(f"{model} v{version} already holds {alias!r} in {environment}: there is nothing to canary")
-    s = settings.canary.steps
+    s = settings.canary.percents
     return CanaryRecord(
         id=None, model=model, environment=environment, alias=alias, version=version,
         primary_version=primary_version, status="started", step=0, settings=settings, values=dict(values),
@@ -66,7 +67,8 @@ def step_written(record: CanaryRecord, *, commit: str | None, url: str | None, l
     reason = (f"step {record.step + 1} of {n} ({p} %) is live ({where})" if live
               else f"step {record.step + 1} of {n} ({p} %) written as {where}; waiting for it to be merged")
     return replace(record, status="observing", steps_log=log + (entry,), updated_at=now, reason=reason,
-                   failures={}, next_due_at=(now + record.settings.canary.interval) if live else None)
+                   failures={}, inconclusive={}, errors={}, waiting_since=None, held_since=None, paused=None,
+                   reminded_at=None, next_due_at=(now + record.settings.canary.interval) if live else None)
 
 
 def step_live(record: CanaryRecord, *, now: float, commit: str | None = None) -> CanaryRecord:
@@ -111,17 +113,52 @@ def measurement_due(record: CanaryRecord, now: float) -> bool:
     return now >= record.next_due_at
 
 
-def start_advance(record: CanaryRecord, *, now: float, reason: str) -> CanaryRecord:
-    """``observing`` step N → ``advancing`` to step N+1 (to be written)."""
+def start_advance(record: CanaryRecord, *, now: float, reason: str, confirmed: bool = False) -> CanaryRecord:
+    """``observing`` (or ``paused``) step N → ``advancing`` to step N+1 (to be written).
+
+    When step N+1 has ``confirm: true`` and no person confirmed it yet (``confirmed``: a
+    ``/continue``), the canary is ``paused`` at step N instead, asking for ``/continue``.
+    """
     check_transition(record, "advancing")
     if record.is_last_step:
         raise Refused(f"canary {record.label} is at its last step; it is promoted, not advanced")
+    if not confirmed and record.settings.canary.confirm(record.step + 1):
+        nxt = record.steps[record.step + 1]
+        return to_paused(record, now=now, kind="confirm",
+                         reason=f"{reason}; step {record.step + 2} ({nxt} %) needs a person: reply /continue to write "
+                                "it, or /abort")
     cur = record.current
     log = record.steps_log
     if cur is not None:
         log = tuple(replace(s, ended_at=now, outcome="passed") if s is cur else s for s in log)
-    return replace(record, status="advancing", step=record.step + 1, steps_log=log, failures={},
-                   next_due_at=None, updated_at=now, reason=reason)
+    return replace(record, status="advancing", step=record.step + 1, steps_log=log, failures={}, inconclusive={},
+                   errors={}, waiting_since=None, held_since=None, paused=None, next_due_at=None, updated_at=now,
+                   reason=reason)
+
+
+def to_paused(record: CanaryRecord, *, now: float, kind: str, reason: str) -> CanaryRecord:
+    """Stop at the current step and wait for a person (``/continue`` or ``/abort``); nothing is
+    measured or written meanwhile. ``kind``: ``inconclusive``, ``error`` or ``confirm``."""
+    check_transition(record, "paused")
+    return replace(record, status="paused", paused=kind, next_due_at=None, held_since=None, waiting_since=None,
+                   updated_at=now, reason=reason)
+
+
+def resume(record: CanaryRecord, *, now: float, actor: str) -> CanaryRecord:
+    """``/continue`` on a ``paused`` canary (pure): write the next step (``advancing``), or
+    step 1 when a ``confirm: true`` first step paused it before anything was written.
+
+    Raises:
+        Refused: the canary is not paused.
+    """
+    if record.status != "paused":
+        raise Refused(f"canary {record.label} is {record.status}, not paused: there is nothing to continue")
+    why = f"continued by {actor} ({record.paused or 'paused'} pause at step {record.step + 1})"
+    if record.current is None:  # paused before step 1 was written
+        return replace(record, status="advancing", paused=None, updated_at=now,
+                       reason=f"{why}: writing step {record.step + 1} ({record.percent} %)")
+    nxt = record.steps[record.step + 1]
+    return start_advance(record, now=now, confirmed=True, reason=f"{why}: advancing to {nxt} %")
 
 
 def start_rollback(record: CanaryRecord, *, now: float, reason: str) -> CanaryRecord:
@@ -144,6 +181,25 @@ def rollback_written(record: CanaryRecord, *, commit: str | None, url: str | Non
         raise Refused(f"canary {record.label} is {record.status}; it is not rolling back")
     rb = StepRecord(-1, 0, commit, url, now, now if live else None)
     return replace(record, rollback=rb, updated_at=now)
+
+
+def merge_overdue(record: CanaryRecord, now: float) -> str | None:
+    """What a step PR (or the rollback's) waiting to be merged calls for at ``now`` (pure):
+    ``remind`` once it has waited ``merge_timeout`` seconds (and no reminder was sent for it),
+    ``rollback`` once a step PR has waited twice that long (a rollback PR is only reminded of);
+    None otherwise, and in push mode (nothing waits for a merge)."""
+    pending = record.rollback if record.status == "rolling_back" else record.current
+    if record.status not in ("observing", "rolling_back") or pending is None:
+        return None
+    if pending.live_at is not None or pending.written_at is None or pending.url is None:
+        return None
+    waited = now - pending.written_at
+    timeout = record.settings.canary.merge_timeout
+    if waited >= 2 * timeout and record.status == "observing":
+        return "rollback"
+    if waited >= timeout and (record.reminded_at is None or record.reminded_at < pending.written_at):
+        return "remind"
+    return None
 
 
 def needs_rollback_write(record: CanaryRecord) -> bool:

@@ -159,8 +159,8 @@ def plan_step(text: str, settings: CanarySettings, step: int, values: Mapping[st
         Refused: see ``first``.
     """
     target = settings.canary.target
-    percent = settings.canary.steps[step]
-    final = step == len(settings.canary.steps) - 1
+    percent = settings.canary.percents[step]
+    final = step == len(settings.canary.percents) - 1
     if isinstance(target, CanaryKServeTarget):
         _sel, doc = _kserve_doc(text, target, filename)
         problem = kserve_mode_problem(doc, filename)

@@ -10,15 +10,19 @@ from typing import Any, Literal
 from mlgate.core.config import Canary
 from mlgate.core.errors import UsageError
 
-Status = Literal["started", "observing", "advancing", "promoted", "rolling_back", "rolled_back", "aborted"]
-STATUSES: tuple[str, ...] = ("started", "observing", "advancing", "promoted", "rolling_back", "rolled_back", "aborted")
-#: statuses mlgate still drives (a tick may act on them)
-ACTIVE = frozenset({"started", "observing", "advancing", "rolling_back"})
+Status = Literal["started", "observing", "advancing", "paused", "promoted", "rolling_back", "rolled_back", "aborted"]
+STATUSES: tuple[str, ...] = ("started", "observing", "advancing", "paused", "promoted", "rolling_back", "rolled_back",
+                             "aborted")
+#: statuses mlgate still drives (a tick may act on them; a paused canary waits for /continue)
+ACTIVE = frozenset({"started", "observing", "advancing", "paused", "rolling_back"})
 #: statuses where mlgate does nothing more on its own
 FINAL = frozenset({"promoted", "rolled_back", "aborted"})
 
-Outcome = Literal["pass", "fail", "wait", "error"]
-Action = Literal["advance", "promote", "rollback", "retry", "wait", "hold"]
+Outcome = Literal["pass", "fail", "inconclusive", "wait", "error"]
+Action = Literal["advance", "promote", "rollback", "retry", "wait", "hold", "pause"]
+#: why a canary is paused: an inconclusive analysis, query errors past their limit or
+#: ``max_hold``, a step with ``confirm: true``
+PauseKind = Literal["inconclusive", "error", "confirm"]
 
 
 @dataclass(frozen=True)
@@ -89,12 +93,16 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What to do after a measurement: ``action``, the reason in words, and the updated
-    consecutive-failure count of every check."""
+    """What to do after a measurement: ``action``, the reason in words, and the updated counts
+    of every check in the step (failed and inconclusive measurements, consecutive errors).
+    ``pause`` says why the canary pauses when ``action`` is ``pause``."""
 
     action: Action
     reason: str
     failures: Mapping[str, int]
+    inconclusive: Mapping[str, int] = field(default_factory=dict)
+    errors: Mapping[str, int] = field(default_factory=dict)
+    pause: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +144,13 @@ class CanaryRecord:
         values, primary_values: template values (``model_uri``, ``storage_uri``, ``version``,
             ``model``, ``run_id``) of the canary and the primary version.
         steps_log: every step written so far; ``rollback``: the rollback write, if any.
-        failures: consecutive failed measurements per check name in the current step.
+        failures: failed measurements per check name in the current step (all of them, as
+            Argo Rollouts counts toward ``failureLimit``); ``inconclusive``: inconclusive ones;
+            ``errors``: consecutive query errors per check.
+        waiting_since: when the step started waiting for samples (None when it is not waiting).
+        held_since: when the step started being held by query errors (None when it is not).
+        paused: why the canary is paused (:data:`PauseKind`), None when it is not.
+        reminded_at: when the bot last reminded that the current step's PR waits to be merged.
         measurements: every analysis run, oldest first.
         next_due_at: when the next measurement is due (UNIX seconds), None when none is.
         reason: the latest reason in words (what the report's status line says).
@@ -161,6 +175,12 @@ class CanaryRecord:
     steps_log: tuple[StepRecord, ...] = ()
     rollback: StepRecord | None = None
     failures: Mapping[str, int] = field(default_factory=dict)
+    inconclusive: Mapping[str, int] = field(default_factory=dict)
+    errors: Mapping[str, int] = field(default_factory=dict)
+    waiting_since: float | None = None
+    held_since: float | None = None
+    paused: str | None = None
+    reminded_at: float | None = None
     measurements: tuple[Measurement, ...] = ()
     next_due_at: float | None = None
     reason: str = ""
@@ -169,7 +189,7 @@ class CanaryRecord:
 
     @property
     def steps(self) -> list[int]:
-        return list(self.settings.canary.steps)
+        return self.settings.canary.percents
 
     @property
     def percent(self) -> int:
@@ -209,7 +229,8 @@ def record_to_json(r: CanaryRecord) -> dict[str, Any]:
         "settings": r.settings.to_json(), "values": dict(r.values), "primary_values": dict(r.primary_values),
         "created_at": r.created_at, "updated_at": r.updated_at,
         "steps_log": [_step_json(s) for s in r.steps_log], "rollback": _step_json(r.rollback),
-        "failures": dict(r.failures),
+        "failures": dict(r.failures), "inconclusive": dict(r.inconclusive), "errors": dict(r.errors),
+        "waiting_since": r.waiting_since, "held_since": r.held_since, "paused": r.paused, "reminded_at": r.reminded_at,
         "measurements": [
             {"at": m.at, "step": m.step, "percent": m.percent, "action": m.action, "reason": m.reason,
              "results": [dict(c.__dict__) for c in m.results]}
@@ -229,6 +250,10 @@ def record_from_json(data: Mapping[str, Any], *, id: int | None, revision: int) 
         steps_log=tuple(StepRecord(**s) for s in data.get("steps_log") or ()),
         rollback=StepRecord(**data["rollback"]) if data.get("rollback") else None,
         failures={str(k): int(v) for k, v in (data.get("failures") or {}).items()},
+        inconclusive={str(k): int(v) for k, v in (data.get("inconclusive") or {}).items()},
+        errors={str(k): int(v) for k, v in (data.get("errors") or {}).items()},
+        waiting_since=data.get("waiting_since"), held_since=data.get("held_since"), paused=data.get("paused"),
+        reminded_at=data.get("reminded_at"),
         measurements=tuple(
             Measurement(m["at"], m["step"], m["percent"], tuple(CheckResult(**c) for c in m["results"]),
                         m["action"], m["reason"])

@@ -49,9 +49,102 @@ def _threshold(check: CanaryCheck) -> str:
         parts.append(f"≥ {check.min:g}")
     if check.max_ratio is not None:
         parts.append(f"≤ {check.max_ratio:g}× primary")
+    f = check.failure
+    if f is not None:
+        fails = ([f"> {f.max:g}"] if f.max is not None else []) + ([f"< {f.min:g}"] if f.min is not None else []) + (
+            [f"> {f.max_ratio:g}× primary"] if f.max_ratio is not None else [])
+        parts.append("fails " + " or ".join(fails))
     if check.min_samples:
         parts.append(f"{check.min_samples:g} samples")
     return ", ".join(parts)
+
+
+def _left(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def time_left(record: CanaryRecord, now: float) -> list[str]:
+    """What the canary waits for and how long is left (pure), in words: the next measurement,
+    the ``max_wait``/``max_hold`` caps, a step PR's ``merge_timeout``, the rest of the rollout."""
+    cfg = record.settings.canary
+    out: list[str] = []
+    if record.status == "paused":
+        return [f"paused ({record.paused}): waiting for `/continue` or `/abort` on the pull request"]
+    if not record.active:
+        return out
+    if record.next_due_at is not None and record.status == "observing":
+        out.append(f"next measurement in {_left(record.next_due_at - now)}")
+    if record.waiting_since is not None:
+        out.append(f"waiting for samples: inconclusive in {_left(record.waiting_since + cfg.analysis.max_wait - now)} "
+                   f"(max_wait {cfg.analysis.max_wait:g} s)")
+    if record.held_since is not None:
+        out.append(f"held by query errors: paused in {_left(record.held_since + cfg.analysis.max_hold - now)} "
+                   f"(max_hold {cfg.analysis.max_hold:g} s)")
+    cur = record.rollback if record.status == "rolling_back" else record.current
+    if cur is not None and cur.url and cur.live_at is None and cur.written_at is not None:
+        out.append(f"awaiting merge: reminder in {_left(cur.written_at + cfg.merge_timeout - now)}, "
+                   f"rollback in {_left(cur.written_at + 2 * cfg.merge_timeout - now)} (merge_timeout "
+                   f"{cfg.merge_timeout:g} s)")
+    if record.status in ("observing", "advancing", "started"):
+        rest = max(0, len(record.steps) - 1 - record.step)
+        if rest:
+            out.append(f"at least {_left(rest * cfg.interval)} to 100 % ({rest} more step{'s' if rest > 1 else ''} "
+                       f"of at least {cfg.interval:g} s)")
+    return out
+
+
+def _per_step(record: CanaryRecord) -> list[str]:
+    """Each step's measurements per check: the values, the threshold, the verdicts."""
+    cfg = record.settings.canary
+    checks = {c.name: c for c in cfg.analysis.checks}
+    rows: list[str] = []
+    for i, pct in enumerate(cfg.percents):
+        ms = [m for m in record.measurements if m.step == i]
+        for name, c in checks.items():
+            rs = [r for m in ms for r in m.results if r.check == name]
+            if not rs:
+                continue
+            values = ", ".join(_n(r.value) for r in rs[-6:])
+            counts: dict[str, int] = {}
+            for r in rs:
+                counts[r.outcome] = counts.get(r.outcome, 0) + 1
+            verdicts = ", ".join(f"{n} {o}" for o, n in counts.items())
+            rows.append(f"| {i + 1} ({pct} %) | {name} | {'… ' if len(rs) > 6 else ''}{values} | "
+                        f"{_cell(_threshold(c))} | {verdicts} | {ms[-1].action} |")
+    if not rows:
+        return []
+    return ["", "#### Measurements per step", "", "| Step | Check | Values | Threshold | Verdicts | Decision |",
+            "|---|---|---|---|---|---|", *rows]
+
+
+def _steps_chart(record: CanaryRecord) -> list[str]:
+    """A Mermaid chart per step: the canary's traffic (bars) and the main check (the first one)
+    as a percentage of its threshold (line; 100 = at the threshold), its last value in the step."""
+    cfg = record.settings.canary
+    main = cfg.analysis.checks[0]
+    bound = main.max if main.max is not None else main.failure.max if main.failure is not None else None
+    pcts = cfg.percents
+    if not record.steps_log:
+        return []
+    labels = ", ".join(f'"{i + 1}"' for i in range(len(pcts)))
+    bars = ", ".join(str(p if any(s.index == i for s in record.steps_log) else 0) for i, p in enumerate(pcts))
+    lines = [f"    bar [{bars}]"]
+    legend = "bars: traffic %"
+    if bound:
+        vals = []
+        for i in range(len(pcts)):
+            got = [r.value for m in record.measurements if m.step == i for r in m.results
+                   if r.check == main.name and r.value is not None and not math.isinf(r.value)]
+            vals.append(f"{100 * got[-1] / bound:.4g}" if got else "0")
+        lines.append(f"    line [{', '.join(vals)}]")
+        legend += f"; line: {main.name} as % of {bound:g} (its last value in the step)"
+    return ["", f"**Traffic per step** ({legend})", "", "```mermaid", "xychart-beta", '    title "traffic per step"',
+            f"    x-axis [{labels}]", '    y-axis "%" 0 --> 100' if not bound else '    y-axis "%"', *lines, "```"]
 
 
 _MAX_POINTS = 60
@@ -98,10 +191,12 @@ def report_marker(record: CanaryRecord) -> str:
     return f"<!-- mlgate-canary id={record.id} model={record.model} environment={record.environment} -->"
 
 
-def render_report(record: CanaryRecord, transitions: Sequence[Transition] = ()) -> str:
-    """The canary's report as one Markdown comment body (pure): status, steps, the last
-    measurement of each check, one Mermaid ``xychart-beta`` chart per check over time, and
-    the audited history. The bot posts it once and then edits that comment in place."""
+def render_report(record: CanaryRecord, transitions: Sequence[Transition] = (), *, now: float | None = None) -> str:
+    """The canary's report as one Markdown comment body (pure): status, what it waits for and
+    the time left (when ``now``, UNIX seconds, is given), steps, each step's measurements with
+    thresholds and verdicts, the last measurement of each check, a Mermaid ``xychart-beta``
+    chart of traffic and the main check per step, one chart per check over time, and the
+    audited history. The bot posts it once and then edits that comment in place."""
     cfg = record.settings.canary
     out = [report_marker(record), f"### Canary: {record.model} v{record.version} → {record.environment}", ""]
     out.append(f"**{record.status.replace('_', ' ')}**: {_cell(record.reason)}")
@@ -111,12 +206,18 @@ def render_report(record: CanaryRecord, transitions: Sequence[Transition] = ()) 
     if record.next_due_at is not None and record.active:
         facts += f" · next measurement {_iso(record.next_due_at)}"
     out.append(facts)
+    if now is not None:
+        left = time_left(record, now)
+        if left:
+            out += ["", "Time left: " + "; ".join(left)]
     out += ["", "| Step | Traffic | Change | Live since | Outcome |", "|---:|---:|---|---|---|"]
     written = {s.index: s for s in record.steps_log}
-    for i, pct in enumerate(cfg.steps):
+    for i, pct in enumerate(cfg.percents):
         s = written.get(i)
         if s is None:
             outcome = "being written" if (i == record.step and record.status in ("started", "advancing")) else "-"
+            if cfg.confirm(i) and outcome == "-":
+                outcome = "needs /continue"
             out.append(f"| {i + 1} | {pct} % | | | {outcome} |")
             continue
         change = f"[PR]({s.url})" if s.url else f"`{s.commit[:12]}`" if s.commit else "-"
@@ -135,14 +236,17 @@ def render_report(record: CanaryRecord, transitions: Sequence[Transition] = ()) 
     if record.measurements:
         last = record.measurements[-1]
         out += ["", f"#### Last measurement ({_iso(last.at)}, step {last.step + 1}, {last.percent} %): {last.action}", "",
-                "| Check | Canary | Primary | Samples | Threshold | Failures | Result |", "|---|---:|---:|---:|---|---:|---|"]
+                "| Check | Canary | Primary | Samples | Threshold | Failures (allowed) | Result |",
+                "|---|---:|---:|---:|---|---:|---|"]
         checks = {c.name: c for c in cfg.analysis.checks}
         for r in last.results:
             c = checks.get(r.check)
-            lim = c.failure_limit if c else 1
+            lim = c.failure_limit if c else 0
             out.append(f"| {r.check} | {_n(r.value)} | {_n(r.primary) if r.primary is not None else '-'} | "
                        f"{f'{r.samples:g}' if r.samples is not None else '-'} | {_cell(_threshold(c)) if c else ''} | "
-                       f"{record.failures.get(r.check, 0)}/{lim} | {r.outcome}: {_cell(r.reason)} |")
+                       f"{record.failures.get(r.check, 0)} ({lim}) | {r.outcome}: {_cell(r.reason)} |")
+        out += _per_step(record)
+        out += _steps_chart(record)
         charts: list[str] = []
         for c in cfg.analysis.checks:
             charts += _chart(c, record)

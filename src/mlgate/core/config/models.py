@@ -230,24 +230,54 @@ _QUERY_HELP = (
 )
 
 
+class CanaryFailure(_Model):
+    """The failure condition of a check (Argo Rollouts' ``failureCondition``): a measurement
+    beyond any of these fails, whatever the success condition says."""
+
+    max: float | None = Field(None, description="The measurement fails when the canary's value is above this.")
+    min: float | None = Field(None, description="The measurement fails when the canary's value is below this.")
+    max_ratio: float | None = Field(
+        None, gt=0, description="The measurement fails when the canary's value is above this multiple of the primary's."
+    )
+
+    @model_validator(mode="after")
+    def _needs_a_bound(self) -> "CanaryFailure":
+        if self.max is None and self.min is None and self.max_ratio is None:
+            raise ValueError("a failure condition needs at least one of max, min, max_ratio")
+        return self
+
+
 class CanaryCheck(_Model):
     """One live metric check, measured once per ``interval`` while a canary step is live.
 
-    A measurement passes when the canary's value is within ``min``/``max`` and, with
-    ``primary_query``, at most ``max_ratio`` times the primary's value. Too few samples makes
-    the step wait (neither pass nor fail); ``failure_limit`` consecutive failed measurements
-    roll the canary back.
+    Each measurement is judged as Argo Rollouts judges a metric's measurement: *failed* when it
+    meets the failure condition (``failure``), *successful* when it meets the success condition
+    (``min``/``max`` and, with ``primary_query``, ``max_ratio``), *inconclusive* when both
+    conditions are set and it meets neither. With only a success condition, anything else fails;
+    with only a failure condition, anything else succeeds. Too few samples makes the step wait
+    (for at most ``analysis.max_wait``, then the measurement is inconclusive).
+
+    Limits (Argo Rollouts' field meanings, per step): more than ``failure_limit`` failed
+    measurements roll the canary back; more than ``consecutive_error_limit`` query errors in a
+    row pause it for a person; ``inconclusive_limit`` inconclusive measurements pause it.
     """
 
     name: str = Field(pattern=_CHECK_NAME, description="Short name shown in reports and charts, e.g. error_rate.")
     query: str = Field(min_length=1, description=_QUERY_HELP)
-    max: float | None = Field(None, description="The canary's value must be at most this.")
-    min: float | None = Field(None, description="The canary's value must be at least this.")
+    max: float | None = Field(None, description="Success condition: the canary's value is at most this.")
+    min: float | None = Field(None, description="Success condition: the canary's value is at least this.")
     primary_query: str | None = Field(
         None, min_length=1, description="The same measurement for the primary version (needs max_ratio)."
     )
     max_ratio: float | None = Field(
-        None, gt=0, description="The canary's value may be at most this multiple of the primary's (e.g. 1.2)."
+        None, gt=0, description="Success condition: the canary's value is at most this multiple of the primary's (e.g. 1.2)."
+    )
+    failure: CanaryFailure | None = Field(
+        None,
+        description=(
+            "Failure condition (Argo Rollouts' failureCondition). With both conditions set, a measurement "
+            "that meets neither is inconclusive."
+        ),
     )
     min_samples: float = Field(
         0, ge=0,
@@ -261,18 +291,39 @@ class CanaryCheck(_Model):
         None, min_length=1, description="PromQL returning the canary's sample count (same placeholders as query)."
     )
     failure_limit: int = Field(
-        1, ge=1, description="Consecutive failed measurements of this check that roll the canary back."
+        0, ge=0,
+        description=(
+            "Failed measurements of this check allowed in a step (Argo Rollouts' failureLimit): one more, "
+            "consecutive or not, rolls the canary back. 0: the first failure rolls back."
+        ),
+    )
+    consecutive_error_limit: int = Field(
+        4, ge=0,
+        description=(
+            "Query errors in a row allowed (Argo Rollouts' consecutiveErrorLimit, default 4): one more pauses "
+            "the canary and asks on the PR (Prometheus unreachable is never a reason to advance)."
+        ),
+    )
+    inconclusive_limit: int = Field(
+        1, ge=1,
+        description="Inconclusive measurements of this check in a step that pause the canary and ask on the PR.",
     )
 
     @model_validator(mode="after")
     def _needs_a_threshold(self) -> "CanaryCheck":
-        if self.max is None and self.min is None and self.max_ratio is None:
-            raise ValueError("a canary check needs at least one of max, min, max_ratio")
+        if self.max is None and self.min is None and self.max_ratio is None and self.failure is None:
+            raise ValueError("a canary check needs at least one of max, min, max_ratio, failure")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        if (self.max_ratio is None) != (self.primary_query is None):
+        ratio = self.max_ratio is not None or (self.failure is not None and self.failure.max_ratio is not None)
+        if ratio != (self.primary_query is not None):
             raise ValueError("max_ratio and primary_query go together: the ratio compares the two queries")
         return self
+
+    @property
+    def has_success(self) -> bool:
+        """Whether a success condition (min, max or max_ratio) is set."""
+        return self.max is not None or self.min is not None or self.max_ratio is not None
 
 
 class CanaryAnalysis(_Model):
@@ -286,6 +337,20 @@ class CanaryAnalysis(_Model):
     )
     timeout: float = Field(10.0, gt=0, description="Seconds to wait for each query.")
     checks: list[CanaryCheck] = Field(min_length=1, description="Checks; every one must pass to advance a step.")
+    max_wait: float = Field(
+        1800.0, gt=0,
+        description=(
+            "Seconds a step may wait for enough samples (min_samples, no data yet); after that each waiting "
+            "measurement counts as inconclusive instead of waiting silently."
+        ),
+    )
+    max_hold: float = Field(
+        900.0, gt=0,
+        description=(
+            "Seconds a step may be held because Prometheus cannot be queried; after that the canary pauses as "
+            "inconclusive and asks on the PR (the bot exports mlgate_canary_held_seconds)."
+        ),
+    )
 
     @field_validator("checks")
     @classmethod
@@ -343,33 +408,57 @@ class CanaryWeightedTarget(_Model):
 CanaryTarget = Annotated[Union[CanaryKServeTarget, CanaryWeightedTarget], Field(discriminator="kind")]
 
 
+class CanaryStepSpec(_Model):
+    """A canary step written as an object, to ask a person before it runs."""
+
+    percent: int = Field(ge=0, le=100, description="Traffic percentage (0-100) of the canary at this step.")
+    confirm: bool = Field(
+        False,
+        description=(
+            "Ask on the PR before writing this step and wait for /continue by a promoter of the environment "
+            "(as Flagger's confirm-promotion webhook is used)."
+        ),
+    )
+
+
 class Canary(_Model):
     """Canary rollout of a new model version to this environment, step by step, with live
     metric analysis (see ``docs``/README "Canary"); optional per environment.
 
     Each step is one commit in the environment's GitOps repository (``gitops`` settings:
     repository, branch, path, mode). When a step is live, mlgate waits ``interval`` seconds,
-    measures every check in Prometheus, then advances, waits, holds or rolls back.
+    measures every check in Prometheus, then advances, waits, holds, pauses or rolls back.
     """
 
-    steps: list[int] = Field(
+    steps: list[Union[int, CanaryStepSpec]] = Field(
         min_length=1,
-        description="Traffic percentages (0-100) of the canary, strictly increasing, ending at 100, e.g. [10, 50, 100].",
+        description=(
+            "Traffic percentages (0-100) of the canary, strictly increasing, ending at 100, e.g. [10, 50, 100]; "
+            "a step may be {percent: 50, confirm: true} to wait for /continue before it is written."
+        ),
     )
     interval: float = Field(gt=0, description="Seconds to observe each step before each measurement.")
+    merge_timeout: float = Field(
+        86400.0, gt=0,
+        description=(
+            "Seconds a step PR may wait to be merged: then the bot reminds on the source PR; after twice this "
+            "long the canary is rolled back to its last safe state, as when the step PR is closed unmerged."
+        ),
+    )
     analysis: CanaryAnalysis
     target: CanaryTarget
 
     @field_validator("steps")
     @classmethod
-    def _steps_climb_to_100(cls, v: list[int]) -> list[int]:
-        for p in v:
+    def _steps_climb_to_100(cls, v: list[Any]) -> list[Any]:
+        pcts = [s.percent if isinstance(s, CanaryStepSpec) else s for s in v]
+        for p in pcts:
             if not 0 <= p <= 100:
                 raise ValueError(f"step {p} is not a percentage between 0 and 100")
-        if any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError(f"steps must be strictly increasing, got {v}")
-        if v[-1] != 100:
-            raise ValueError(f"steps must end at 100 (full traffic), got {v}")
+        if any(b <= a for a, b in zip(pcts, pcts[1:])):
+            raise ValueError(f"steps must be strictly increasing, got {pcts}")
+        if pcts[-1] != 100:
+            raise ValueError(f"steps must end at 100 (full traffic), got {pcts}")
         return v
 
 
