@@ -199,6 +199,10 @@ def _spawn_mlflow(workdir: Path) -> dict[str, Any]:
     port = free_port()
     env = dict(os.environ)
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    # the bot's MLflow webhook tests (tests/e2e/bot/test_registry_webhooks.py): MLflow delivers to the bot on
+    # loopback over plain http (refused by default, mlflow/webhooks/ssrf.py) and sees a new webhook within 1 s
+    env.update(MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true", MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
+               MLFLOW_WEBHOOK_CACHE_TTL="1")
     env.pop("MLFLOW_TRACKING_URI", None)
     mlflow_bin = shutil.which("mlflow", path=str(VENV_BIN)) or "mlflow"
     with open(workdir / "server.log", "w") as log:

@@ -4,6 +4,8 @@ Routes:
 
 - ``POST /webhooks/github``  verify ``X-Hub-Signature-256``, store, answer 202
 - ``POST /webhooks/gitlab``  verify ``X-Gitlab-Token``, store, answer 202
+- ``POST /webhooks/mlflow``  verify ``X-MLflow-Signature`` and ``X-MLflow-Timestamp``
+  (:mod:`mlgate.core.registry_events`), store, answer 202
 - ``GET /healthz``           the process answers (liveness)
 - ``GET /readyz``            the database answers (readiness); 503 otherwise
 - ``GET /metrics``           Prometheus text format
@@ -43,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlgate.core import intake
+from mlgate.core import intake, registry_events
 from mlgate.core.redact import Redactor as CoreRedactor
 from mlgate.edge import metrics
 from mlgate.bot.settings import BotSettings
@@ -103,9 +105,11 @@ class WebhookEndpoint:
         self.forge = forge
         self.batcher = batcher
         self.limit = settings.max_body_bytes
-        secret = settings.github_webhook_secret if forge == "github" else settings.gitlab_webhook_token
+        secret = {"github": settings.github_webhook_secret, "gitlab": settings.gitlab_webhook_token,
+                  "mlflow": getattr(settings, "mlflow_webhook_secret", None)}[forge]
         self._secret: bytes | None = secret.get_secret_value().encode("utf-8") if secret is not None else None
-        self._event_header = "x-github-event" if forge == "github" else "x-gitlab-event"
+        # MLflow names its event in the body (entity.action), not in a header
+        self._event_header = {"github": "x-github-event", "gitlab": "x-gitlab-event", "mlflow": "x-mlflow-event"}[forge]
         self._counters: dict[tuple[str | None, str], Any] = {}
         self._latency = metrics.INTAKE_SECONDS.labels(forge=forge)
 
@@ -144,8 +148,12 @@ class WebhookEndpoint:
             refusal = intake.check_gitlab_token(self._secret, headers)
             if refusal is not None:
                 return self._refused(refusal, "unauthorized", client, headers)
-        elif "x-hub-signature-256" not in headers:
+        elif forge == "github" and "x-hub-signature-256" not in headers:
             refusal = intake.check_github_signature(self._secret, headers, b"")
+            if refusal is not None:
+                return self._refused(refusal, "unauthorized", client, headers)
+        elif forge == "mlflow" and not headers.get(registry_events.SIGNATURE_HEADER, "").strip():
+            refusal = registry_events.check_mlflow_signature(self._secret, headers, b"", time.time())
             if refusal is not None:
                 return self._refused(refusal, "unauthorized", client, headers)
         declared = headers.get("content-length")
@@ -162,12 +170,20 @@ class WebhookEndpoint:
             if refusal is not None:
                 return self._refused(refusal, "unauthorized", client, headers)
             delivery_id = intake.github_delivery_id(headers)
+        elif forge == "mlflow":
+            refusal = registry_events.check_mlflow_signature(self._secret, headers, body, time.time())
+            if refusal is not None:
+                return self._refused(refusal, "unauthorized", client, headers)
+            delivery_id = registry_events.mlflow_delivery_id(headers)
         else:
             delivery_id = intake.gitlab_delivery_id(headers, body)
         if isinstance(delivery_id, intake.Refusal):
             return self._refused(delivery_id, "malformed", client, headers)
+        if forge == "mlflow":
+            event_name = self._mlflow_event(body)
         if not event_name:
-            return self._refused(intake.Refusal(400, f"missing {self._event_header} header"), "malformed", client, headers)
+            what = ("a JSON body naming entity and action" if forge == "mlflow" else f"{self._event_header} header")
+            return self._refused(intake.Refusal(400, f"missing {what}"), "malformed", client, headers)
         if not intake.is_used(forge, event_name):
             log.info("event not used by mlgate; acknowledged and dropped", forge=forge, webhook_event=event_name, delivery=delivery_id)
             return 202, {"status": "ignored", "delivery": delivery_id}, "dropped"
@@ -197,9 +213,16 @@ class WebhookEndpoint:
             status=refusal.status,
             reason=refusal.message,
             client=client,
-            delivery=(headers.get("x-github-delivery") or headers.get("x-gitlab-event-uuid") or "")[:128],
+            delivery=(headers.get("x-github-delivery") or headers.get("x-gitlab-event-uuid")
+                      or headers.get(registry_events.DELIVERY_HEADER) or "")[:128],
         )
         return refusal.status, {"error": refusal.message}, outcome
+
+    @staticmethod
+    def _mlflow_event(body: bytes) -> str | None:
+        """``entity.action`` of a verified MLflow body (None: not a JSON object naming both; 400 below)."""
+        parsed = intake.parse_payload({}, body)
+        return None if isinstance(parsed, intake.Refusal) else registry_events.mlflow_event_name(parsed)
 
     async def _commit(self, item: Incoming) -> bool:
         loop = asyncio.get_running_loop()
@@ -296,6 +319,7 @@ def _lifespan(settings: BotSettings, store: Store, pool: WorkerPool, writer: Int
             workers=pool.count,
             github=settings.github_webhook_secret is not None,
             gitlab=settings.gitlab_webhook_token is not None,
+            mlflow=getattr(settings, "mlflow_webhook_secret", None) is not None,
         )
         try:
             yield
@@ -340,7 +364,7 @@ def create_app(
     app.state.pool = pool
     app.state.writer = writer
     batcher = LoopBatcher(writer)
-    webhooks = {f"/webhooks/{forge}": WebhookEndpoint(forge, settings, batcher) for forge in ("github", "gitlab")}
+    webhooks = {f"/webhooks/{forge}": WebhookEndpoint(forge, settings, batcher) for forge in ("github", "gitlab", "mlflow")}
     return BotApp(app, webhooks)
 
 

@@ -26,7 +26,7 @@ from mlgate.core.commands import Command, CommandMistake
 from mlgate.core.errors import InfraError, MlgateError
 from mlgate.core.events import Event, Ignored, normalize
 from mlgate.bot import promotion as promo
-from mlgate.bot.handlers import merged, promote, reviews, train
+from mlgate.bot.handlers import merged, promote, registry, reviews, train
 from mlgate.bot.handlers.common import HandlerContext, Job, MalformedPayload, Retryable
 from mlgate.edge.db.canaries import Conflict
 from mlgate.edge.db.store import Delivery
@@ -193,6 +193,14 @@ def handle(delivery: Delivery, ctx: HandlerContext) -> str:
         MalformedPayload: the payload is not one the event can have (failed at once, never retried).
         MlgateError: a problem retrying will not fix (the worker marks the delivery failed).
     """
+    if delivery.forge == "mlflow":  # registry events: no forge event, no PR (mlgate.bot.handlers.registry)
+        try:
+            return registry.handle_mlflow(delivery, ctx)
+        except Exception as e:
+            mapped = delivery_error(e)
+            if mapped is e:
+                raise
+            raise mapped from None
     ev = _normalise(delivery, ctx)
     if isinstance(ev, Ignored):
         log.info("delivery ignored", delivery=delivery.id, reason=ev.reason)

@@ -34,6 +34,8 @@ from mlgate.core.promotion import Promotion, parse_branch, parse_hidden
 
 def guess_event(payload: dict[str, Any], forge: str) -> str:
     """The event name a saved payload most likely came with (when ``--event`` is not given)."""
+    if forge == "mlflow":
+        return f"{payload.get('entity')}.{payload.get('action')}"
     if forge == "gitlab":
         return {"note": "Note Hook", "merge_request": "Merge Request Hook", "push": "Push Hook"}.get(
             str(payload.get("object_kind")), str(payload.get("object_kind") or "unknown"))
@@ -49,7 +51,9 @@ def guess_event(payload: dict[str, Any], forge: str) -> str:
 
 
 def guess_forge(payload: dict[str, Any]) -> str:
-    """"gitlab" when the payload has GitLab's ``object_kind``, else "github"."""
+    """"gitlab" when the payload has GitLab's ``object_kind``, "mlflow" for MLflow's ``entity``/``action``/``data``, else "github"."""
+    if "entity" in payload and "action" in payload and "data" in payload:
+        return "mlflow"
     return "gitlab" if "object_kind" in payload or "event_name" in payload else "github"
 
 
@@ -146,6 +150,10 @@ def explain(payload: dict[str, Any], *, event: str | None = None, forge: str | N
 
     forge = forge or guess_forge(payload)
     event = event or guess_event(payload, forge)
+    if forge == "mlflow":  # a registry event (issue 13): mlgate.bot.registry_explain
+        from mlgate.bot.registry_explain import explain_registry
+
+        return explain_registry(payload, event=event, facts=facts)
     out = [f"delivery: {forge} {event}" + (f" (action {payload.get('action')})" if payload.get("action") else "")]
     ev = normalize(forge, event, payload, bot_login=bot_login)
     if isinstance(ev, Ignored):

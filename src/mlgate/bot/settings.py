@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -32,6 +32,7 @@ SECRET_FIELDS = (
     "github_private_key",
     "github_token",
     "gitlab_token",
+    "mlflow_webhook_secret",
 )
 #: Environment variables outside the settings whose values are secrets the bot may use (MLflow's
 #: documented credentials for a tracking server, "MLflow Tracking" → "Logging to a Tracking Server").
@@ -55,6 +56,13 @@ class BotSettings(BaseModel):
     )
     gitlab_webhook_token: SecretStr | None = Field(
         None, description="GitLab webhook secret token (compared with X-Gitlab-Token). Env: MLGATE_GITLAB_WEBHOOK_TOKEN."
+    )
+    mlflow_webhook_secret: SecretStr | None = Field(
+        None,
+        description=(
+            "MLflow webhook secret (HMAC-SHA256 key of X-MLflow-Signature; give the same to "
+            "`mlgate bot register-mlflow-webhook`). Env: MLGATE_MLFLOW_WEBHOOK_SECRET."
+        ),
     )
     # ---- GitHub API
     github_app_id: int | None = Field(None, gt=0, description="GitHub App id (with github_private_key). Env: MLGATE_GITHUB_APP_ID.")
@@ -117,6 +125,22 @@ class BotSettings(BaseModel):
     # ---- identity and MLflow
     bot_login: str | None = Field(None, description="The bot's own account name, so that its own comments are ignored.")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: the model repository's .mlgate.yml).")
+    models: dict[str, Annotated[str, Field(pattern=r"^(github|gitlab):[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")]] = Field(
+        default_factory=dict,
+        description=(
+            "Registered model -> the repository whose .mlgate.yml governs it, as github:OWNER/NAME or "
+            "gitlab:GROUP/PROJECT, for MLflow webhooks; a model not listed is found through the tags "
+            "mlgate.source_forge and mlgate.source_repo that `mlgate train` writes in CI."
+        ),
+    )
+    reconcile_interval_seconds: float = Field(
+        300.0, ge=0,
+        description=(
+            "Seconds between two checks of the registry against git for the models the bot knows (bot.yml "
+            "models and those MLflow webhooks named): an environment alias moved while the bot was down is "
+            "put back (or reported, with protect_aliases: false). 0 disables the check."
+        ),
+    )
     github_write_interval: float = Field(
         1.0, ge=0, description="Seconds between content-creating GitHub requests (GitHub asks for at least 1)."
     )
@@ -324,7 +348,7 @@ def check_servable(settings: BotSettings) -> None:
     Raises:
         ConfigError: when neither ``github_webhook_secret`` nor ``gitlab_webhook_token`` is set.
     """
-    if settings.github_webhook_secret is None and settings.gitlab_webhook_token is None:
+    if settings.github_webhook_secret is None and settings.gitlab_webhook_token is None and settings.mlflow_webhook_secret is None:
         raise ConfigError(
             [
                 Problem(

@@ -212,7 +212,7 @@ def retry(config: str | None, delivery_id: str) -> None:
 @_config_option
 @click.argument("delivery_file", metavar="DELIVERY.json", type=click.Path(exists=True, dir_okay=False))
 @click.option("--event", default=None, help="Event name (X-GitHub-Event / X-Gitlab-Event) when the file holds only a payload.")
-@click.option("--forge", type=click.Choice(["github", "gitlab"]), default=None, help="Forge (default: from the file, else guessed from the payload).")
+@click.option("--forge", type=click.Choice(["github", "gitlab", "mlflow"]), default=None, help="Forge (default: from the file, else guessed from the payload).")
 @click.option("--facts", "facts_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON of reviews, permissions and registry state to run the policy too.")
 def explain_cmd(config: str | None, delivery_file: str, event: str | None, forge: str | None, facts_file: str | None) -> None:
@@ -238,6 +238,33 @@ def explain_cmd(config: str | None, delivery_file: str, event: str | None, forge
     click.echo(explain(payload, event=event, forge=forge, facts=facts, bot_login=bot_login))
 
 
+
+
+@bot.command("register-mlflow-webhook")
+@_config_option
+@click.option("--url", required=True, help="The bot's MLflow webhook address, e.g. https://mlgate.example.com/webhooks/mlflow.")
+@click.option("--tracking-uri", "tracking_uri", default=None,
+              help="MLflow tracking server (default: tracking_uri of bot.yml, else $MLFLOW_TRACKING_URI).")
+def register_mlflow_webhook(config: str | None, url: str, tracking_uri: str | None) -> None:
+    """Create (or update) the MLflow webhook that sends registry events to the bot (idempotent).
+
+    \b
+    Events: model_version_alias.created, model_version.created, model_version_tag.set; the
+    secret is the bot's MLGATE_MLFLOW_WEBHOOK_SECRET. The tracking server needs a SQL backend;
+    for a bot on a private address or plain http, start it with MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true
+    and MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https. Exit codes: 0 done, 2 usage, 3 MLflow unreachable.
+    """
+    from mlgate.edge.mlflow_webhooks import ensure_webhook  # lazily: mlflow is slow to import
+
+    settings = _settings(config)
+    uri = tracking_uri or settings.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise UsageError("no tracking server: --tracking-uri URI, tracking_uri in bot.yml, or MLFLOW_TRACKING_URI")
+    if settings.mlflow_webhook_secret is None:
+        raise UsageError("MLGATE_MLFLOW_WEBHOOK_SECRET is not set: the bot refuses unsigned MLflow deliveries, so the "
+                         "webhook needs the same secret")
+    done = ensure_webhook(uri, url, settings.mlflow_webhook_secret.get_secret_value())
+    click.echo(f"webhook {done.webhook_id} {done.action}: {done.url} ({', '.join(done.events)})")
 
 
 @bot.command("prune")

@@ -57,6 +57,26 @@ def ci_context(environ: Mapping[str, str], github_event: Mapping[str, Any] | Non
     return CIContext(None, None, None, None)
 
 
+def source_repository(ci: CIContext) -> tuple[str, str] | None:
+    """(forge, repository) the CI job built, read back from its job URL: GitHub Actions'
+    ``{GITHUB_SERVER_URL}/{GITHUB_REPOSITORY}/actions/runs/{id}``, GitLab's ``CI_JOB_URL``
+    ``https://host/{CI_PROJECT_PATH}/-/jobs/{id}``; None outside CI or for another shape.
+
+    ``mlgate train`` tags model versions with it (``mlgate.source_forge``, ``mlgate.source_repo``)
+    so that the bot finds the ``.mlgate.yml`` governing a registered model from a registry event.
+    """
+    import re
+
+    url = ci.job_url or ""
+    if ci.system == "github":
+        m = re.match(r"^https?://[^/]+/([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/actions/runs/", url)
+    elif ci.system == "gitlab":
+        m = re.match(r"^https?://[^/]+/([A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+?)/-/jobs/", url)
+    else:
+        return None
+    return (ci.system, m.group(1)) if m else None
+
+
 def github_output_lines(outputs: Mapping[str, str]) -> str:
     """``$GITHUB_OUTPUT`` text for ``outputs``; multi-line values use the heredoc form.
 

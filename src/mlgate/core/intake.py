@@ -39,10 +39,13 @@ except ImportError:  # pragma: no cover - orjson is a dependency of mlgate[bot]
 GITHUB_EVENTS = frozenset({"issue_comment", "pull_request", "pull_request_review", "push"})
 #: GitLab events mlgate acts on (``X-Gitlab-Event``).
 GITLAB_EVENTS = frozenset({"Note Hook", "Merge Request Hook", "Push Hook"})
+#: MLflow registry events mlgate acts on (``<entity>.<action>`` of the body; see :mod:`mlgate.core.registry_events`).
+MLFLOW_EVENTS = frozenset({"model_version_alias.created", "model_version.created", "model_version_tag.set"})
 
 #: Headers never stored with a delivery nor logged (credentials and their proofs).
 SENSITIVE_HEADERS = frozenset(
-    {"x-gitlab-token", "x-hub-signature", "x-hub-signature-256", "authorization", "cookie", "proxy-authorization"}
+    {"x-gitlab-token", "x-hub-signature", "x-hub-signature-256", "x-mlflow-signature", "authorization", "cookie",
+     "proxy-authorization"}
 )
 #: The only headers kept with a delivery (lower case).
 KEPT_HEADERS = frozenset(
@@ -61,6 +64,8 @@ KEPT_HEADERS = frozenset(
         "x-gitlab-webhook-uuid",
         "x-gitlab-instance",
         "idempotency-key",
+        "x-mlflow-delivery-id",
+        "x-mlflow-timestamp",
     }
 )
 
@@ -223,7 +228,9 @@ def parse_payload(headers: Mapping[str, str], body: bytes) -> dict[str, Any] | R
 
 
 def is_used(forge: str, event: str) -> bool:
-    """Whether mlgate acts on this event (see :data:`GITHUB_EVENTS`, :data:`GITLAB_EVENTS`)."""
+    """Whether mlgate acts on this event (see :data:`GITHUB_EVENTS`, :data:`GITLAB_EVENTS`, :data:`MLFLOW_EVENTS`)."""
+    if forge == "mlflow":
+        return event in MLFLOW_EVENTS
     return event in (GITHUB_EVENTS if forge == "github" else GITLAB_EVENTS)
 
 

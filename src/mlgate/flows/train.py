@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from mlgate.core.argo_plan import progress_lines
-from mlgate.core.ci import CIContext
+from mlgate.core.ci import CIContext, source_repository
 from mlgate.core.config import Config
 from mlgate.core.errors import InfraError, MlgateError, UsageError
 from mlgate.flows.project import Project, _git_value, current_ci, git_changes
@@ -96,6 +96,9 @@ def _ci_tags(ci: CIContext, *, run: bool) -> dict[str, str]:
             tags["mlflow.source.git.branch"] = ci.branch
     if ci.job_url:
         tags["mlgate.ci_job_url"] = ci.job_url
+    source = source_repository(ci)
+    if source is not None:  # how the bot finds the .mlgate.yml of a registry event's model (issue 13)
+        tags["mlgate.source_forge"], tags["mlgate.source_repo"] = source
     if ci.system and run:
         tags["mlgate.ci"] = ci.system
     return tags

@@ -9,6 +9,8 @@ table of :mod:`mlgate.bot.dispatch` to one module per feature:
 - :mod:`.canary`: canaries started, stopped, and made live from the PR; :mod:`.tick` moves them on;
 - :mod:`.train`: ``/train``, ``/abort`` and the poll of running workflows;
 - :mod:`.reviews`: reviews and PR updates refresh the ``mlgate/gates`` status;
+- :mod:`.registry`: MLflow registry webhooks (registry-driven promotion, protected aliases)
+  and the periodic check of the registry against git;
 - :mod:`.common`: the context, the per-delivery :class:`~.common.Job`, store helpers.
 
 Edge: talks to the forge (through :mod:`mlgate.edge.forges`), the registry
@@ -58,6 +60,7 @@ from mlgate.bot.handlers.common import (
     set_commit_status,
     with_periodic_lock,
 )
+from mlgate.bot.handlers.registry import check_registry
 from mlgate.bot.handlers.tick import MERGE_FALLBACK_SECONDS, tick_canaries
 from mlgate.bot.handlers.train import TRAIN_CONTEXT, TRAIN_INDEX, poll_trains
 from mlgate.bot.ports import Settings
@@ -69,7 +72,7 @@ from mlgate.edge.db.store import Delivery
 __all__ = [
     "CANARY_LOCK_WAIT", "CONFIG_FILE", "LOCK_TTL", "MERGE_FALLBACK_SECONDS", "PERIODIC_LOCK_TTL", "TRAIN_CONTEXT",
     "TRAIN_INDEX", "HandlerContext", "Job", "MalformedPayload", "Retryable", "audit_canary", "canary_lock_name",
-    "canary_store", "close_unmerged_steps", "handle", "make_context", "periodic_tasks", "poll_trains",
+    "canary_store", "check_registry", "close_unmerged_steps", "handle", "make_context", "periodic_tasks", "poll_trains",
     "post_comment", "prune_finished", "set_commit_status", "tick_canaries",
 ]
 
@@ -94,6 +97,8 @@ def periodic_tasks(settings: Settings) -> list[tuple[str, float, Callable[[Handl
         ("train status", float(getattr(settings, "train_poll_seconds", 15.0) or 0), poll_trains),
         ("retention", float(getattr(settings, "retention_interval_seconds", 3600.0) or 0) if keep > 0 else 0.0,
          prune_finished),
+        ("registry check", float(getattr(settings, "reconcile_interval_seconds", 300.0) or 0)
+         if getattr(settings, "tracking_uri", None) else 0.0, check_registry),
     ]
 
 
