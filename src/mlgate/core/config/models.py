@@ -462,6 +462,35 @@ class Canary(_Model):
         return v
 
 
+class TriggerTag(_Model):
+    """A model version tag ``key`` = ``value``."""
+
+    key: str = Field(min_length=1, max_length=250, description="Tag key, e.g. deploy (of mlgate's keys only mlgate.gates).")
+    value: str = Field(max_length=5000, description="Tag value, e.g. staging.")
+
+    @field_validator("key")
+    @classmethod
+    def _not_mlgate_own(cls, v: str) -> str:
+        if v.startswith("mlgate.") and v != "mlgate.gates":
+            raise ValueError(f"tag key {v!r}: mlgate writes the mlgate.* tags itself; of them only mlgate.gates "
+                             "can trigger a promotion")
+        return v
+
+
+class RegistryTrigger(_Model):
+    """Which MLflow Model Registry event starts this environment's promotion (the bot's
+    ``POST /webhooks/mlflow``): an alias set on a version, or a tag set on it. Exactly one."""
+
+    alias: str | None = Field(None, pattern=ALIAS_PATTERN, description="Alias, e.g. challenger: setting it on a version starts its promotion.")
+    tag: TriggerTag | None = Field(None, description="Tag key and value, e.g. {key: deploy, value: staging}.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "RegistryTrigger":
+        if (self.alias is None) == (self.tag is None):
+            raise ValueError("a trigger needs exactly one of alias, tag")
+        return self
+
+
 class Environment(_Model):
     name: str = Field(pattern=NAME_PATTERN, description="Environment name, e.g. staging, production.")
     alias: str | None = Field(
@@ -472,6 +501,21 @@ class Environment(_Model):
     promoters: Promoters = Field(default_factory=Promoters)
     approvals: Approvals = Field(default_factory=Approvals)
     canary: Canary | None = None
+    trigger: RegistryTrigger | None = Field(
+        None,
+        description=(
+            "Registry event that starts a promotion to this environment (the bot's MLflow webhook): "
+            "{alias: challenger} or {tag: {key: deploy, value: staging}}. The bot checks the version as /promote "
+            "does and opens a promotion PR/MR; merging it is the approval."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _trigger_not_own_alias(self) -> "Environment":
+        if self.trigger is not None and self.trigger.alias is not None and self.trigger.alias == self.registry_alias:
+            raise ValueError(f"trigger alias {self.trigger.alias!r} is the alias this environment holds: mlgate moves "
+                             "it when a promotion lands, so it cannot also start one")
+        return self
 
     @property
     def registry_alias(self) -> str:
@@ -498,6 +542,13 @@ class Config(_Model):
     environments: list[Environment] = Field(default_factory=list)
     train_permission: Promoters | None = Field(
         None, description="Who may run /train (spend GPU time); default: the first environment's promoters."
+    )
+    protect_aliases: bool = Field(
+        True,
+        description=(
+            "The aliases the environments hold belong to mlgate: when one is moved by hand to a version git does "
+            "not deploy, the bot puts it back and records who moved it. false: only record and report."
+        ),
     )
 
     @property
