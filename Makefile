@@ -72,6 +72,7 @@ bench: $(STAMP) node system
 schemas: $(STAMP)
 	$(BIN)/mlgate schema > schemas/mlgate.schema.json
 	$(BIN)/mlgate schema --bot > schemas/bot.schema.json
+	$(BIN)/mlgate schema --explain-facts > schemas/explain-facts.schema.json
 
 # Removes the demo's state (MLflow store, GitOps repository, artifacts) and test caches.
 clean:

@@ -4,7 +4,10 @@ No network and no writes: the delivery goes through the same :func:`mlgate.core.
 :func:`mlgate.core.commands.parse` and (given facts) :func:`mlgate.core.policy.decide` as the worker.
 Operators use it to answer "why did the bot not react to my comment?".
 
-Facts file (JSON; every key optional)::
+Facts file (JSON; ``config`` required, every other key optional; the full format is
+``schemas/explain-facts.schema.json``, from :class:`mlgate.bot.explain_facts.ExplainFacts`, with an
+example in ``docs/explain-facts.example.json``; ``mlgate bot explain DELIVERY --record FACTS``
+writes one from the live forge and registry)::
 
     {
       "config": "<text of .mlgate.yml on the default branch>"   (or the same as a mapping),
@@ -28,7 +31,7 @@ from typing import Any
 
 from mlgate.core.commands import Command, CommandMistake, help_text, parse, resolve_rollback_word
 from mlgate.core.events import Event, Ignored, normalize
-from mlgate.core.policy import Review, VersionFacts, decide, gitlab_permission
+from mlgate.core.policy import decide
 from mlgate.core.promotion import Promotion, parse_branch, parse_hidden
 
 
@@ -69,61 +72,11 @@ def _describe(ev: Event) -> str:
 
 
 def _snapshot(facts: dict[str, Any], ev: Event, forge: str):
-    """(Snapshot, version lookup) from a facts file; UsageError names the part that is unusable."""
-    from mlgate.core.errors import ConfigError, UsageError
+    """(Snapshot, version lookup) from a facts file (:mod:`mlgate.bot.explain_facts`); UsageError names
+    the part that does not match ``schemas/explain-facts.schema.json``."""
+    from mlgate.bot import explain_facts
 
-    try:
-        return _snapshot_unchecked(facts, ev, forge)
-    except ConfigError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise UsageError(f"facts file: unusable ({type(e).__name__}: {e}); see `mlgate bot explain --help`") from None
-
-
-def _snapshot_unchecked(facts: dict[str, Any], ev: Event, forge: str):
-    from mlgate.core import config as cfgmod
-    from mlgate.bot.promotion import Snapshot
-
-    raw = facts.get("config")
-    if raw is None:
-        raise ValueError("the facts file has no 'config' (the .mlgate.yml of the default branch)")
-    if isinstance(raw, str):
-        cfg = cfgmod.parse(raw, ".mlgate.yml (facts)")
-    else:
-        cfg = cfgmod.Config.model_validate(raw)
-    pr = facts.get("pull_request") or {}
-    head = pr.get("head_sha") or ev.head_sha
-    author = pr.get("author") or ev.author
-    perms_raw = facts.get("permissions") or {}
-    perms = {u: (gitlab_permission(v) if isinstance(v, int) else str(v)) for u, v in perms_raw.items()}
-    teams = {u: frozenset(v) for u, v in (facts.get("teams") or {}).items()}
-    reviews = tuple(
-        Review(user=r["user"], state=r["state"], commit_id=r.get("commit_id"), submitted_at=r.get("submitted_at"),
-               id=int(r.get("id", i)), user_type=r.get("user_type"))
-        for i, r in enumerate(facts.get("reviews") or [])
-    )
-    gl = facts.get("gitlab_approvals")
-    approved_by = tuple(gl.get("approved_by") or ()) if gl is not None else (() if forge == "gitlab" else None)
-    reg = facts.get("registry") or {}
-    versions = {str(k): v for k, v in (reg.get("versions") or {}).items()}
-
-    def vf(v: str | None) -> VersionFacts | None:
-        if v is None or v not in versions:
-            return None
-        d = versions[v]
-        return VersionFacts(model=cfg.model, version=v, tags=dict(d.get("tags") or {}),
-                            status=d.get("status", "READY"), run_id=d.get("run_id"))
-
-    tagged = [v for v, d in versions.items() if (d.get("tags") or {}).get("mlgate.git_commit") == head]
-    head_candidate = vf(max(tagged, key=int)) if tagged else None
-    snap = Snapshot(
-        config=cfg, head_sha=head, pr_author=author, actor_permission=perms.get(ev.actor, "none"),
-        actor_teams=teams.get(ev.actor, frozenset()), reviews=reviews, gitlab_approved_by=approved_by,
-        committers=frozenset(facts.get("committers") or ()), user_permissions=perms, user_teams=teams,
-        head_candidate=head_candidate, candidate=None,
-        aliases={str(k): str(v) for k, v in (reg.get("aliases") or {}).items()},
-    )
-    return snap, vf
+    return explain_facts.snapshot(explain_facts.validate(facts), ev, forge)
 
 
 def explain(payload: dict[str, Any], *, event: str | None = None, forge: str | None = None,

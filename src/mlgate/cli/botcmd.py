@@ -214,14 +214,20 @@ def retry(config: str | None, delivery_id: str) -> None:
 @click.option("--event", default=None, help="Event name (X-GitHub-Event / X-Gitlab-Event) when the file holds only a payload.")
 @click.option("--forge", type=click.Choice(["github", "gitlab", "mlflow"]), default=None, help="Forge (default: from the file, else guessed from the payload).")
 @click.option("--facts", "facts_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="JSON of reviews, permissions and registry state to run the policy too.")
-def explain_cmd(config: str | None, delivery_file: str, event: str | None, forge: str | None, facts_file: str | None) -> None:
+              help="JSON of reviews, permissions and registry state to run the policy too "
+                   "(format: schemas/explain-facts.schema.json).")
+@click.option("--record", "record_file", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Read the facts a live run would (read-only forge, registry and bot-database calls; needs --config) "
+                   "and write them to this file, for --facts later.")
+def explain_cmd(config: str | None, delivery_file: str, event: str | None, forge: str | None, facts_file: str | None,
+                record_file: str | None = None) -> None:
     """Say what the bot would do with a saved delivery, and why (no network, no writes).
 
     DELIVERY.json is a webhook payload, or the output of `mlgate bot show`. The bot's own
     account (bot_login, to ignore its comments) comes from --config / MLGATE_BOT_LOGIN.
     """
-    from mlgate.bot.explain import explain
+    from mlgate.bot.explain import explain, guess_forge
+    from mlgate.bot.explain_facts import validate as validate_facts
 
     doc = _read_json(delivery_file)
     payload = doc
@@ -231,13 +237,43 @@ def explain_cmd(config: str | None, delivery_file: str, event: str | None, forge
         forge = forge or doc.get("forge")
     if not isinstance(payload, dict):
         raise UsageError(f"{delivery_file}: expected a JSON object (a webhook payload)")
+    if record_file is not None:
+        facts_file = _record_facts(config, doc, payload, event, forge, delivery_file, record_file, facts_file)
     facts = _read_json(facts_file) if facts_file else None
     if facts is not None and not isinstance(facts, dict):
         raise UsageError(f"{facts_file}: expected a JSON object")
+    if facts is not None and (forge or guess_forge(payload)) != "mlflow":
+        validate_facts(facts, facts_file)  # schemas/explain-facts.schema.json, every problem named in the file
     bot_login = _settings(config).bot_login
     click.echo(explain(payload, event=event, forge=forge, facts=facts, bot_login=bot_login))
 
 
+
+
+def _record_facts(config: str | None, doc: Any, payload: dict[str, Any], event: str | None, forge: str | None,
+                  delivery_file: str, record_file: str, facts_file: str | None) -> str:
+    """``explain --record``: the live facts of a delivery into ``record_file`` (secrets masked);
+    returns the file to explain with."""
+    from mlgate.bot.explain import guess_event, guess_forge
+    from mlgate.bot.explain_facts import record
+
+    if facts_file is not None:
+        raise UsageError("give --facts (replay recorded facts) or --record (record them live), not both")
+    forge = forge or guess_forge(payload)
+    if forge not in ("github", "gitlab"):
+        raise UsageError(f"--record reads a GitHub or GitLab delivery's facts, not a {forge} one")
+    settings = _settings(config)
+    store = _open_store(settings)
+    delivery_id = doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
+    facts = record(payload, event=event or guess_event(payload, forge), forge=forge, settings=settings, store=store,
+                   delivery_id=delivery_id or Path(delivery_file).name)
+    text = json.dumps(settings.redactor(os.environ).value(facts), indent=2, ensure_ascii=False) + "\n"
+    try:
+        Path(record_file).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write {record_file}: {e.strerror or e}") from None
+    click.echo(f"recorded the facts of this delivery to {record_file} (replay: --facts {record_file})", err=True)
+    return record_file
 
 
 @bot.command("register-mlflow-webhook")

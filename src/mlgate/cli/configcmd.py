@@ -100,8 +100,14 @@ def metrics(model_types: tuple[str, ...], output: str) -> None:
 
 @click.command("schema")
 @click.option("--bot", is_flag=True, help="Print the schema of bot.yml instead of .mlgate.yml.")
-def schema(bot: bool) -> None:
-    """Print the JSON Schema of .mlgate.yml (or bot.yml with --bot)."""
+@click.option("--explain-facts", "facts", is_flag=True, help="Print the schema of `mlgate bot explain --facts FILE`.")
+def schema(bot: bool, facts: bool) -> None:
+    """Print the JSON Schema of .mlgate.yml (or bot.yml with --bot, the explain facts file with --explain-facts)."""
+    if facts:
+        from mlgate.bot.explain_facts import json_schema as facts_schema
+
+        click.echo(json.dumps(facts_schema(), indent=2))
+        return
     if bot:
         from mlgate.bot.settings import json_schema as bot_schema
 

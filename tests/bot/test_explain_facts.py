@@ -1,0 +1,73 @@
+"""The facts file of `mlgate bot explain --facts` (issue 11): a JSON Schema in schemas/, an example
+that validates and explains, and clear errors (exit 2, no traceback) for a file that does not fit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from mlgate.bot.explain_facts import json_schema
+from tests.fixtures.github import octokit
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "schemas" / "explain-facts.schema.json"
+EXAMPLE = ROOT / "docs" / "explain-facts.example.json"
+
+
+def explain(tmp_path: Path, facts: Path, body: str = "/promote") -> subprocess.CompletedProcess:
+    payload = octokit.load("issue_comment.pr.promote.json")
+    payload["comment"]["body"] = body
+    delivery = tmp_path / "delivery.json"
+    delivery.write_text(json.dumps(payload))
+    return subprocess.run([sys.executable, "-m", "mlgate", "bot", "explain", str(delivery), "--facts", str(facts)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+def test_committed_schema_matches_the_model():
+    assert json.loads(SCHEMA.read_text()) == json_schema(), "stale: mlgate schema --explain-facts > " + str(SCHEMA)
+
+
+def test_the_example_validates_against_the_schema_and_explains_an_allowed_promotion(tmp_path):
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(json.loads(EXAMPLE.read_text()))
+    r = explain(tmp_path, EXAMPLE)
+    assert r.returncode == 0, r.stderr
+    assert "decision for /promote (wine-classifier version 7 to staging): allowed" in r.stdout
+    assert "ok  approvals: 1/1 on 6dcb09b: @bob" in r.stdout
+    # production needs maintain (carol has it) and 2 approvals, and staging to hold v7 first
+    r = explain(tmp_path, EXAMPLE, "/promote to production")
+    assert "refused" in r.stdout and "NO  approvals: 1/2" in r.stdout
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda f: f["reviews"][0].pop("state"), "$.reviews[0]: 'state' is a required property"),
+    (lambda f: f["registry"]["versions"]["7"].update(tags={"mlgate.gates": 1}),
+     "$.registry.versions.7.tags.mlgate.gates: 1 is not of type 'string'"),
+    (lambda f: f.update(reviewz=[]), "$: Additional properties are not allowed ('reviewz' was unexpected)"),
+    (lambda f: f.pop("config"), "$: 'config' is a required property"),
+    (lambda f: f["pull_request"].update(head_sha="not-a-sha"), "$.pull_request.head_sha: 'not-a-sha' does not match"),
+])
+def test_a_facts_file_that_does_not_fit_says_where_and_exits_2(tmp_path, change, expected):
+    facts = json.loads(EXAMPLE.read_text())
+    change(facts)
+    bad = tmp_path / "facts.json"
+    bad.write_text(json.dumps(facts))
+    r = explain(tmp_path, bad)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "the facts do not match schemas/explain-facts.schema.json" in r.stderr
+    assert f"{bad}: {expected}" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_an_invalid_config_in_the_facts_is_a_located_config_error(tmp_path):
+    facts = json.loads(EXAMPLE.read_text())
+    facts["config"] = facts["config"].replace("min: 0.85", "min: high")
+    bad = tmp_path / "facts.json"
+    bad.write_text(json.dumps(facts))
+    r = explain(tmp_path, bad)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert ".mlgate.yml (facts):5:" in r.stderr
