@@ -31,8 +31,9 @@ node_modules/.stamp: package.json
 node: node_modules/.stamp
 
 # Debian packages the tests run for real: rsync (gitlab-ci-local), wrk (bench),
-# prometheus (canary analysis), postgresql (bot store). Installed only when missing.
-SYSTEM_TOOLS := rsync wrk prometheus
+# prometheus (canary analysis), prometheus-alertmanager (alert retrains), postgresql (bot store),
+# chromium (the dashboard's browser test). Installed only when missing.
+SYSTEM_TOOLS := rsync wrk prometheus prometheus-alertmanager chromium
 system:
 	@missing=""; \
 	for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
@@ -68,6 +69,7 @@ bench: $(STAMP) node system
 	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python bench/webhook_intake.py
 	$(BIN)/python bench/promotion_api_calls.py
 	$(BIN)/python bench/claim_latency.py
+	$(BIN)/python bench/ui_render.py
 
 schemas: $(STAMP)
 	$(BIN)/mlgate schema > schemas/mlgate.schema.json

@@ -32,7 +32,9 @@ SECRET_FIELDS = (
     "github_private_key",
     "github_token",
     "gitlab_token",
+    "alertmanager_token",
     "mlflow_webhook_secret",
+    "ui_token",
 )
 #: Environment variables outside the settings whose values are secrets the bot may use (MLflow's
 #: documented credentials for a tracking server, "MLflow Tracking" → "Logging to a Tracking Server").
@@ -62,6 +64,24 @@ class BotSettings(BaseModel):
         description=(
             "MLflow webhook secret (HMAC-SHA256 key of X-MLflow-Signature; give the same to "
             "`mlgate bot register-mlflow-webhook`). Env: MLGATE_MLFLOW_WEBHOOK_SECRET."
+        ),
+    )
+    alertmanager_token: SecretStr | None = Field(
+        None,
+        description=(
+            "Bearer token Alertmanager sends (webhook_config http_config.authorization.credentials); unset: "
+            "POST /webhooks/alertmanager answers 404. Env: MLGATE_ALERTMANAGER_TOKEN."
+        ),
+    )
+    alert_model_label: str = Field("mlgate_model", min_length=1, description="Alert label naming the registered model.")
+    alert_environment_label: str = Field(
+        "mlgate_environment", min_length=1, description="Alert label naming the environment."
+    )
+    retrain_poll_seconds: float = Field(
+        15.0, ge=0,
+        description=(
+            "Seconds between two passes over the retrains in flight (backend state, the registered version, "
+            "gates, promotion PR); 0 disables the follow-up."
         ),
     )
     # ---- GitHub API
@@ -143,6 +163,17 @@ class BotSettings(BaseModel):
     )
     github_write_interval: float = Field(
         1.0, ge=0, description="Seconds between content-creating GitHub requests (GitHub asks for at least 1)."
+    )
+    # ---- the dashboard (mlgate bot serve --ui-port; a listener of its own, never the webhook port)
+    ui_token: SecretStr | None = Field(
+        None,
+        description=(
+            "Token of the dashboard: requests need 'Authorization: Bearer TOKEN' or HTTP Basic with TOKEN as the "
+            "password. Without it the dashboard listens on loopback only. Env: MLGATE_UI_TOKEN."
+        ),
+    )
+    ui_cache_seconds: float = Field(
+        10.0, ge=0, description="Seconds the dashboard reuses registry and .mlgate.yml reads (0: read every time)."
     )
     # ---- background follow-up (a thread beside the workers; never on the event loop)
     canary_tick_seconds: float = Field(

@@ -88,11 +88,16 @@ def _bind(host: str, port: int) -> socket.socket:
 @_config_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 in a container).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port, logged).")
-def serve(config: str | None, host: str, port: int) -> None:
+@click.option("--ui-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve the read-only dashboard (/ui) on this port, a listener of its own (default: off).")
+@click.option("--ui-host", default="127.0.0.1", show_default=True,
+              help="Address of the dashboard; anything but loopback needs MLGATE_UI_TOKEN.")
+def serve(config: str | None, host: str, port: int, ui_port: int | None, ui_host: str) -> None:
     """Run the webhook server and its workers until SIGINT/SIGTERM.
 
     Needs at least one webhook secret (MLGATE_GITHUB_WEBHOOK_SECRET and/or
     MLGATE_GITLAB_WEBHOOK_TOKEN); logs are JSON lines on stdout, secrets redacted.
+    With --ui-port, the dashboard is served on a second listener, never on the webhook port.
     """
     import importlib.util
 
@@ -128,10 +133,51 @@ def serve(config: str | None, host: str, port: int) -> None:
         timeout_graceful_shutdown=15,
     )
     log.info("listening", host=host, port=bound_port, url=f"http://{host}:{bound_port}")
+    ui = _start_ui(settings, store, ui_host, ui_port, log) if ui_port is not None else None
     server = uvicorn.Server(ucfg)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if ui is not None:
+            ui[0].should_exit = True
+            ui[1].join(timeout=10)
     if not server.started:
         raise InfraError("the bot did not start (see the log above)")
+
+
+def _start_ui(settings: Any, store: Any, host: str, port: int, log: Any) -> tuple[Any, Any]:
+    """Start the dashboard (:mod:`mlgate.bot.ui`) on its own listener, in a thread with its own
+    event loop (uvicorn installs signal handlers only on the main thread, so SIGTERM still stops
+    the webhook server, which then stops this one). Returns (uvicorn server, thread).
+
+    Raises:
+        UsageError: a non-loopback address without MLGATE_UI_TOKEN (exit 2).
+    """
+    import asyncio
+    import ipaddress
+    import threading
+
+    import uvicorn
+
+    from mlgate.bot.ui import create_ui_app
+    from mlgate.bot.ui.sources import StoreSources
+
+    token = settings.ui_token.get_secret_value() if settings.ui_token is not None else None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not token and not loopback:
+        raise UsageError(f"the dashboard would be open to anyone on {host}: set MLGATE_UI_TOKEN, or --ui-host 127.0.0.1")
+    app = create_ui_app(StoreSources(settings, store), token=token, cache_seconds=settings.ui_cache_seconds)
+    sock = _bind(host, port)
+    bound = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=settings.access_log, lifespan="off",
+                                           server_header=False))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), name="mlgate-ui", daemon=True)
+    thread.start()
+    log.info("dashboard listening", host=host, port=bound, url=f"http://{host}:{bound}/ui", token=bool(token))
+    return server, thread
 
 
 @bot.command("deliveries")
@@ -250,32 +296,6 @@ def explain_cmd(config: str | None, delivery_file: str, event: str | None, forge
 
 
 
-def _record_facts(config: str | None, doc: Any, payload: dict[str, Any], event: str | None, forge: str | None,
-                  delivery_file: str, record_file: str, facts_file: str | None) -> str:
-    """``explain --record``: the live facts of a delivery into ``record_file`` (secrets masked);
-    returns the file to explain with."""
-    from mlgate.bot.explain import guess_event, guess_forge
-    from mlgate.bot.explain_facts import record
-
-    if facts_file is not None:
-        raise UsageError("give --facts (replay recorded facts) or --record (record them live), not both")
-    forge = forge or guess_forge(payload)
-    if forge not in ("github", "gitlab"):
-        raise UsageError(f"--record reads a GitHub or GitLab delivery's facts, not a {forge} one")
-    settings = _settings(config)
-    store = _open_store(settings)
-    delivery_id = doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
-    facts = record(payload, event=event or guess_event(payload, forge), forge=forge, settings=settings, store=store,
-                   delivery_id=delivery_id or Path(delivery_file).name)
-    text = json.dumps(settings.redactor(os.environ).value(facts), indent=2, ensure_ascii=False) + "\n"
-    try:
-        Path(record_file).write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot write {record_file}: {e.strerror or e}") from None
-    click.echo(f"recorded the facts of this delivery to {record_file} (replay: --facts {record_file})", err=True)
-    return record_file
-
-
 @bot.command("register-mlflow-webhook")
 @_config_option
 @click.option("--url", required=True, help="The bot's MLflow webhook address, e.g. https://mlgate.example.com/webhooks/mlflow.")
@@ -301,6 +321,32 @@ def register_mlflow_webhook(config: str | None, url: str, tracking_uri: str | No
                          "webhook needs the same secret")
     done = ensure_webhook(uri, url, settings.mlflow_webhook_secret.get_secret_value())
     click.echo(f"webhook {done.webhook_id} {done.action}: {done.url} ({', '.join(done.events)})")
+
+
+def _record_facts(config: str | None, doc: Any, payload: dict[str, Any], event: str | None, forge: str | None,
+                  delivery_file: str, record_file: str, facts_file: str | None) -> str:
+    """``explain --record``: the live facts of a delivery into ``record_file`` (secrets masked);
+    returns the file to explain with."""
+    from mlgate.bot.explain import guess_event, guess_forge
+    from mlgate.bot.explain_facts import record
+
+    if facts_file is not None:
+        raise UsageError("give --facts (replay recorded facts) or --record (record them live), not both")
+    forge = forge or guess_forge(payload)
+    if forge not in ("github", "gitlab"):
+        raise UsageError(f"--record reads a GitHub or GitLab delivery's facts, not a {forge} one")
+    settings = _settings(config)
+    store = _open_store(settings)
+    delivery_id = doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
+    facts = record(payload, event=event or guess_event(payload, forge), forge=forge, settings=settings, store=store,
+                   delivery_id=delivery_id or Path(delivery_file).name)
+    text = json.dumps(settings.redactor(os.environ).value(facts), indent=2, ensure_ascii=False) + "\n"
+    try:
+        Path(record_file).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write {record_file}: {e.strerror or e}") from None
+    click.echo(f"recorded the facts of this delivery to {record_file} (replay: --facts {record_file})", err=True)
+    return record_file
 
 
 @bot.command("prune")

@@ -57,6 +57,7 @@ class BotProcess:
     database_url: str
     proc: subprocess.Popen
     log: Path
+    ui_url: str | None = None  # the dashboard's listener (start_bot(..., args=("--ui-port", "0")))
 
     def send_github(self, event: str, payload: dict[str, Any], delivery: str | None = None) -> str:
         body = json.dumps(payload).encode()
@@ -109,7 +110,8 @@ class BotProcess:
 
 
 def start_bot(workdir: Path, gh_url: str, gl_url: str, tracking_uri: str, extra_yaml: str = "",
-              extra_env: dict[str, str] | None = None, mlgate: Path | None = None) -> BotProcess:
+              extra_env: dict[str, str] | None = None, mlgate: Path | None = None,
+              args: tuple[str, ...] = ()) -> BotProcess:
     """``mlgate bot serve`` on a free port with its own database, talking to the fake forges.
     ``mlgate``: the executable (default: this venv's; tests/e2e/test_small_install.py gives a
     fresh ``mlgate[bot]`` install's)."""
@@ -127,12 +129,12 @@ def start_bot(workdir: Path, gh_url: str, gl_url: str, tracking_uri: str, extra_
     env.pop("MLFLOW_TRACKING_URI", None)
     log = workdir / "bot.log"
     out = open(log, "w")
-    proc = subprocess.Popen([str(mlgate or VENV_BIN / "mlgate"), "bot", "serve", "--config", str(cfg), "--port", "0"],
+    proc = subprocess.Popen([str(mlgate or VENV_BIN / "mlgate"), "bot", "serve", "--config", str(cfg), "--port", "0", *args],
                             cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     out.close()
     deadline = time.monotonic() + 60
-    url = None
-    while url is None:
+    url = ui_url = None
+    while url is None or ("--ui-port" in args and ui_url is None):
         if proc.poll() is not None:
             raise RuntimeError(f"mlgate bot serve exited with {proc.returncode}: {log.read_text()[-3000:]}")
         for line in log.read_text().splitlines():
@@ -142,6 +144,8 @@ def start_bot(workdir: Path, gh_url: str, gl_url: str, tracking_uri: str, extra_
                 continue
             if rec.get("event") == "listening" and rec.get("port"):
                 url = f"http://127.0.0.1:{rec['port']}"
+            if rec.get("event") == "dashboard listening" and rec.get("port"):
+                ui_url = f"http://127.0.0.1:{rec['port']}"
         if time.monotonic() > deadline:
             raise RuntimeError(f"the bot did not start: {log.read_text()[-3000:]}")
         time.sleep(0.1)
@@ -152,7 +156,7 @@ def start_bot(workdir: Path, gh_url: str, gl_url: str, tracking_uri: str, extra_
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    return BotProcess(url=url, database_url=db, proc=proc, log=log)
+    return BotProcess(url=url, database_url=db, proc=proc, log=log, ui_url=ui_url)
 
 
 def stop_bot(b: BotProcess, secrets: tuple[str, ...] = ()) -> None:
