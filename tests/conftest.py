@@ -385,6 +385,7 @@ SLOWEST_FIRST = (
     "tests/e2e/test_train_argo.py",
     "tests/flows/test_canary_live.py",
     "tests/e2e/bot/test_train_bot.py",
+    "tests/e2e/bot/test_alert_retrain.py",  # real Prometheus and Alertmanager: ~60 s
     "tests/e2e/bot/test_github_scenarios.py",
     "tests/e2e/bot/test_gitlab_scenarios.py",
     "tests/e2e/bot/test_forges.py",
@@ -396,6 +397,7 @@ SLOWEST_FIRST = (
 KEEP_TOGETHER = (
     "tests/e2e/bot/test_canary_bot.py",  # canary_bot: a bot process
     "tests/e2e/bot/test_train_bot.py",   # train_bot and argo_server: a bot process, a fake Argo
+    "tests/e2e/bot/test_alert_retrain.py",  # alert_bot, alerting: a bot, Prometheus, Alertmanager
     "tests/edge/test_argo.py",           # fake: a fake Argo Server (its swagger checked per request)
     "tests/e2e/test_small_install.py",   # base, bot_install: fresh venvs, built once
     "tests/edge/test_prometheus.py",     # served: waits for a scrape

@@ -433,6 +433,8 @@ class FakeGitHub:
         #: after-the-work hooks, run once: (method, path regex, callback; None drops the answer)
         self._after: list[tuple[str, re.Pattern[str], Callable[[], None] | None]] = []
         self._ids = itertools.count(1000)
+        #: workflow_dispatch runs by id: repo, workflow, ref, sha, inputs, status, conclusion
+        self.workflow_runs: dict[int, dict[str, Any]] = {}
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -1301,6 +1303,73 @@ class FakeGitHub:
             repo.statuses.setdefault(sha, []).append(ex)
         return 201, ex
 
+    # ---- GitHub Actions: workflow_dispatch and runs (issue 14); test controls: workflow_runs, finish_run
+
+    def _op_post_workflow_dispatch(self, params, body, login, **_):
+        """As GitHub: the workflow file must exist at ``ref``, declare ``workflow_dispatch`` and every input sent."""
+        import yaml
+
+        repo = self._repo(params)
+        wf, ref, inputs = params["workflow_id"], body["ref"], body.get("inputs") or {}
+        sha = repo.git.branch(ref) or repo.git.rev(ref)
+        if sha is None:
+            raise HTTPError(422, f"No ref found for: {ref}")
+        text = repo.git.read(sha, f".github/workflows/{wf}")
+        if text is None:
+            raise HTTPError(404, "Not Found")
+        doc = yaml.safe_load(text) or {}
+        on = doc.get("on", doc.get(True)) or {}  # YAML 1.1 reads a bare `on` key as True
+        on = {k: None for k in on} if isinstance(on, list) else ({on: None} if isinstance(on, str) else on)
+        if "workflow_dispatch" not in on:
+            raise HTTPError(422, "Workflow does not have 'workflow_dispatch' trigger")
+        declared = (on["workflow_dispatch"] or {}).get("inputs") or {}
+        unexpected = sorted(set(inputs) - set(declared))
+        if unexpected:
+            raise HTTPError(422, f"Unexpected inputs provided: {unexpected}")
+        missing = [k for k, v in declared.items() if (v or {}).get("required") and k not in inputs
+                   and (v or {}).get("default") is None]
+        if missing:
+            raise HTTPError(422, f"Required input '{missing[0]}' not provided")
+        run_id = next(self._ids)
+        with self._lock:
+            self.workflow_runs[run_id] = {"repo": repo.full_name, "workflow": wf, "ref": ref, "sha": sha,
+                                          "inputs": dict(inputs), "status": "queued", "conclusion": None}
+        if not body.get("return_run_details"):
+            return 204, None
+        ex = self.api.example("post", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches", "200")
+        ex.update(workflow_run_id=run_id, run_url=f"{self.url}/repos/{repo.full_name}/actions/runs/{run_id}",
+                  html_url=f"{self.url}/{repo.full_name}/actions/runs/{run_id}")
+        return 200, ex
+
+    def _op_get_actions_run(self, params, **_):
+        repo = self._repo(params)
+        run = self.workflow_runs.get(int(params["run_id"]))
+        if run is None or run["repo"] != repo.full_name:
+            raise HTTPError(404, "Not Found")
+        ex = self.api.example("get", "/repos/{owner}/{repo}/actions/runs/{run_id}", "200")
+        ex.update(id=int(params["run_id"]), status=run["status"], conclusion=run["conclusion"], event="workflow_dispatch",
+                  head_branch=run["ref"], head_sha=run["sha"],
+                  html_url=f"{self.url}/{repo.full_name}/actions/runs/{params['run_id']}")
+        return 200, ex
+
+    def finish_run(self, run_id: int, conclusion: str = "success") -> None:
+        """Test control: the Actions run ends with ``conclusion`` (success, failure, cancelled...)."""
+        with self._lock:
+            self.workflow_runs[run_id].update(status="completed", conclusion=conclusion)
+
+    def _op_put_pull_merge(self, params, body, **_):
+        repo = self._repo(params)
+        number = int(params["pull_number"])
+        pr = repo.pulls.get(number)
+        if pr is None:
+            raise HTTPError(404, "Not Found")
+        if pr.state != "open":
+            raise HTTPError(405, "Pull Request is not mergeable")
+        sha = self.merge_pr(repo.full_name, number)
+        ex = self.api.example("put", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", "200")
+        ex.update(sha=sha, merged=True, message="Pull Request successfully merged")
+        return 200, ex
+
     def _op_post_installation_token(self, params, body, **_):
         token = f"ghs_{next(self._ids)}fake{int(time.time() * 1000)}"
         expires = time.time() + self.token_ttl
@@ -1337,6 +1406,9 @@ _OPS = {
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels"): "post_issue_labels",
     ("POST", "/repos/{owner}/{repo}/statuses/{sha}"): "post_status",
     ("POST", "/app/installations/{installation_id}/access_tokens"): "post_installation_token",
+    ("POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"): "post_workflow_dispatch",
+    ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"): "get_actions_run",
+    ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge"): "put_pull_merge",
 }
 
 

@@ -6,6 +6,8 @@ Routes:
 - ``POST /webhooks/gitlab``  verify ``X-Gitlab-Token``, store, answer 202
 - ``POST /webhooks/mlflow``  verify ``X-MLflow-Signature`` and ``X-MLflow-Timestamp``
   (:mod:`mlgate.core.registry_events`), store, answer 202
+- ``POST /webhooks/alertmanager``  verify ``Authorization: Bearer`` (:mod:`mlgate.bot.alert_intake`),
+  store, answer 202
 - ``GET /healthz``           the process answers (liveness)
 - ``GET /readyz``            the database answers (readiness); 503 otherwise
 - ``GET /metrics``           Prometheus text format
@@ -365,6 +367,9 @@ def create_app(
     app.state.writer = writer
     batcher = LoopBatcher(writer)
     webhooks = {f"/webhooks/{forge}": WebhookEndpoint(forge, settings, batcher) for forge in ("github", "gitlab", "mlflow")}
+    from mlgate.bot.alert_intake import AlertmanagerEndpoint  # imported here: it builds on this module
+
+    webhooks["/webhooks/alertmanager"] = AlertmanagerEndpoint(settings, batcher)
     return BotApp(app, webhooks)
 
 

@@ -201,6 +201,16 @@ def handle(delivery: Delivery, ctx: HandlerContext) -> str:
             if mapped is e:
                 raise
             raise mapped from None
+    if delivery.forge == "alertmanager":  # monitoring alerts: no forge event (mlgate.bot.handlers.retrain)
+        from mlgate.bot.handlers import retrain
+
+        try:
+            return retrain.on_alert(delivery, ctx)
+        except Exception as e:
+            mapped = delivery_error(e)
+            if mapped is e:
+                raise
+            raise mapped from None
     ev = _normalise(delivery, ctx)
     if isinstance(ev, Ignored):
         log.info("delivery ignored", delivery=delivery.id, reason=ev.reason)

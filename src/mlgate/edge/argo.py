@@ -254,6 +254,7 @@ def submit_for_commit(
     parameters: Mapping[str, str] | None = None,
     gpus: int | None = None,
     config_path: str | None = None,
+    retrain: str | None = None,
 ) -> Submission:
     """Submit the WorkflowTemplate ``settings.template`` for a commit, once per (template, model, commit).
 
@@ -275,6 +276,8 @@ def submit_for_commit(
         gpus: number of ``nvidia.com/gpu``; default ``settings.gpus``.
         config_path: ``.mlgate.yml`` relative to the repository root (for a config that is not
             at the root); None leaves the template's default (``.mlgate.yml``).
+        retrain: the retrain record's id for a retrain an alert started: its own workflow
+            (labelled ``mlgate.dev/retrain``), even for a commit trained before.
 
     Returns:
         :class:`Submission` (``created`` False when it already existed).
@@ -298,6 +301,7 @@ def submit_for_commit(
         image=settings.image,
         user_parameters=user,
         config_path=config_path,
+        retrain=retrain,
     )
     existing = find_existing(settings, plan.selector)
     if existing:

@@ -379,6 +379,30 @@ class Registry:
         best = max(matches, key=lambda v: int(v.version))
         return self.get_version(model, best.version)
 
+    def find_by_tag(self, model: str, key: str, value: str) -> VersionInfo | None:
+        """The newest version tagged ``key=value`` (e.g. ``mlgate.retrain_id``), or None."""
+        matches = [v for v in self.versions(model) if v.tags.get(key) == value]
+        if not matches:
+            return None
+        return self.get_version(model, max(matches, key=lambda v: int(v.version)).version)
+
+    def model_tags(self, model: str) -> dict[str, str]:
+        """The registered model's own tags ({} when the model does not exist)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            with self._calls(f"read registered model {model}"):
+                return dict(self.client.get_registered_model(model).tags or {})
+        except MlflowException as e:
+            if _is_not_found(e):
+                return {}
+            raise
+
+    def set_model_tag(self, model: str, key: str, value: str) -> None:
+        """Set one tag on the registered model itself (not a version)."""
+        with self._calls(f"tag registered model {model}"):
+            self.client.set_registered_model_tag(model, key, value)
+
     def wait_ready(self, model: str, version: str, timeout: float, poll: float = 0.5,
                    sleep: Callable[[float], None] = time.sleep) -> VersionInfo:
         """Wait until the version is READY (``timeout`` seconds).

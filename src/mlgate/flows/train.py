@@ -104,6 +104,13 @@ def _ci_tags(ci: CIContext, *, run: bool) -> dict[str, str]:
     return tags
 
 
+def _retrain_tag(env: Mapping[str, str]) -> dict[str, str]:
+    """``mlgate.retrain_id`` from ``MLGATE_RETRAIN_ID`` (set by the bot's retrain workflow or
+    dispatch): how the bot finds the version a retrain registered. Empty: no tag."""
+    rid = (env.get("MLGATE_RETRAIN_ID") or "").strip()
+    return {"mlgate.retrain_id": rid} if rid else {}
+
+
 def _run_command(reg: Any, run_id: str, argv: list[str], cwd: Any, env: Mapping[str, str]) -> None:
     """Run the training command; a command that cannot run or fails marks the run FAILED
     (KILLED on Ctrl-C) and raises UsageError or :class:`CommandFailed`."""
@@ -163,7 +170,7 @@ def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str
     ci = current_ci(project.base_dir, env)
     reg = project.registry
     exp_id = reg.ensure_experiment(cfg.experiment_name, project.artifact_location())
-    run_tags = {"mlgate.model": cfg.model, **_ci_tags(ci, run=True), **dirty_tag}
+    run_tags = {"mlgate.model": cfg.model, **_ci_tags(ci, run=True), **dirty_tag, **_retrain_tag(env)}
     run_id = reg.create_run(exp_id, run_tags)
     log(f"mlgate: run {run_id} started in experiment {cfg.experiment_name!r} ({reg.shown_uri})")
 
@@ -187,7 +194,7 @@ def train(project: Project, command: Sequence[str] = (), *, environ: Mapping[str
     logged = models[-1]
     if reg.run_status(run_id) == "RUNNING":
         reg.end_run(run_id, "FINISHED")
-    version_tags = {"mlgate.run_id": run_id, **_ci_tags(ci, run=False), **dirty_tag}
+    version_tags = {"mlgate.run_id": run_id, **_ci_tags(ci, run=False), **dirty_tag, **_retrain_tag(env)}
     info = reg.register(
         cfg.model,
         source=logged.artifact_location,

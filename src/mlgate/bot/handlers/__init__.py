@@ -9,6 +9,7 @@ table of :mod:`mlgate.bot.dispatch` to one module per feature:
 - :mod:`.canary`: canaries started, stopped, and made live from the PR; :mod:`.tick` moves them on;
 - :mod:`.train`: ``/train``, ``/abort`` and the poll of running workflows;
 - :mod:`.reviews`: reviews and PR updates refresh the ``mlgate/gates`` status;
+- :mod:`.retrain`: Alertmanager alerts start retrains; :mod:`.retrain_follow` gates and promotes them;
 - :mod:`.registry`: MLflow registry webhooks (registry-driven promotion, protected aliases)
   and the periodic check of the registry against git;
 - :mod:`.common`: the context, the per-delivery :class:`~.common.Job`, store helpers.
@@ -61,6 +62,7 @@ from mlgate.bot.handlers.common import (
     with_periodic_lock,
 )
 from mlgate.bot.handlers.registry import check_registry
+from mlgate.bot.handlers.retrain_follow import poll_retrains
 from mlgate.bot.handlers.tick import MERGE_FALLBACK_SECONDS, tick_canaries
 from mlgate.bot.handlers.train import TRAIN_CONTEXT, TRAIN_INDEX, poll_trains
 from mlgate.bot.ports import Settings
@@ -95,6 +97,7 @@ def periodic_tasks(settings: Settings) -> list[tuple[str, float, Callable[[Handl
     return [
         ("canary tick", float(getattr(settings, "canary_tick_seconds", 15.0) or 0), tick_canaries),
         ("train status", float(getattr(settings, "train_poll_seconds", 15.0) or 0), poll_trains),
+        ("retrain follow-up", float(getattr(settings, "retrain_poll_seconds", 15.0) or 0), poll_retrains),
         ("retention", float(getattr(settings, "retention_interval_seconds", 3600.0) or 0) if keep > 0 else 0.0,
          prune_finished),
         ("registry check", float(getattr(settings, "reconcile_interval_seconds", 300.0) or 0)

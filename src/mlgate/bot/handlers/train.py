@@ -46,7 +46,11 @@ def argo_settings(job: Job, a: ArgoBackend) -> ArgoBackend:
     Raises:
         UsageError: the repository asks for a token variable or a server the bot does not allow.
     """
-    s = job.ctx.settings
+    return argo_settings_for(job.ctx.settings, a)
+
+
+def argo_settings_for(s: Any, a: ArgoBackend) -> ArgoBackend:
+    """:func:`argo_settings` from the bot's settings ``s`` (a retrain an alert started has no Job)."""
     allowed = list(getattr(s, "argo_token_envs", None) or ["ARGO_TOKEN"])
     name = a.token_env
     if name and (name.upper().startswith("MLGATE_") or name not in allowed):

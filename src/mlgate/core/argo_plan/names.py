@@ -16,6 +16,8 @@ from mlgate.core.urls import redact_url
 LABEL_MODEL = "mlgate.dev/model"
 LABEL_COMMIT = "mlgate.dev/commit"
 LABEL_TEMPLATE = "mlgate.dev/template"
+#: A retrain started by an alert (its record's id): one workflow per retrain, not per commit.
+LABEL_RETRAIN = "mlgate.dev/retrain"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 ANNOTATION_REPO = "mlgate.dev/repo"
 
@@ -114,31 +116,37 @@ def _slug(text: str) -> str:
     return s or "x"
 
 
-def workflow_name(template: str, model: str, commit: str) -> str:
-    """Deterministic workflow name for (WorkflowTemplate, model, commit), at most 63 characters.
+def workflow_name(template: str, model: str, commit: str, retrain: str | None = None) -> str:
+    """Deterministic workflow name for (WorkflowTemplate, model, commit[, retrain]), at most 63 characters.
 
     ``{model}-{template without "mlgate-"}-{commit[:12]}-{hash6}``, lower-case DNS-1123; the
-    hash of the exact three values keeps two models whose slugs coincide apart.
+    hash of the exact values keeps two models whose slugs coincide apart, and two retrains of
+    the same commit (``retrain``: the retrain record's id) apart.
     """
-    digest = hashlib.sha256(f"{template}\0{model}\0{commit}".encode()).hexdigest()[:6]
+    key = f"{template}\0{model}\0{commit}" + (f"\0{retrain}" if retrain else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:6]
     tail = f"-{commit[:12]}-{digest}"
     short_template = template[len("mlgate-") :] if template.startswith("mlgate-") else template
     head = f"{_slug(model)}-{_slug(short_template)}"[: 63 - len(tail)].strip("-")
     return f"{head}{tail}"
 
 
-def workflow_labels(template: str, model: str, commit: str) -> dict[str, str]:
-    """Labels that identify a submission (and find it again with :func:`label_selector`).
+def workflow_labels(template: str, model: str, commit: str, retrain: str | None = None) -> dict[str, str]:
+    """Labels that identify a submission (and find it again with :func:`label_selector`); a
+    retrain's workflow also carries :data:`LABEL_RETRAIN`.
 
     Raises:
-        UsageError: a model or template name that cannot be a label value.
+        UsageError: a model, template or retrain id that cannot be a label value.
     """
-    return {
+    labels = {
         LABEL_PART_OF: "mlgate",
         LABEL_MODEL: check_label_value("model name", model),
         LABEL_COMMIT: commit,
         LABEL_TEMPLATE: check_label_value("WorkflowTemplate name", template),
     }
+    if retrain:
+        labels[LABEL_RETRAIN] = check_label_value("retrain id", retrain)
+    return labels
 
 
 def label_selector(labels: Mapping[str, str]) -> str:

@@ -12,9 +12,9 @@ from typing import Any
 from mlgate.core.errors import UsageError
 
 #: Parameters mlgate fills from its own settings when the WorkflowTemplate declares them.
-STANDARD_PARAMETERS = ("image", "repo", "commit", "model", "config", "command", "tracking-uri", "gpus")
+STANDARD_PARAMETERS = ("image", "repo", "commit", "model", "config", "command", "tracking-uri", "gpus", "retrain-id")
 #: Parameters that identify the run (labels, name); only ``--commit`` and the config set them.
-IDENTITY_PARAMETERS = ("model", "commit")
+IDENTITY_PARAMETERS = ("model", "commit", "retrain-id")
 
 _HINTS = {
     "image": "set train.argo.image in .mlgate.yml or pass -p image=IMAGE",

@@ -56,6 +56,7 @@ def plan_submission(
     image: str | None,
     user_parameters: Mapping[str, str],
     config_path: str | None = None,
+    retrain: str | None = None,
 ) -> SubmitPlan:
     """Decide the name, labels and parameters of a workflow that runs ``template`` for a commit.
 
@@ -68,6 +69,8 @@ def plan_submission(
         user_parameters: ``train.argo.parameters`` merged with ``-p`` (later wins).
         config_path: ``.mlgate.yml`` relative to the repository root, or None (the template's
             default, ``.mlgate.yml``).
+        retrain: the id of the retrain an alert started (label ``mlgate.dev/retrain``, part of the
+            name, and the ``retrain-id`` parameter when the template declares it), or None.
 
     Raises:
         UsageError: see :func:`resolve_parameters`, :func:`check_commit`,
@@ -78,7 +81,7 @@ def plan_submission(
         raise UsageError(f"gpus must be 0 or more (got {gpus})")
     commit = check_commit(commit)
     repo = clean_repo_url(repo_url)
-    labels = workflow_labels(template, model, commit)
+    labels = workflow_labels(template, model, commit, retrain)
     standard: dict[str, str | None] = {
         "image": image,
         "repo": repo,
@@ -88,10 +91,11 @@ def plan_submission(
         "command": command_string(command),
         "tracking-uri": check_tracking_uri(tracking_uri),
         "gpus": str(gpus),
+        "retrain-id": retrain,
     }
     params = resolve_parameters(template, declared_parameters(template_object), standard=standard, user=user_parameters)
     return SubmitPlan(
-        name=workflow_name(template, model, commit),
+        name=workflow_name(template, model, commit, retrain),
         namespace=namespace,
         template=template,
         labels=labels,

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mlgate.core.config.retrain import Retrain
+
 SCHEMA_ID = "https://mlgate.dev/schemas/mlgate.schema.json"
 
 #: Names a user gives to models and environments: used in branch names, tags and
@@ -501,6 +503,9 @@ class Environment(_Model):
     promoters: Promoters = Field(default_factory=Promoters)
     approvals: Approvals = Field(default_factory=Approvals)
     canary: Canary | None = None
+    retrain: Retrain | None = Field(
+        None, description="Retrain the model when a matching Alertmanager alert fires (README 'Retrain on alerts')."
+    )
     trigger: RegistryTrigger | None = Field(
         None,
         description=(
