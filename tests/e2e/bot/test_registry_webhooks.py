@@ -23,7 +23,7 @@ import httpx
 import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from tests.e2e.bot.conftest import BOT, ISVC, VENV_BIN, eventually, mlgate_yml, start_bot, stop_bot
+from tests.e2e.bot.conftest import BOT, GH_TOKEN, ISVC, VENV_BIN, eventually, mlgate_yml, start_bot, stop_bot
 
 pytestmark = pytest.mark.slow
 
@@ -100,8 +100,10 @@ def new_world(gh, client, *, protect: bool = True, gates: str = "passed") -> dic
     return {"model": model, "repo": repo, "deploy": deploy, "fingerprint": gates_fingerprint(parse(yml))}
 
 
-def register(client, w: dict[str, Any], gates: str = "passed", forge: str = "github") -> str:
-    tags = {"mlgate.source_forge": forge, "mlgate.source_repo": w["repo"], "mlgate.git_commit": uuid.uuid4().hex}
+def register(client, w: dict[str, Any], gates: str = "passed", forge: str | None = "github") -> str:
+    tags = {"mlgate.git_commit": uuid.uuid4().hex}
+    if forge:  # as mlgate train tags a version in CI; without them no bot knows the model's repository
+        tags.update({"mlgate.source_forge": forge, "mlgate.source_repo": w["repo"]})
     if gates:
         tags.update({"mlgate.gates": gates, "mlgate.gates.fingerprint": w["fingerprint"]})
         if gates == "failed":
@@ -268,3 +270,33 @@ def test_explain_a_saved_mlflow_delivery(mbot, fakes, mlflow_client, tmp_path):
     assert out.stdout.splitlines()[0] == "delivery: mlflow model_version_alias.created"
     assert "trigger of staging: version " + v + " not eligible" in out.stdout
     assert "has no mlgate.gates tag" in out.stdout and "would: open no PR; tag version" in out.stdout
+
+
+def test_the_periodic_check_puts_back_an_alias_moved_while_no_webhook_reached_the_bot(fakes, mlflow_server,
+                                                                                   mlflow_client, tmp_path):
+    """No bot knows this model when its champion is moved (no mlgate.source_* tags, not in any models:
+    mapping): the periodic check of a bot that lists it finds the drift, and acts on its second sight."""
+    from mlgate.bot.handlers.common import make_context
+    from mlgate.bot.handlers.registry import check_registry
+    from mlgate.bot.settings import BotSettings
+    from mlgate.edge.db.store import Store
+
+    gh, _ = fakes
+    w = new_world(gh, mlflow_client)
+    v1, v2 = register(mlflow_client, w, forge=None), register(mlflow_client, w, forge=None)
+    deploy_to_production(gh, mlflow_client, w, v1)
+    mlflow_client.set_registered_model_alias(w["model"], "champion", v2)  # while the bot is down
+    settings = BotSettings(github_api_url=gh.url, github_token=GH_TOKEN, tracking_uri=mlflow_server, bot_login=BOT,
+                           github_write_interval=0, database_url=f"sqlite:///{tmp_path}/bot.db",
+                           models={w["model"]: f"github:{w['repo']}"})
+    store = Store(settings.database_url)
+    ctx = make_context(settings, store)
+    assert check_registry(ctx) == ""  # first sight: a merge's webhook may still be on its way
+    assert mlflow_client.get_model_version_by_alias(w["model"], "champion").version == v2
+    done = check_registry(ctx)
+    assert f"put it back on version {v1}" in done, done
+    assert mlflow_client.get_model_version_by_alias(w["model"], "champion").version == v1
+    [rec] = [r for r in store.audit_records() if r.get("model") == w["model"]]
+    assert rec["outcome"] == "alias put back" and rec["cause"] == "found by the bot's periodic check"
+    assert check_registry(ctx) == ""  # in step now
+    store.close()
