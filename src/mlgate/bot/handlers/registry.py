@@ -26,7 +26,7 @@ import structlog
 from mlgate.core import config as cfgmod
 from mlgate.core.config import Config
 from mlgate.core.errors import ConfigError, MlgateError, UsageError
-from mlgate.core.events import Ignored
+from mlgate.core.events import Ignored, github_repo_problem, gitlab_path_problem
 from mlgate.core.promotion import Trigger
 from mlgate.core.registry_events import RegistryEvent, guarded, normalize, triggered
 from mlgate.bot import promotion as promo
@@ -61,9 +61,11 @@ def _source(ctx: HandlerContext, model: str, tags: dict[str, str]) -> tuple[str,
         forge, _, repo = mapped.partition(":")
         return forge, repo
     forge, repo = tags.get("mlgate.source_forge"), tags.get("mlgate.source_repo")
-    if forge in ("github", "gitlab") and repo:
-        return forge, repo
-    return None
+    if forge not in ("github", "gitlab") or not repo:
+        return None
+    # a tag goes into API paths: only a name the forge could have (acme/../../orgs/x is no repository)
+    problem = github_repo_problem(repo) if forge == "github" else gitlab_path_problem(repo)
+    return None if problem else (forge, repo)
 
 
 def _registry(ctx: HandlerContext) -> ModelRegistry:
