@@ -785,7 +785,10 @@ class FakeGitHub:
             self.errors.append(f"POST {key}: fake crashed: {type(e).__name__}: {e}")
             status, body = 500, {"message": f"fake crashed: {e}"}
         self.requests.append(("POST", key, status))
-        self._send(h, status, body, headers)
+        try:
+            self._send(h, status, body, headers)
+        except (BrokenPipeError, ConnectionResetError):  # the client is gone (a test killed it after the work)
+            h.close_connection = True
 
     def _auth(self, h: BaseHTTPRequestHandler, template: str) -> str:
         auth = h.headers.get("Authorization") or ""

@@ -300,3 +300,31 @@ def test_the_periodic_check_puts_back_an_alias_moved_while_no_webhook_reached_th
     assert rec["outcome"] == "alias put back" and rec["cause"] == "found by the bot's periodic check"
     assert check_registry(ctx) == ""  # in step now
     store.close()
+
+
+def test_a_registry_event_finds_the_github_app_installation_of_the_models_repository(tmp_path):
+    """Forge deliveries name their App installation; registry events do not: the bot asks GitHub
+    (GET /repos/{owner}/{repo}/installation with the App's JWT) and reads the repository through it."""
+    from types import SimpleNamespace
+
+    from pydantic import SecretStr
+
+    from mlgate.edge.forges import ForgeError, github_installation_id, make_forge
+    from tests.fakes.github_server import FakeGitHub, app_keypair
+
+    private, public = app_keypair()
+    fake = FakeGitHub(tmp_path, app=(4242, public)).start()
+    try:
+        fake.add_repo("acme/fraud", {".mlgate.yml": "model: fraud\n"})
+        settings = SimpleNamespace(github_api_url=fake.url, github_app_id=4242, github_private_key=SecretStr(private),
+                                   github_token=None, github_write_interval=0, bot_login=BOT)
+        installation = github_installation_id(settings, "acme/fraud")
+        assert installation == 1  # the fake's installation
+        forge = make_forge("github", settings, installation)
+        assert forge.read_file("acme/fraud", ".mlgate.yml", "main") == "model: fraud\n"
+        with pytest.raises(ForgeError, match="not installed on acme/other"):
+            github_installation_id(settings, "acme/other")
+        assert github_installation_id(SimpleNamespace(github_app_id=None, github_private_key=None), "acme/fraud") is None
+        assert [e for e in fake.errors if "acme/other" not in e] == []
+    finally:
+        fake.stop()

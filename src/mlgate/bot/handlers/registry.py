@@ -42,7 +42,7 @@ from mlgate.bot.ports import Forge, ModelRegistry
 from mlgate.edge.db import fencing
 from mlgate.edge.db.replies import PromotionOpenings
 from mlgate.edge.db.store import Delivery
-from mlgate.edge.forges import ForgeWriter
+from mlgate.edge.forges import ForgeWriter, github_installation_id
 from mlgate.edge.forges.base import repo_path
 from mlgate.flows.registry_sync import Outcome, guard_alias, registry_promotion
 
@@ -66,6 +66,13 @@ def _source(ctx: HandlerContext, model: str, tags: dict[str, str]) -> tuple[str,
     # a tag goes into API paths: only a name the forge could have (acme/../../orgs/x is no repository)
     problem = github_repo_problem(repo) if forge == "github" else gitlab_path_problem(repo)
     return None if problem else (forge, repo)
+
+
+def _forge(ctx: HandlerContext, forge: str, repo: str) -> Forge:
+    """A forge client for ``repo``: a registry event names no GitHub App installation, so the bot
+    looks it up for the repository (with App credentials; a ``github_token`` needs none)."""
+    installation = github_installation_id(ctx.settings, repo) if forge == "github" else None
+    return ctx.forges(forge, installation)  # type: ignore[misc]
 
 
 def _registry(ctx: HandlerContext) -> ModelRegistry:
@@ -147,7 +154,7 @@ def handle_mlflow(delivery: Delivery, ctx: HandlerContext) -> str:
         return (f"ignored: no repository governs {ev.model} (add it to models: in bot.yml, or train it with "
                 "mlgate train in CI, which tags mlgate.source_repo)")
     forge_name, repo = src
-    forge = ctx.forges(forge_name, None)  # type: ignore[misc]
+    forge = _forge(ctx, forge_name, repo)
     cfg = _config(forge, repo)
     if isinstance(cfg, str):
         ctx.store.audit({"at": ctx.clock().isoformat(), "forge": "mlflow", "repo": f"{forge_name}:{repo}",
@@ -226,7 +233,7 @@ def check_registry(ctx: HandlerContext) -> str:
         for model, where in sorted(known.items()):
             forge_name, _, repo = where.partition(":")
             try:
-                forge = ctx.forges(forge_name, None)  # type: ignore[misc]
+                forge = _forge(ctx, forge_name, repo)
                 cfg = _config(forge, repo)
                 if isinstance(cfg, str) or cfg.model != model:
                     continue

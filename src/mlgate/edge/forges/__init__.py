@@ -36,6 +36,36 @@ def _secret(value: Any) -> str | None:
     return get() if get else str(value)
 
 
+def github_installation_id(settings: Any, repo: str) -> int | None:
+    """The id of the bot's GitHub App installation on ``repo``, for events that carry none (MLflow
+    registry webhooks, issue 13); None when the bot has no App credentials (it uses ``github_token``).
+
+    GitHub REST "Get a repository installation for the authenticated app"
+    (``GET /repos/{owner}/{repo}/installation``, authenticated with the App's JWT).
+
+    Raises:
+        ForgeError: the App is not installed on ``repo``, or GitHub refused the request;
+        ForgeBusy: GitHub is unreachable or answered 5xx/rate-limited.
+    """
+    app_id, key = getattr(settings, "github_app_id", None), _secret(getattr(settings, "github_private_key", None))
+    if not app_id or not key:
+        return None
+    from github import Auth, GithubException, GithubIntegration  # lazily: PyGithub is the bot extra's
+
+    owner, _, name = repo.partition("/")
+    gi = GithubIntegration(auth=Auth.AppAuth(app_id, key),
+                           base_url=getattr(settings, "github_api_url", "https://api.github.com"))
+    try:
+        return int(gi.get_repo_installation(owner, name).id)
+    except GithubException as e:
+        if e.status in (429,) or e.status >= 500:
+            raise ForgeBusy(f"GitHub answered {e.status} for the App installation of {repo}", None) from None
+        raise ForgeError(f"the GitHub App is not installed on {repo} (GitHub answered {e.status}): install it there, "
+                         "or set github_token") from None
+    except OSError as e:
+        raise ForgeBusy(f"GitHub is unreachable ({type(e).__name__}) reading the App installation of {repo}", None) from None
+
+
 def make_forge(name: str, settings: Any, installation_id: int | None = None) -> Forge:
     """A forge client for one delivery.
 

@@ -55,16 +55,14 @@ from mlgate.edge.forges.base import (
     ForgeBusy,
     ForgeError,
     GitLabApprovals,
-    PromotionRequest,
-    PromotionResult,
     PullRequest,
     forge_call,
     retry_after_seconds,
     safe_path,
 )
 from mlgate.edge.forges.comments import Comment, upsert_marked_comment
-from mlgate.edge.forges.github_graphql import GitHubGraphQLPromotions, graphql_errors
-from mlgate.edge.forges.github_promotion import GitHubPromotions, use_contents_api
+from mlgate.edge.forges.github_graphql import APIS, GitHubGraphQLPromotions
+from mlgate.edge.forges.github_promotion import use_contents_api
 
 
 PER_PAGE = 100
@@ -83,12 +81,7 @@ def _classify(exc: BaseException) -> float | bool:
     return isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError))
 
 
-#: ``github_api`` values: promotion PRs through GraphQL (3 round trips) or REST (GHES without
-#: ``createCommitOnBranch``); everything else is REST either way.
-APIS = ("graphql", "rest")
-
-
-class GitHubForge(GitHubGraphQLPromotions, GitHubPromotions):
+class GitHubForge(GitHubGraphQLPromotions):
     """GitHub REST API (and GraphQL for promotion PRs) for one installation (or token).
 
     Args:
@@ -107,6 +100,7 @@ class GitHubForge(GitHubGraphQLPromotions, GitHubPromotions):
     """
 
     name = "github"
+    _classify = staticmethod(_classify)  # for the GraphQL transport (github_graphql)
 
     def __init__(
         self,
@@ -166,34 +160,6 @@ class GitHubForge(GitHubGraphQLPromotions, GitHubPromotions):
             http_error=GithubException, status_of=lambda e: e.status, classify=_classify,
             retry_after_of=lambda e: retry_after_seconds(e.headers), on_attempt=count,
         )
-
-    def _graphql(self, document: str, variables: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """One GraphQL request (``POST /graphql``; GHES ``/api/graphql``) with the REST retries;
-        (``data``, ``errors``). GitHub answers 200 with ``errors`` for a refused or partly done
-        operation, so both are returned. Raises ForgeError for a 4xx, ForgeBusy as :meth:`_api`."""
-        req = self._gh.requester
-
-        def count() -> None:
-            self.api_calls += 1
-
-        try:
-            _, out = forge_call(
-                "github", self.base_url, "GitHub POST /graphql",
-                lambda: req.requestJsonAndCheck("POST", req.graphql_url, input={"query": document, "variables": variables}),
-                http_error=GithubException, status_of=lambda e: e.status, classify=_classify,
-                retry_after_of=lambda e: retry_after_seconds(e.headers), on_attempt=count,
-            )
-        except GithubException as e:
-            raise ForgeError(f"GitHub refused a GraphQL request: {e.status} {self._message(e)}", e.status) from None
-        out = out if isinstance(out, dict) else {}
-        return out.get("data"), graphql_errors(out.get("errors"))
-
-    def open_promotion(self, req: PromotionRequest) -> PromotionResult:
-        """Commit the edits and open (or update) the promotion PR: GraphQL (3 round trips) or REST,
-        per ``api``; the same contract either way (see :meth:`GitHubPromotions.open_promotion`)."""
-        if self.api == "graphql":
-            return self._open_promotion_graphql(req)
-        return GitHubPromotions.open_promotion(self, req)
 
     def _pages(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
         """Every item of a paginated list (``per_page=100``, following pages until a short one)."""

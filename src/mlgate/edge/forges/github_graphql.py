@@ -32,6 +32,9 @@ commit and title; a PR without its label gets the label on the next run.
 GitHub Enterprise Server: ``createCommitOnBranch`` appeared on github.com on 2021-09-13
 (changelog "A simpler API for authoring commits"); GHES releases from 3.3 carry it (the
 GHES 3.16 to 3.21 GraphQL references list it). Older servers: set ``github_api: rest``.
+
+PyGithub (its requester: auth, throttling, ``graphql_url``) is imported at the top: this module is
+imported only with the forge, which :func:`mlgate.edge.forges.make_forge` imports when it builds one.
 """
 
 from __future__ import annotations
@@ -40,7 +43,22 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlgate.edge.forges.base import ForgeBusy, ForgeError, PromotionRequest, PromotionResult, fill_body
+from github import GithubException
+
+from mlgate.edge.forges.base import (
+    ForgeBusy,
+    ForgeError,
+    PromotionRequest,
+    PromotionResult,
+    fill_body,
+    forge_call,
+    retry_after_seconds,
+)
+from mlgate.edge.forges.github_promotion import GitHubPromotions
+
+#: ``github_api`` values: promotion PRs through GraphQL (3 round trips) or REST (GHES without
+#: ``createCommitOnBranch``); everything else is REST either way.
+APIS = ("graphql", "rest")
 
 #: Attempts from the read when the branch moved under us (expectedHeadOid) or a create raced.
 MOVE_RETRIES = 5
@@ -123,13 +141,49 @@ def _retryable(errors: list[dict[str, Any]]) -> bool:
                or any(t in str(e.get("message") or "").lower() for t in RETRYABLE_TEXT) for e in errors)
 
 
-class GitHubGraphQLPromotions:
-    """Writes a promotion in three GraphQL round trips (see the module docstring)."""
+class GitHubGraphQLPromotions(GitHubPromotions):
+    """Writes a promotion in three GraphQL round trips (see the module docstring); ``api="rest"``
+    hands :meth:`open_promotion` to :class:`GitHubPromotions`."""
 
-    # from GitHubForge: api_calls, _graphql(document, variables), _api(verb, path, params, body)
+    # from GitHubForge: api, api_calls, base_url, _gh (PyGithub), _classify, _api(verb, path, params, body)
+    api: str
     api_calls: int
-    _graphql: Any
+    base_url: str
+    _gh: Any
+    _classify: Any
     _api: Any
+
+    def open_promotion(self, req: PromotionRequest) -> PromotionResult:
+        """Commit the edits and open (or update) the promotion PR: GraphQL (3 round trips) or REST,
+        per ``api``; the same contract either way (see :meth:`GitHubPromotions.open_promotion`)."""
+        if self.api == "graphql":
+            return self._open_promotion_graphql(req)
+        return super().open_promotion(req)
+
+    def _graphql(self, document: str, variables: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """One GraphQL request (``POST /graphql``; GHES ``/api/graphql``, PyGithub's ``graphql_url``)
+        with the REST calls' retries; (``data``, ``errors``). GitHub answers 200 with ``errors`` for
+        a refused or partly done operation, so both are returned.
+
+        Raises:
+            ForgeError: a 4xx (bad credentials, no permission). ForgeBusy: as every forge call.
+        """
+        req = self._gh.requester
+
+        def count() -> None:
+            self.api_calls += 1
+
+        try:
+            _, out = forge_call(
+                "github", self.base_url, "GitHub POST /graphql",
+                lambda: req.requestJsonAndCheck("POST", req.graphql_url, input={"query": document, "variables": variables}),
+                http_error=GithubException, status_of=lambda e: e.status, classify=self._classify,
+                retry_after_of=lambda e: retry_after_seconds(e.headers), on_attempt=count,
+            )
+        except GithubException as e:
+            raise ForgeError(f"GitHub refused a GraphQL request: {e.status} {self._message(e)}", e.status) from None
+        out = out if isinstance(out, dict) else {}
+        return out.get("data"), graphql_errors(out.get("errors"))
 
     def _read(self, req: PromotionRequest) -> Snapshot:
         owner, name = req.repo.split("/", 1)

@@ -2,8 +2,11 @@
 
 The :class:`GitLabPromotions` part of :class:`mlgate.edge.forges.gitlab.GitLabForge` (GitLab REST
 API v4: repository_files, ``POST /projects/:id/repository/commits`` with ``start_branch``,
-merge_requests). A promotion takes 3 calls: read the file on the target branch, one commit that
-creates the branch and changes any number of files, and ``POST /merge_requests`` with the label.
+merge_requests). A promotion of n files takes 2 + n calls: one read per file on the target branch
+(``GET .../repository/files/:path``: the REST API has no documented multi-file read; ``repository/tree``
+lists blob ids without contents and ``repository/archive`` returns one directory as a tarball), one
+commit that creates the branch and changes every file (``start_branch``), and ``POST /merge_requests``
+with the label.
 
 python-gitlab is imported at the top: this module is imported only with the forge, which
 :func:`mlgate.edge.forges.make_forge` imports when it builds one.
