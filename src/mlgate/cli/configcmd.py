@@ -98,6 +98,25 @@ def metrics(model_types: tuple[str, ...], output: str) -> None:
         click.echo(markdown(produced), nl=False)
 
 
+@config.command("extras")
+@click.option("--config", "-c", "config_path", default=".mlgate.yml", envvar="MLGATE_CONFIG",
+              type=click.Path(dir_okay=False), show_default=True, help="The repository config (env MLGATE_CONFIG).")
+def extras(config_path: str) -> None:
+    """Print the pip extras of mlgate that the config needs, comma separated (an empty line: none).
+
+    `local` when the tracking URI ($MLFLOW_TRACKING_URI, else tracking_uri; default the embedded
+    SQLite store) is a store MLflow runs in-process (sqlite, a database, file); `evaluate` when
+    validate.evaluation is set. The CI setup installs `mlgate[EXTRAS]` from it. Offline; exit 2 on
+    a config error (FILE:LINE:COL: message).
+    """
+    import os
+
+    from mlgate.core.config import load_file
+    from mlgate.core.config.extras import needed_extras
+
+    click.echo(",".join(needed_extras(load_file(config_path), os.environ.get("MLFLOW_TRACKING_URI"))))
+
+
 @click.command("schema")
 @click.option("--bot", is_flag=True, help="Print the schema of bot.yml instead of .mlgate.yml.")
 @click.option("--explain-facts", "facts", is_flag=True, help="Print the schema of `mlgate bot explain --facts FILE`.")
