@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.bot.conftest import World
+from tests.e2e.bot.forge_calls import promotion_write
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ def test_commands_inside_html_run_nothing(world: World):
     ds = [w.bot.send_github("issue_comment", w.comment(body, "carol")) for body in HIDDEN]
     infos = w.bot.wait(*ds)
     assert [i.outcome for i in infos] == ["no command in the comment"] * len(HIDDEN), infos
-    assert w.promotion_prs() == [] and w.gh.calls("POST", f"/repos/{w.deploy}/pulls$") == []
+    assert w.promotion_prs() == [] and w.gh.calls("POST", promotion_write(w.deploy)) == []
     assert w.reply() == ""
     assert [a for a in w.bot.audit() if a.get("model") == w.model] == []
     # the same command written plainly does run: the hidden ones were refused for where they were

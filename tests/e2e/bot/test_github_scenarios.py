@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.bot.conftest import BOT, World
+from tests.e2e.bot.forge_calls import create_pr
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,7 @@ def test_redelivered_promote_opens_one_pr(world: World):
     info = w.bot.wait(d3)[0]
     assert info.status == "done" and "already handled" in info.outcome
     assert len(w.promotion_prs()) == 1
-    assert len(w.gh.calls("POST", f"/repos/{w.deploy}/pulls$")) == 1
+    assert len(w.gh.calls("POST", create_pr(w.deploy))) == 1
 
 
 def test_promote_by_a_user_without_permission_is_refused_with_the_reason(world: World):
@@ -151,7 +152,7 @@ def test_two_concurrent_promotes_for_one_target_open_one_pr(world: World):
     infos = w.bot.wait(d1, d2)
     assert all(i.status == "done" for i in infos), infos
     assert len(w.promotion_prs()) == 1
-    assert len(w.gh.calls("POST", f"/repos/{w.deploy}/pulls$")) <= 2
+    assert len(w.gh.calls("POST", create_pr(w.deploy))) <= 2
     outcomes = " | ".join(i.outcome for i in infos)
     assert "promotion PR opened" in outcomes
     assert "busy" in outcomes or "promotion PR updated" in outcomes

@@ -26,6 +26,7 @@ from tests.e2e.bot.deliveries import gitlab_note
 from tests.e2e.bot.test_concurrency_replies import github_world
 from tests.e2e.bot.test_gitlab_scenarios import approve as gitlab_approve
 from tests.e2e.bot.test_gitlab_scenarios import fingerprint
+from tests.e2e.bot.forge_calls import create_pr, label_calls
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +62,7 @@ def assert_github_promotion(w: World, version: str) -> None:
     assert pr.labels == ["mlgate-promotion"]
     assert pr.title == f"Promote {w.model} to version {version} in staging"
     assert "Requested by @carol" in pr.body and "{{mlgate:change}}" not in pr.body and "storageUri" in pr.body
-    assert len(w.gh.calls("POST", rf"^/repos/{w.deploy}/issues/\d+/labels$")) == 1
+    assert len(w.gh.calls("POST", label_calls(w.deploy))) == 1
     reply = w.reply()
     assert "Promotion PR opened" in reply and "updated" not in reply, reply
 
@@ -74,7 +75,7 @@ def test_github_bot_killed_right_after_create_pr_labels_it_and_says_opened(fakes
     w = github_world(gh, b, mlflow_client)
     version = github_ready(w)
     errors = len(gh.errors)
-    kill_on(gh, "POST", rf"^/repos/{w.deploy}/pulls$", b)
+    kill_on(gh, "POST", create_pr(w.deploy), b)
     delivery = b.send_github("issue_comment", w.comment("/promote", "carol"))
     b.proc.wait(timeout=90)
     assert b.proc.returncode == -signal.SIGKILL
@@ -98,10 +99,10 @@ def test_github_create_pr_answer_lost_then_retried_says_opened(world: World):
     finds the PR open, labels it and says "opened" (there is one PR)."""
     w = world
     version = github_ready(w)
-    w.gh.drop_answer("POST", rf"^/repos/{w.deploy}/pulls$")
+    w.gh.drop_answer("POST", create_pr(w.deploy))
     info = w.promote("/promote", by="carol")
     assert info.status == "done" and "promotion PR opened" in info.outcome, info
-    assert [s for _, _, s in w.gh.calls("POST", rf"^/repos/{w.deploy}/pulls$")] == [0, 422]
+    assert [s for _, _, s in w.gh.calls("POST", create_pr(w.deploy))] == [0, 200]  # sent again: refused in full
     assert_github_promotion(w, version)
 
 

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from tests.e2e.bot.conftest import GH_TOKEN, World
+from tests.e2e.bot.forge_calls import create_pr
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,7 @@ def test_a_token_echoed_by_the_forge_reaches_no_comment_outcome_audit_or_log(wor
     w.register(w.head())
     w.gh.add_review(w.repo, w.pr, "bob", "APPROVED", commit_id=w.head())
     # the create-PR call is refused, and the refusal echoes the request's credentials three ways
-    w.gh.fail_next("POST", rf"^/repos/{w.deploy}/pulls$", 403,
+    w.gh.fail_next("POST", create_pr(w.deploy), 403,
                    message="Forbidden by proxy. Request: Authorization: {authorization}; "
                            "credentials {credentials}; retry with https://x-access-token:{credentials}@github.com")
     log_before = len(w.bot.log.read_text())
@@ -26,7 +27,7 @@ def test_a_token_echoed_by_the_forge_reaches_no_comment_outcome_audit_or_log(wor
 
     info = w.promote("/promote", by="carol")
 
-    refused = [c for c in w.gh.calls("POST", rf"^/repos/{w.deploy}/pulls$") if c[2] == 403]
+    refused = [c for c in w.gh.calls("POST", create_pr(w.deploy)) if c[2] == 403]
     assert refused, "the fake did not refuse the create-PR call: the test proves nothing"
     reply = w.reply()
     assert "refused" in reply and "***" in reply, reply
