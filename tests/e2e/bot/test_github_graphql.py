@@ -128,6 +128,19 @@ def test_a_branch_left_without_a_pr_is_reset_and_finished_in_three_round_trips(g
     assert g.read(g.branch(branch), "stale.txt") is None and len(gh.pulls(REPO)) == 1
 
 
+def test_a_branch_with_an_open_pr_into_another_base_is_never_reset(gh):
+    gh.add_repo(REPO, {"values.yaml": VALUES})
+    branch = "mlgate/promote/iris/prod/v2"
+    gh.commit(REPO, "release", {"x.txt": "release\n"}, base="main")
+    kept = gh.commit(REPO, branch, {"notes.txt": "someone's work\n"}, base="main")
+    other = gh.open_pr(REPO, branch, base="release")
+    r = forge(gh).open_promotion(request(REPO, "iris", "s3://m/iris/2"))
+    assert r.created and r.number != other.number and r.api_calls == 3
+    g = gh.repos[REPO].git
+    assert g.commit_info(g.branch(branch))["parents"] == [kept]  # committed on top, nothing lost
+    assert not gh.graphql_calls("updateRef")
+
+
 def test_a_pr_left_without_its_label_or_title_is_finished_and_then_nothing_is_written(gh):
     gh.add_repo(REPO, {"values.yaml": VALUES})
     gh.add_label(REPO, "mlgate-promotion")

@@ -70,8 +70,7 @@ RETRYABLE_TEXT = ("expected branch to point to", "already exists", "no commits b
 def read_document(files: int, labels: int) -> str:
     """The read query for ``files`` files and ``labels`` labels (aliases ``b<i>``/``h<i>``:
     file ``i`` on the base / promotion branch; ``l<j>``: label ``j``)."""
-    decl = ["$owner: String!", "$name: String!", "$baseRef: String!", "$headRef: String!", "$base: String!",
-            "$head: String!"]
+    decl = ["$owner: String!", "$name: String!", "$baseRef: String!", "$headRef: String!", "$head: String!"]
     decl += [f"$b{i}: String!, $h{i}: String!" for i in range(files)]
     decl += [f"$l{j}: String!" for j in range(labels)]
     blobs = "\n".join(f"    b{i}: object(expression: $b{i}) {{ ... on Blob {{ text }} }}\n"
@@ -82,8 +81,8 @@ def read_document(files: int, labels: int) -> str:
             "    id\n"
             "    baseBranch: ref(qualifiedName: $baseRef) { target { oid } }\n"
             "    headBranch: ref(qualifiedName: $headRef) { id target { oid } }\n"
-            "    pullRequests(headRefName: $head, baseRefName: $base, states: [OPEN], first: 1) {\n"
-            "      nodes { id number url title body labels(first: 100) { nodes { name } } }\n"
+            "    pullRequests(headRefName: $head, states: [OPEN], first: 10) {\n"
+            "      nodes { id number url title body baseRefName labels(first: 100) { nodes { name } } }\n"
             "    }\n"
             f"{blobs}\n{lbls}\n"
             "  }\n}\n")
@@ -122,6 +121,8 @@ class Snapshot:
     head_ref_id: str | None
     head_oid: str | None
     pr: dict[str, Any] | None
+    #: another open PR from the same branch into another base: the branch is in use, never reset
+    branch_in_use: bool
     base_files: dict[str, str | None]
     head_files: dict[str, str | None]
     label_ids: dict[str, str | None] = field(default_factory=dict)
@@ -188,7 +189,7 @@ class GitHubGraphQLPromotions(GitHubPromotions):
     def _read(self, req: PromotionRequest) -> Snapshot:
         owner, name = req.repo.split("/", 1)
         variables: dict[str, Any] = {"owner": owner, "name": name, "baseRef": f"refs/heads/{req.base}",
-                                     "headRef": f"refs/heads/{req.branch}", "base": req.base, "head": req.branch}
+                                     "headRef": f"refs/heads/{req.branch}", "head": req.branch}
         for i, edit in enumerate(req.edits):
             variables[f"b{i}"] = f"{req.base}:{edit.path}"
             variables[f"h{i}"] = f"{req.branch}:{edit.path}"
@@ -203,10 +204,11 @@ class GitHubGraphQLPromotions(GitHubPromotions):
             raise ForgeError(f"{req.repo}: branch {req.base} does not exist")
         text = lambda node: (node or {}).get("text")  # noqa: E731
         prs = (repo.get("pullRequests") or {}).get("nodes") or []
+        ours = [p for p in prs if p.get("baseRefName") == req.base]
         return Snapshot(
             repo_id=repo["id"], base_oid=base["target"]["oid"],
             head_ref_id=head["id"] if head else None, head_oid=head["target"]["oid"] if head else None,
-            pr=prs[0] if prs else None,
+            pr=ours[0] if ours else None, branch_in_use=bool(prs),
             base_files={e.path: text(repo.get(f"b{i}")) for i, e in enumerate(req.edits)},
             head_files={e.path: text(repo.get(f"h{i}")) for i, e in enumerate(req.edits)},
             label_ids={lb: (repo.get(f"l{j}") or {}).get("id") for j, lb in enumerate(req.labels)},
@@ -266,10 +268,10 @@ class GitHubGraphQLPromotions(GitHubPromotions):
         """(variables, root fields) of the write for what ``snap`` saw; no fields: nothing to write."""
         variables: dict[str, Any] = {}
         fields: list[str] = []
-        reuse = snap.head_oid is not None and (snap.pr is not None or req.mode == "push")
+        reuse = snap.head_oid is not None and snap.branch_in_use
         if req.mode == "push":
             branch, expected, current = req.base, snap.base_oid, snap.base_files
-        elif reuse:  # an open promotion PR: its branch carries on (a human may have pushed to it)
+        elif reuse:  # an open PR on the branch: it carries on (a human may have pushed to it)
             branch, expected, current = req.branch, snap.head_oid, snap.head_files
         else:  # no open PR: the branch starts at the base head, new or reset
             branch, expected, current = req.branch, snap.base_oid, snap.base_files
