@@ -173,3 +173,8 @@ def status(config_path: str, model: str | None, output: str) -> None:
     for r in rows:
         click.echo(f"{r.environment:<14}{r.alias:<12}{(r.version or '-'):<9}{(r.gates or '-'):<9}"
                    f"{(r.commit or '-')[:12]:<14}{r.promoted_at or '-'}")
+    for r in rows:
+        if r.retrain:
+            t = r.retrain
+            click.echo(f"{r.environment}: last alert {t.get('alert')} (started {t.get('alert_started_at')}); "
+                       f"retrain {t.get('retrain') or '-'}: {t.get('state')}")

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -274,7 +276,7 @@ def test_drift_alert_retrains_once_gates_and_opens_a_promotion_pr_with_the_alert
 
 
 def test_a_retrained_version_that_fails_its_gates_opens_no_pr(
-        fakes, alert_bot, alerting, drift, argo_server, mlflow_client, mlflow_server):
+        fakes, alert_bot, alerting, drift, argo_server, mlflow_client, mlflow_server, tmp_path):
     gh, _ = fakes
     errors = len(gh.errors)
     w = make_model(gh, mlflow_client, mlflow_server, argo_server.url, backend="github")
@@ -294,6 +296,14 @@ def test_a_retrained_version_that_fails_its_gates_opens_no_pr(
         d.outcome or "" for d in alert_deliveries(alert_bot) if rid in (d.outcome or "") and "failed its gates" in d.outcome),
         alert_bot, 30)
     assert f"retrain {rid}: version" in outcomes
+    # mlgate status: per environment, the last alert, the retrain it started and where it stands
+    cfg = tmp_path / ".mlgate.yml"
+    cfg.write_text(gh.repos[w["repo"]].git.read(gh.repos[w["repo"]].git.branch("main"), ".mlgate.yml").decode())
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out = subprocess.run([str(Path(sys.executable).parent / "mlgate"), "status", "-c", str(cfg)],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "production: last alert ModelDriftHigh" in out.stdout and f"retrain {rid}: gates_failed" in out.stdout
     drift.labels(mlgate_model=model, mlgate_environment="production").set(0)
     assert gh.errors[errors:] == []
 

@@ -213,10 +213,10 @@ def _decide_and_start(delivery: Delivery, ctx: HandlerContext, a: alerts.Alert, 
         d = alerts.decide(a, [(r.alertname, r.matchers) for r in policy_.alerts], policy_.cooldown_hours, past, now)
         if d.verdict != "start":
             blocking = rs.get(d.blocking) if d.blocking else None
-            audit(ctx, base, event="alert", alert=a.evidence(), allowed=False, reasons=[d.reason], outcome=d.verdict,
-                  retrain=d.blocking)
             if d.verdict != "not_matched":
                 publish(ctx, blocking, cfg.model, env.name, a.evidence(), f"{d.verdict}: {d.reason}", tracking)
+            audit(ctx, base, event="alert", alert=a.evidence(), allowed=False, reasons=[d.reason], outcome=d.verdict,
+                  retrain=d.blocking)
             return f"{a.name}: {d.verdict.replace('_', ' ')} ({d.reason})"
         try:
             rec, _ = rs.start(id=rid, model=cfg.model, environment=env.name, forge=forge_name, repository=repo,
@@ -232,14 +232,14 @@ def _decide_and_start(delivery: Delivery, ctx: HandlerContext, a: alerts.Alert, 
     except UsageError as e:  # the policy or the backend refuses: retrying cannot help
         why = str(e).splitlines()[0]
         rec = rs.update(rid, status="failed", outcome=f"not submitted: {why}")
+        publish(ctx, rec, cfg.model, env.name, a.evidence(), f"failed: {why}", tracking)
         audit(ctx, base, event="retrain failed", alert=a.evidence(), retrain=rid, allowed=False, reasons=[why],
               outcome="retrain not submitted")
-        publish(ctx, rec, cfg.model, env.name, a.evidence(), f"failed: {why}", tracking)
         return f"{a.name}: retrain {rid} not submitted ({why})"
     rec = rs.update(rid, status="submitted", run=run, outcome=text)
+    publish(ctx, rec, cfg.model, env.name, a.evidence(), f"submitted: {text}", tracking)
     audit(ctx, base, event="retrain submitted", alert=a.evidence(), retrain=rid, backend=policy_.backend,
           run=run.get("url"), allowed=True, reasons=[], outcome=text)
-    publish(ctx, rec, cfg.model, env.name, a.evidence(), f"submitted: {text}", tracking)
     return f"{a.name}: retrain {rid} started: {text}"
 
 

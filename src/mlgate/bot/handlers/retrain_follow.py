@@ -84,9 +84,9 @@ def _end(ctx: HandlerContext, rec: RetrainRecord, status: str, outcome: str, eve
     rec = rs.update(rec.id, status=status, outcome=outcome, **{k: record.pop(k) for k in ("version", "promotion_pr")
                                                                if k in record})
     rs.note_delivery(rec.delivery_id, f"retrain {rec.id}: {outcome}")
+    publish(ctx, rec, rec.model, rec.environment, rec.alert, f"{status}: {outcome}", tracking)
     audit(ctx, _base(rec), event=event, alert=rec.alert, allowed=status not in ("failed", "gates_failed"),
           reasons=[] if status not in ("failed", "gates_failed") else [outcome], outcome=outcome, **record)
-    publish(ctx, rec, rec.model, rec.environment, rec.alert, f"{status}: {outcome}", tracking)
     return outcome
 
 
