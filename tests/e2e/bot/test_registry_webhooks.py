@@ -82,7 +82,7 @@ def handled(bot, model: str, event: str, count: int = 1, match: str = "") -> lis
     return eventually(f"{count} {event} deliveries about {model}", done, bot, timeout=60)
 
 
-def new_world(gh, client, *, protect: bool = True, gates: str = "passed") -> dict[str, Any]:
+def new_world(gh, client, *, protect: bool = True, trigger: str = "{alias: challenger}") -> dict[str, Any]:
     """A model repository whose staging promotes on the challenger alias, its GitOps repository, and
     one version tagged as ``mlgate train`` tags it in GitHub Actions (mlgate.source_forge/_repo)."""
     from mlgate.core.config import parse
@@ -90,7 +90,7 @@ def new_world(gh, client, *, protect: bool = True, gates: str = "passed") -> dic
 
     n = uuid.uuid4().hex[:6]
     model, repo, deploy = f"fraud-{n}", f"acme/fraud-{n}", f"acme/fraud-deploy-{n}"
-    yml = mlgate_yml(model, deploy, extra_staging="    trigger: {alias: challenger}\n")
+    yml = mlgate_yml(model, deploy, extra_staging=f"    trigger: {trigger}\n")
     if not protect:
         yml += "protect_aliases: false\n"
     gh.add_repo(deploy, {"staging/isvc.yaml": ISVC.format(name=model), "production/isvc.yaml": ISVC.format(name=model)})
@@ -147,6 +147,19 @@ def test_challenger_on_a_passed_version_opens_one_promotion_pr_and_a_redelivery_
     assert len(gh.pulls(w["deploy"])) == 1
     assert len([x for x in mbot.audit() if x.get("model") == w["model"]]) == 1
     assert len(deliveries_for(mbot, w["model"], "model_version_alias.created")) == 1
+
+
+def test_a_tag_trigger_opens_the_promotion_pr_when_the_tag_is_set(mbot, fakes, mlflow_client):
+    gh, _ = fakes
+    w = new_world(gh, mlflow_client, trigger="{tag: {key: deploy, value: staging}}")
+    v = register(mlflow_client, w)
+    mlflow_client.set_model_version_tag(w["model"], v, "deploy", "production")  # another value: no trigger
+    first = handled(mbot, w["model"], "model_version_tag.set", match="nothing to do")
+    assert gh.pulls(w["deploy"]) == [] and "no trigger" in first[0].outcome
+    mlflow_client.set_model_version_tag(w["model"], v, "deploy", "staging")
+    handled(mbot, w["model"], "model_version_tag.set", match="promotion PR opened")
+    [pr] = gh.pulls(w["deploy"])
+    assert pr.head == f"mlgate/promote/{w['model']}/staging/v{v}" and "tag deploy='staging' set on" in pr.body
 
 
 def test_challenger_on_a_failed_version_opens_nothing_and_tags_the_refusal(mbot, fakes, mlflow_client):
