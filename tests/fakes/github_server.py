@@ -14,7 +14,7 @@ field. Repositories are bare git repositories: branches, blobs, trees and commit
 through the API are real git objects (``git diff`` them).
 
 Supported operations (what mlgate's GitHub forge uses, plus app installation tokens):
-repos get; contents get/put; branches get; git refs create/update; git trees/commits create;
+repos get (``permissions`` of the caller's role); the App's repository installation (JWT); contents get/put; branches get; git refs create/update; git trees/commits create;
 pulls get/list/create/update (close; a merged PR's state cannot change: 422), reviews list, commits
 list; compare two commits (``GET /repos/{o}/{r}/compare/{base}...{head}``: status, ahead/behind, commits,
 files with their patches, from real ``git diff``); collaborator permission; team membership; issue
@@ -426,6 +426,9 @@ class FakeGitHub:
         self.app_slug = app_slug
         self.token_ttl = token_ttl
         self.minted: list[str] = []
+        #: the App installation's permissions (``GET /repos/{o}/{r}/installation``); tests narrow them
+        self.app_permissions: dict[str, str] = {"contents": "write", "pull_requests": "write", "metadata": "read",
+                                                "statuses": "write", "issues": "write"}
         self.errors: list[str] = []
         self.requests: list[tuple[str, str, int]] = []
         self._faults: list[dict[str, Any]] = []
@@ -942,8 +945,24 @@ class FakeGitHub:
 
     # ---------------------------------------------------------------- operations
 
-    def _op_get_repo(self, params, **_):
-        return 200, self._repo_obj(self._repo(params))
+    def _op_get_repo(self, params, login, **_):
+        # ``permissions`` (full-repository) is the caller's role, as GitHub sends it to an authenticated caller
+        repo = self._repo(params)
+        ex = self._repo_obj(repo)
+        role = repo.permissions.get(login, "none")
+        rank = ["none", "read", "triage", "write", "maintain", "admin"].index(role if role in (
+            "read", "triage", "write", "maintain", "admin") else "none")
+        ex["permissions"] = {"admin": rank >= 5, "maintain": rank >= 4, "push": rank >= 3, "triage": rank >= 2,
+                             "pull": rank >= 1}
+        return 200, ex
+
+    def _op_get_repo_installation(self, params, **_):
+        # REST "Get a repository installation for the authenticated app" (JWT): the installation's permissions
+        repo = self._repo(params)
+        ex = self.api.example("get", "/repos/{owner}/{repo}/installation", "200")
+        ex.update(id=1, app_slug=self.app_slug, permissions=dict(self.app_permissions),
+                  account=self._user_obj(repo.owner))
+        return 200, ex
 
     def _op_get_contents(self, params, query, **_):
         repo = self._repo(params)
@@ -1412,6 +1431,7 @@ _OPS = {
     ("POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"): "post_workflow_dispatch",
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"): "get_actions_run",
     ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge"): "put_pull_merge",
+    ("GET", "/repos/{owner}/{repo}/installation"): "get_repo_installation",
 }
 
 

@@ -80,6 +80,7 @@ ROUTES: list[tuple[str, str, str, dict[str, type], dict[str, tuple[type, bool]]]
     ("GET", r"/projects/(?P<id>[^/]+)/members/all/(?P<user_id>\d+)", "member", {}, {}),
     ("GET", r"/groups/(?P<id>[^/]+)/members/all/(?P<user_id>\d+)", "group_member", {}, {}),
     ("GET", r"/users", "users", {"username": _S, "search": _S, "per_page": _I, "page": _I}, {}),
+    ("GET", r"/user", "current_user", {}, {}),  # doc/api/users.md "Get the current user"
     # MR commits (doc/api/merge_requests.md "Get single merge request commits")
     ("GET", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/commits", "mr_commits",
      {"per_page": _I, "page": _I}, {}),
@@ -139,6 +140,7 @@ class Project:
     git: Git
     default_branch: str = "main"
     members: dict[str, int] = field(default_factory=dict)  # username -> access level
+    inherited: set[str] = field(default_factory=set)  # members whose level comes from a parent group
     mrs: dict[int, MR] = field(default_factory=dict)
     notes: dict[int, Note] = field(default_factory=dict)
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -236,9 +238,15 @@ class FakeGitLab:
             p.mrs[iid] = mr
         return mr
 
-    def set_access(self, path: str, username: str, level: int) -> None:
+    def set_access(self, path: str, username: str, level: int, *, inherited: bool = False) -> None:
+        """``username``'s access level on project ``path``; ``inherited``: through a parent group (then
+        "Get a single project" shows ``permissions.project_access: null``, as GitLab does)."""
         self.user(username)
         self.projects[path].members[username] = level
+        if inherited:
+            self.projects[path].inherited.add(username)
+        else:
+            self.projects[path].inherited.discard(username)
 
     def approve(self, path: str, iid: int, username: str) -> None:
         self.user(username)
@@ -408,12 +416,22 @@ class FakeGitLab:
 
     # ---------------------------------------------------------------- routes
 
-    def _project_get(self, params, **_):
+    def _project_get(self, params, login, **_):
         p = self._project(params)
         host = urlsplit(self.url).hostname
+        # docs "Get a single project": ``permissions`` of the caller; project_access for a direct member,
+        # null otherwise (GitLab also leaves it null for access inherited from a group: ``inherited``)
+        level = p.members.get(login)
+        direct = level is not None and login not in p.inherited
         return 200, {"id": p.id, "path_with_namespace": p.path, "default_branch": p.default_branch,
                      "web_url": f"{self.url}/{p.path}", "name": p.path.rsplit("/", 1)[-1],
-                     "http_url_to_repo": f"{self.url}/{p.path}.git", "ssh_url_to_repo": f"git@{host}:{p.path}.git"}
+                     "http_url_to_repo": f"{self.url}/{p.path}.git", "ssh_url_to_repo": f"git@{host}:{p.path}.git",
+                     "permissions": {"project_access": {"access_level": level, "notification_level": 3}
+                                     if direct else None, "group_access": None}}
+
+    def _current_user(self, login, **_):
+        # docs users "Get the current user" (GET /user)
+        return 200, {**self._user_obj(login), "is_admin": False, "bot": False}
 
     def _get_file(self, params, query, **_):
         p = self._project(params)

@@ -78,3 +78,9 @@ class InfraError(MlgateError):
     """
 
     exit_code = 3
+
+
+class Unreachable(InfraError):
+    """Nothing answers at the address: the connection was refused or the host name does not
+    resolve (exit 3). Unlike a timeout or a 5xx, this says the address or the route is wrong;
+    ``mlgate doctor`` reports it as a failed check."""

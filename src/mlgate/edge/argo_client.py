@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from mlgate.core import argo_plan
-from mlgate.core.errors import InfraError, MlgateError, UsageError
+from mlgate.core.errors import InfraError, MlgateError, Unreachable, UsageError
 from mlgate.core.urls import redact_url
 
 if TYPE_CHECKING:
@@ -174,8 +174,11 @@ def _translate(settings: ArgoBackend, exc: Exception, action: str) -> MlgateErro
             "fix the certificate, or set train.argo.verify_tls: false for a test server"
         )
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
-        kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
-        return InfraError(f"cannot reach Argo Server {server} ({action}, namespace {ns!r}): {kind}")
+        timed_out = isinstance(exc, requests.exceptions.Timeout)
+        kind = "timed out" if timed_out else "connection failed"
+        # refused or unresolved is Unreachable (a wrong address: mlgate doctor's ✗); a timeout proves less
+        return (InfraError if timed_out else Unreachable)(
+            f"cannot reach Argo Server {server} ({action}, namespace {ns!r}): {kind}")
     if isinstance(exc, hx.Unauthorized):
         _, source = resolve_token(settings)
         return ArgoAuthError(

@@ -14,6 +14,7 @@ import os
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -191,3 +192,68 @@ def line_owners(repo: Path, ref: str, path: str) -> set[str]:
         return set()
     return {line.split(" ", 1)[0] for line in proc.stdout.splitlines()
             if len(line) > 40 and line[40] == " " and all(c in "0123456789abcdef" for c in line[:40])}
+
+
+# --------------------------------------------------------------------------- read-only probes (mlgate doctor)
+
+#: Seconds a doctor probe (ls-remote, shallow clone) may take before it counts as "cannot tell".
+PROBE_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class BranchProbe:
+    """What ``git ls-remote`` said about a repository and one branch.
+
+    ``reachable``: the repository answered with the credentials git has (ssh keys, credential
+    helper, userinfo in the URL: the ones :class:`PushWriter` uses). ``exists``: the branch is
+    there. ``stderr``: git's stderr when the repository did not answer (may hold secrets: pass it
+    through :func:`mlgate.core.gitmsg.git_said` before showing it)."""
+
+    reachable: bool
+    exists: bool
+    stderr: str = ""
+
+
+def _probe_git(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.setdefault("GIT_TERMINAL_PROMPT", "0")
+    env["LC_ALL"] = "C"
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=PROBE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(["git", *args], 124, "", f"git {args[0]} timed out after {PROBE_TIMEOUT:g} s")
+
+
+def probe_branch(repository: str, branch: str) -> BranchProbe:
+    """``git ls-remote --heads --exit-code REPOSITORY refs/heads/BRANCH``: nothing is written.
+
+    Returns a :class:`BranchProbe`; never raises for a remote that does not answer."""
+    proc = _probe_git(["ls-remote", "--heads", "--exit-code", "--", repository, f"refs/heads/{branch}"])
+    if proc.returncode == 0:
+        return BranchProbe(True, True)
+    if proc.returncode == 2:  # --exit-code: the repository answered, no ref matched
+        return BranchProbe(True, False)
+    return BranchProbe(False, False, proc.stderr)
+
+
+def read_remote_file(repository: str, branch: str, path: str) -> str | None:
+    """The text of ``path`` on ``branch``, read through a shallow clone without a checkout
+    (``git clone --depth 1 --no-checkout``, then ``git checkout HEAD -- PATH``) into a temporary
+    directory that is deleted afterwards; None when the branch has no such file. Read exactly as
+    :class:`PushWriter` reads it (:func:`mlgate.edge.files.read_text`).
+
+    Raises:
+        InfraError: the clone failed (git's stderr, secrets masked); ManifestError: the path
+            leaves the repository or the file is not UTF-8 text.
+    """
+    with tempfile.TemporaryDirectory(prefix="mlgate-doctor-") as tmp:
+        work = Path(tmp) / "repo"
+        clone = _probe_git(["clone", "--quiet", "--depth", "1", "--no-checkout", "--branch", branch, "--",
+                            repository, str(work)])
+        if clone.returncode != 0:
+            raise InfraError(with_git_output(f"cannot clone branch {branch!r} of GitOps repository "
+                                             f"{redact_url(repository)}", clone.stderr, "git clone failed"))
+        target = resolve_in_repo(work, path)
+        if _probe_git(["checkout", "--quiet", "HEAD", "--", path], cwd=work).returncode != 0 or not target.is_file():
+            return None
+        return read_text(target, path)

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from mlgate.core.errors import InfraError, UsageError
+from mlgate.core.errors import InfraError, Unreachable, UsageError
 
 __all__ = ["Prometheus", "QueryError", "QueryResult", "Sample", "parse_response"]
 
@@ -222,6 +222,32 @@ class Prometheus:
             InfraError, QueryError: as :meth:`query`; QueryError also for several series.
         """
         return self.query(promql, at=at).single_value(promql)
+
+    def build_info(self) -> str:
+        """The server's version from ``GET /api/v1/status/buildinfo`` (Prometheus HTTP API,
+        "Build information": ``{"status": "success", "data": {"version": ...}}``). Read only.
+
+        Raises:
+            Unreachable: the connection was refused or the host name does not resolve.
+            UsageError: HTTP 401/403 (the token of ``canary.analysis.token_env``).
+            InfraError: a timeout, another HTTP error status or an answer that is not that JSON.
+        """
+        url = f"{self.base_url}/api/v1/status/buildinfo"
+        try:
+            r = self._client.get(url)
+        except httpx.ConnectError as e:
+            raise Unreachable(f"Prometheus at {url} is unreachable: {_first_line(e)}") from None
+        except httpx.HTTPError as e:
+            raise InfraError(f"Prometheus at {url} did not answer: {type(e).__name__}: {_first_line(e)}") from None
+        if r.status_code in (401, 403):
+            raise UsageError(f"Prometheus at {url} refused the credentials (HTTP {r.status_code})")
+        if r.status_code != 200:
+            raise InfraError(f"Prometheus at {url} answered HTTP {r.status_code}")
+        try:
+            version = r.json()["data"]["version"]
+        except (ValueError, KeyError, TypeError):
+            raise InfraError(f"Prometheus at {url} sent an answer that is not the build information JSON") from None
+        return str(version)
 
 
 def _first_line(e: BaseException) -> str:

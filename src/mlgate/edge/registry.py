@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
-from mlgate.core.errors import InfraError, MlgateError, UsageError
+from mlgate.core.errors import InfraError, MlgateError, Unreachable, UsageError
 from mlgate.core.urls import redact_url
 
 T = TypeVar("T")
@@ -433,6 +433,100 @@ class Registry:
         with self._calls(f"tag {model} version {version}"):
             for k, v in tags.items():
                 self.client.set_model_version_tag(model, str(version), k, str(v))
+
+
+class TrackingProbe(Registry):
+    """Read-only checks of a tracking URI for ``mlgate doctor``: what answers there, and whether a
+    registered model exists (a :class:`Registry` with two more reads)."""
+
+    def server_version(self) -> str:
+        """What answers at the tracking URI: ``MLflow 3.1.0`` for a tracking server (``GET /health``,
+        then ``GET /version``, both unauthenticated on ``mlflow server``), ``embedded store (sqlite)``
+        with the installed MLflow's version otherwise. Nothing is written.
+
+        Raises:
+            Unreachable: the connection was refused or the host name does not resolve.
+            InfraError: a timeout or a 5xx.
+        """
+        if urlparse(self.tracking_uri).scheme not in ("http", "https"):
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                local = version("mlflow")
+            except PackageNotFoundError:  # pragma: no cover - mlflow is a dependency
+                local = "not installed"
+            return f"embedded store ({urlparse(self.tracking_uri).scheme or 'file'}), MLflow {local}"
+        import httpx
+
+        base = self.tracking_uri.rstrip("/")
+        try:
+            health = httpx.get(f"{base}/health", timeout=self.timeout)
+            answer = httpx.get(f"{base}/version", timeout=self.timeout) if health.status_code < 400 else None
+        except httpx.ConnectError as e:
+            raise Unreachable(f"MLflow tracking server {self.shown_uri} is unreachable: {_short(e)}") from None
+        except httpx.HTTPError as e:
+            raise InfraError(f"MLflow tracking server {self.shown_uri} did not answer: {type(e).__name__}: "
+                             f"{_short(e)}") from None
+        if health.status_code >= 400:
+            raise InfraError(f"MLflow tracking server {self.shown_uri} answered {health.status_code} on /health")
+        text = answer.text.strip() if answer is not None and answer.status_code == 200 else ""
+        return f"MLflow {text}" if text and len(text) < 40 else "MLflow (version not shown)"
+
+    def model_exists(self, model: str) -> bool:
+        """Whether registered model ``model`` exists (read only).
+
+        A tracking server is asked over its REST API (``GET /api/2.0/mlflow/registered-models/get``,
+        MLflow REST API "Get RegisteredModel") with the credentials MLflow's client takes from the
+        environment (``MLFLOW_TRACKING_TOKEN`` as a bearer token, else ``MLFLOW_TRACKING_USERNAME``
+        and ``MLFLOW_TRACKING_PASSWORD``; ``MLFLOW_TRACKING_INSECURE_TLS``,
+        ``MLFLOW_TRACKING_SERVER_CERT_PATH``), without importing mlflow (seconds); another store
+        through ``MlflowClient.get_registered_model``.
+
+        Raises:
+            InfraError: the registry cannot be reached, answers 5xx or refuses the credentials
+                (the message names the status)."""
+        if urlparse(self.tracking_uri).scheme in ("http", "https"):
+            return self._model_exists_rest(model)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            with self._calls(f"read registered model {model}"):
+                self.client.get_registered_model(model)
+        except MlflowException as e:
+            if _is_not_found(e):
+                return False
+            raise
+        return True
+
+    def _model_exists_rest(self, model: str) -> bool:
+        import httpx
+
+        env = os.environ
+        auth: Any = None
+        headers = {}
+        if env.get("MLFLOW_TRACKING_TOKEN"):
+            headers["Authorization"] = f"Bearer {env['MLFLOW_TRACKING_TOKEN']}"
+        elif env.get("MLFLOW_TRACKING_USERNAME"):
+            auth = (env["MLFLOW_TRACKING_USERNAME"], env.get("MLFLOW_TRACKING_PASSWORD", ""))
+        verify: Any = env.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or (
+            env.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() != "true")
+        url = self.tracking_uri.rstrip("/") + "/api/2.0/mlflow/registered-models/get"
+        try:
+            r = httpx.get(url, params={"name": model}, headers=headers, auth=auth, verify=verify, timeout=self.timeout)
+        except httpx.ConnectError as e:
+            raise Unreachable(f"MLflow at {self.shown_uri} is unreachable: {_short(e)}") from None
+        except httpx.HTTPError as e:
+            raise InfraError(f"MLflow at {self.shown_uri} did not answer: {type(e).__name__}") from None
+        if r.status_code == 200:
+            return True
+        try:
+            code = r.json().get("error_code", "")
+        except ValueError:
+            code = ""
+        if code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise InfraError(f"MLflow at {self.shown_uri} answered {r.status_code} {code} to read registered model "
+                         f"{model}".rstrip())
 
 
 def registration_verdict(status: str, elapsed: float, timeout: float) -> str:

@@ -21,10 +21,12 @@ from mlgate.edge.forges.base import (  # noqa: F401  (re-exported names)
     Forge,
     ForgeBusy,
     ForgeError,
+    ForgeUnreachable,
     GitLabApprovals,
     PromotionRequest,
     PromotionResult,
     PullRequest,
+    RepoAccess,
     repo_path,
 )
 

@@ -69,6 +69,27 @@ class ForgeBusy(InfraError):
         self.retry_after = retry_after
 
 
+class ForgeUnreachable(ForgeBusy):
+    """The forge's address refused the connection or did not resolve (not a timeout): still
+    retried later like :class:`ForgeBusy`, and a failed check for ``mlgate doctor``."""
+
+
+@dataclass(frozen=True)
+class RepoAccess:
+    """What the forge says about a repository and the caller's right to open a promotion PR/MR
+    there (read calls only; ``mlgate doctor``).
+
+    ``exists``: the repository is visible to the credentials (False: 404, which forges also answer
+    for a private repository the caller may not see). ``can_open_pr``: True/False, None when the
+    forge did not say. ``role``: what the decision rests on, e.g. ``push: false`` or
+    ``Reporter (20)``."""
+
+    exists: bool
+    default_branch: str = ""
+    can_open_pr: bool | None = None
+    role: str = ""
+
+
 @dataclass(frozen=True)
 class PullRequest:
     """A PR (GitHub) or merge request (GitLab). ``number`` is GitLab's ``iid``.
@@ -383,11 +404,18 @@ def forge_call(
             raise ForgeBusy(f"{what} failed after retries: {status_of(e)}", retry_after=retry_after_of(e)) from None
         raise
     except (ConnectionError, OSError) as e:
-        raise ForgeBusy(f"{title} at {where} is unreachable: {type(e).__name__}") from None
+        raise _unreachable(title, where, e) from None
     except Exception as e:
         if type(e).__module__.split(".")[0] in ("requests", "urllib3"):
-            raise ForgeBusy(f"{title} at {where} is unreachable: {type(e).__name__}") from None
+            raise _unreachable(title, where, e) from None
         raise
+
+
+def _unreachable(title: str, where: str, e: BaseException) -> ForgeBusy:
+    """ForgeBusy for a timeout (proves nothing), :class:`ForgeUnreachable` for a refused or
+    unresolved address."""
+    cls = ForgeBusy if "timeout" in type(e).__name__.lower() else ForgeUnreachable
+    return cls(f"{title} at {where} is unreachable: {type(e).__name__}")
 
 
 def record_call(forge: str, error_status: str | None = None) -> None:

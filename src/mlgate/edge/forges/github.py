@@ -46,6 +46,7 @@ from urllib.parse import quote
 import requests
 from github import Auth, Github, GithubException
 
+from mlgate.core.doctor import github_app_missing, github_can_open_pr
 from mlgate.core.freshness import Comparison, FileChange
 from mlgate.core.errors import UsageError
 from mlgate.core.policy import PERMISSIONS, Review
@@ -56,6 +57,7 @@ from mlgate.edge.forges.base import (
     ForgeError,
     GitLabApprovals,
     PullRequest,
+    RepoAccess,
     forge_call,
     retry_after_seconds,
     safe_path,
@@ -141,6 +143,8 @@ class GitHubForge(GitHubGraphQLPromotions):
         )
         self.api_calls = 0
         self.bot_login = bot_login
+        #: App credentials, for the installation's permissions (``mlgate doctor``): (app id, key)
+        self._app = (app_id, private_key) if app_id and private_key and installation_id else None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -183,6 +187,61 @@ class GitHubForge(GitHubGraphQLPromotions):
     def default_branch(self, repo: str) -> str:
         _, data = self._api("GET", f"/repos/{repo}")
         return data["default_branch"]
+
+    def repository_access(self, repo: str) -> RepoAccess:
+        """Whether the credentials see ``repo`` and may open a promotion PR there, reading only.
+
+        A token: REST "Get a repository" (``GET /repos/{o}/{r}``), whose ``permissions`` (sent for
+        an authenticated caller) must have ``push``. A GitHub App installation: REST "Get a
+        repository installation for the authenticated app" (``GET /repos/{o}/{r}/installation``,
+        with the App's JWT), whose ``permissions`` must hold ``contents: write`` and
+        ``pull_requests: write``. A 404 is ``exists=False``.
+
+        Raises:
+            ForgeError: GitHub refused the credentials (401/403); ForgeBusy: see the class.
+        """
+        try:
+            _, d = self._api("GET", f"/repos/{repo}")
+        except GithubException as e:
+            if self._status(e) == 404:
+                return RepoAccess(False)
+            raise ForgeError(f"GitHub refused to read {repo}: {self._status(e)} {self._message(e)}",
+                             self._status(e)) from None
+        branch = str(d.get("default_branch") or "")
+        if self._app is None:
+            can = github_can_open_pr(d.get("permissions"))
+            role = "" if can is None else f"permissions.push: {str(bool(can)).lower()}"
+            return RepoAccess(True, branch, can, role)
+        missing = github_app_missing(self._installation_permissions(repo))
+        return RepoAccess(True, branch, not missing,
+                          "installation lacks " + ", ".join(missing) if missing else
+                          "installation has contents: write, pull_requests: write")
+
+    def _installation_permissions(self, repo: str) -> dict[str, str]:
+        """``permissions`` of the App's installation on ``repo`` (a JWT-authenticated read)."""
+        assert self._app is not None
+        app = Github(auth=Auth.AppAuth(*self._app), base_url=self.base_url, retry=None, lazy=True)
+        path = safe_path(f"/repos/{repo}/installation")
+        try:
+            _, d = forge_call("github", self.base_url, f"GitHub GET {path}",
+                              lambda: app.requester.requestJsonAndCheck("GET", path),
+                              http_error=GithubException, status_of=lambda e: e.status, classify=_classify,
+                              on_attempt=self._count)
+        except GithubException as e:
+            raise ForgeError(f"GitHub refused to read the App installation of {repo}: {self._status(e)} "
+                             f"{self._message(e)}", self._status(e)) from None
+        return dict(d.get("permissions") or {})
+
+    def _count(self) -> None:
+        self.api_calls += 1
+
+    def branch_exists(self, repo: str, branch: str) -> bool:
+        """REST "Get a branch" answers 200 (True) or 404 (False); ForgeError for another refusal."""
+        try:
+            return self._branch(repo, branch) is not None
+        except GithubException as e:
+            raise ForgeError(f"GitHub refused to read branch {branch} of {repo}: {self._status(e)} "
+                             f"{self._message(e)}", self._status(e)) from None
 
     def _contents(self, repo: str, path: str, ref: str) -> tuple[str, str] | None:
         try:

@@ -28,6 +28,7 @@ import gitlab
 import requests
 from gitlab.exceptions import GitlabHttpError
 
+from mlgate.core.doctor import GITLAB_DEVELOPER, gitlab_level, gitlab_level_name
 from mlgate.core.freshness import Comparison, FileChange
 from mlgate.core.errors import UsageError
 from mlgate.core.policy import Review, gitlab_permission
@@ -38,6 +39,7 @@ from mlgate.edge.forges.base import (
     ForgeError,
     GitLabApprovals,
     PullRequest,
+    RepoAccess,
     forge_call,
     safe_path,
 )
@@ -57,7 +59,63 @@ def _classify(exc: BaseException) -> bool:
     return isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError))
 
 
-class GitLabForge(GitLabPromotions):
+class GitLabProbes:
+    """Read-only checks for ``mlgate doctor`` (part of :class:`GitLabForge`)."""
+
+    # from GitLabForge: _api(verb, path, query, body), _code(e)
+    _api: Any
+    _code: Any
+
+    def repository_access(self, repo: str) -> RepoAccess:
+        """Whether the token sees project ``repo`` and may open a promotion MR there (Developer,
+        access level 30, or higher), reading only.
+
+        ``GET /projects/:id`` (docs "Get a single project"): the higher of ``permissions.project_access``
+        and ``permissions.group_access``. GitLab leaves both null for access inherited from a parent
+        group or through a shared group; then ``GET /user`` and ``GET /projects/:id/members/all/:user_id``
+        (docs "Get a member of a group or project, including inherited and invited members") give the
+        effective level (404: not a member). A 404 for the project is ``exists=False``.
+
+        Raises:
+            ForgeError: GitLab refused the token (401/403); ForgeBusy: see the class.
+        """
+        enc = enc_project(repo)
+        try:
+            d = self._api("get", f"/projects/{enc}")
+            level = gitlab_level((d or {}).get("permissions"))
+            if level is None:
+                me = self._api("get", "/user") or {}
+                if me.get("is_admin") is True:
+                    return RepoAccess(True, str(d.get("default_branch") or ""), True, "administrator")
+                try:
+                    level = int((self._api("get", f"/projects/{enc}/members/all/{int(me['id'])}") or {})
+                                .get("access_level") or 0)
+                except GitlabHttpError as e:
+                    if self._code(e) != 404:
+                        raise
+                    level = 0
+        except GitlabHttpError as e:
+            if self._code(e) == 404:
+                return RepoAccess(False)
+            raise ForgeError(f"GitLab refused to read project {repo}: {e.response_code} {e.error_message}",
+                             self._code(e)) from None
+        return RepoAccess(True, str(d.get("default_branch") or ""), level >= GITLAB_DEVELOPER,
+                          f"access level {gitlab_level_name(level)}")
+
+    def branch_exists(self, repo: str, branch: str) -> bool:
+        """``GET /projects/:id/repository/branches/:branch`` (docs "Get single repository branch"):
+        200 True, 404 False; ForgeError for another refusal."""
+        try:
+            self._api("get", f"/projects/{enc_project(repo)}/repository/branches/{quote(branch, safe='')}")
+        except GitlabHttpError as e:
+            if self._code(e) == 404:
+                return False
+            raise ForgeError(f"GitLab refused to read branch {branch} of {repo}: {e.response_code} "
+                             f"{e.error_message}", self._code(e)) from None
+        return True
+
+
+class GitLabForge(GitLabPromotions, GitLabProbes):
     """GitLab REST API v4 with a token.
 
     Args:
