@@ -65,12 +65,15 @@ class Outcome:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def deployed_version(reader: Reader, registry: Registry, model: str, env: Environment) -> tuple[str | None, str]:
+def deployed_version(reader: Reader, registry: Registry, model: str, env: Environment,
+                     prefer: str | None = None) -> tuple[str | None, str]:
     """The version git deploys to ``env`` now, and where that was read (or why it is unknown).
 
     Reads ``env.gitops.path`` at the head of ``env.gitops.branch`` and compares it with the
     versions of ``model`` (those with a landed promotion to ``env`` first, then the
-    :data:`MAX_CANDIDATES` newest): the first whose values the manifest already holds.
+    :data:`MAX_CANDIDATES` newest): the first whose values the manifest already holds. ``prefer``
+    (the version the alias holds) is tried first: two versions of the same artifact render the same
+    value, and then the alias is in step whichever of them it holds.
     """
     g = env.gitops
     where = f"{g.repository} {g.branch}:{g.path}"
@@ -79,10 +82,13 @@ def deployed_version(reader: Reader, registry: Registry, model: str, env: Enviro
         return None, f"{where} does not exist"
     ordered = candidate_order(env.name, registry.versions(model))
     key = f"mlgate.promoted.{env.name}.at"
-    tried = [v for v in ordered if key in v.tags] + [v for v in ordered if key not in v.tags][:MAX_CANDIDATES]
-    for v in tried:
+    landed = [v.version for v in ordered if key in v.tags]
+    tried = landed + [v.version for v in ordered if key not in v.tags][:MAX_CANDIDATES]
+    if prefer is not None:
+        tried = [prefer] + [v for v in tried if v != prefer]
+    for version in tried:
         try:
-            info = registry.get_version(model, v.version)
+            info = registry.get_version(model, version)
         except UsageError:
             continue
         values = template_values(model, info.version, storage_uri=info.storage_uri or info.source, run_id=info.run_id)
@@ -117,7 +123,7 @@ def guard_alias(reader: Reader, registry: Registry, cfg: Config, env: Environmen
     held = holder.version if holder is not None else None
     if held is None:
         return Outcome("in step", f"{env.name}: alias {alias!r} holds no version", {})
-    deployed, where = deployed_version(reader, registry, model, env)
+    deployed, where = deployed_version(reader, registry, model, env, prefer=held)
     if deployed is None:
         return Outcome("undecided", f"{env.name}: git does not say which version runs ({where}); alias {alias!r} "
                        f"left on version {held}", {**base, "version": held, "event": "alias drift", "allowed": False,
