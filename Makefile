@@ -69,6 +69,7 @@ bench: $(STAMP) node system
 	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python bench/webhook_intake.py
 	$(BIN)/python bench/promotion_api_calls.py
 	$(BIN)/python bench/claim_latency.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/alert_retrain.py
 	$(BIN)/python bench/ui_render.py
 
 schemas: $(STAMP)
