@@ -42,7 +42,7 @@ def test_text_reads_top_to_bottom_with_marks_and_the_fix_under_each_cross():
     assert lines[2] == "✗ staging: branch main exists: no branch 'main'"
     assert lines[3] == "    fix: push the branch"
     assert lines[4] == "? tracking server answers: timed out" and lines[5] == "    fix: run again"
-    assert lines[6] == "? staging: file x exists: not checked: branch"
+    assert lines[6] == "? staging: file x exists: not checked: branch"  # no fix: the ✗ above has it
     assert lines[-1] == "1 ok, 1 failed, 2 unknown: not ready: fix the ✗ items"
 
 

@@ -84,7 +84,7 @@ def unknown(id: str, title: str, detail: str, fix: str = "") -> Check:
 
 def skipped(id: str, title: str, because: str) -> Check:
     """A check that was not run because ``because`` (a check it depends on) did not pass."""
-    return Check(id, title, UNKNOWN, f"not checked: {because}", "fix the check above first")
+    return Check(id, title, UNKNOWN, f"not checked: {because}")
 
 
 def overall(checks: Iterable[Check]) -> str:
