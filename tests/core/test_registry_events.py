@@ -174,3 +174,19 @@ def test_a_manifest_maps_back_to_the_version_through_the_value_template():
     assert deploys(text, env, values("3"))
     assert not deploys(text, env, values("4"))
     assert not deploys("other: 1\n", env, values("3"))  # the target is missing: no version
+
+
+@pytest.mark.parametrize("environ,expected", [
+    ({"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/fraud",
+      "GITHUB_RUN_ID": "5", "GITHUB_RUN_ATTEMPT": "2"}, ("github", "acme/fraud")),
+    ({"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://ghe.example.com", "GITHUB_REPOSITORY": "ml/x.y",
+      "GITHUB_RUN_ID": "5"}, ("github", "ml/x.y")),
+    ({"GITLAB_CI": "true", "CI_JOB_URL": "https://gitlab.example.com/grp/sub/fraud/-/jobs/77"}, ("gitlab", "grp/sub/fraud")),
+    ({"GITLAB_CI": "true"}, None),
+    ({}, None),
+])
+def test_mlgate_train_names_the_repository_that_built_a_version(environ, expected):
+    """The repository read back from the CI job URL (tags mlgate.source_forge / mlgate.source_repo)."""
+    from mlgate.core.ci import ci_context, source_repository
+
+    assert source_repository(ci_context(environ)) == expected
