@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ACTIONS = ("setup", "train", "validate", "promote", "canary", "reconcile")
+ACTIONS = ("setup", "setup-hosted", "train", "validate", "promote", "canary", "reconcile")
 TEMPLATES = ("train", "validate", "promote", "canary", "reconcile")
 BEGIN = "<!-- BEGIN mlgate-ci-docs -->"
 END = "<!-- END mlgate-ci-docs -->"
@@ -119,9 +119,14 @@ def github_section(root: Path) -> str:
     w("server; secrets `MLFLOW_TRACKING_TOKEN` (if the server needs one) and `MLGATE_GITOPS_TOKEN`\n")
     w("(push access to the GitOps repository, passed to `promote` as `gitops-token`). Inputs reach the\n")
     w("scripts only through `env:`; names are checked against `^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`.\n\n")
-    w("Python: `setup` runs `actions/setup-python` (input `python-version`, default 3.11) and caches\n")
-    w("pip's downloads with `actions/cache`; `python-version: \"\"` uses the `python3` on the runner\n")
-    w("(self-hosted runners, containers), in a virtual environment when that Python is externally managed.\n\n")
+    w("**Python and extras.** `setup` always installs into a virtual environment (never the runner's own\n")
+    w("Python, which only creates it) and puts its `bin/` on the `PATH` of later steps. It installs the\n")
+    w("base (`mlflow-skinny`), asks `mlgate config extras`, and adds `mlgate[local]` (embedded or\n")
+    w("database store) or `mlgate[evaluate]` (`validate.evaluation`) only when the config needs them;\n")
+    w("`extras:` overrides, `install:` installs another mlgate (a requirement, a path, a wheel). `setup`\n")
+    w("uses no other action, so `act` runs it offline (see \"Try it locally\"); `setup-hosted` adds\n")
+    w("`actions/setup-python` (`python-version`, default 3.11) and `actions/cache` of pip's downloads on\n")
+    w("GitHub-hosted runners, in place of `setup`.\n\n")
     w("**In the GitOps repository.** With gitops mode `pull-request` and no mlgate bot, the registry alias\n")
     w("follows the merge of a promotion pull request through `actions/reconcile` (`mlgate reconcile`) in\n")
     w("the GitOps repository's own workflow, on pushes to the branch the deployment tool watches: add\n")
@@ -167,8 +172,13 @@ def gitlab_section(root: Path) -> str:
     w("- as catalog components: publish `gitlab-templates/` as its own project (its `templates/` folder is\n")
     w("  then at the root) and `include: component: $CI_SERVER_FQDN/<group>/<project>/<name>@<version>`.\n\n")
     w("**Versions.** `ref: v1` follows mlgate's major tag; pin a full commit SHA for an immutable include.\n")
-    w("Each template installs mlgate with its `install` input (default: the release the template belongs\n")
-    w("to, skipped when the image already has that version).\n\n")
+    w("Each template installs mlgate into a virtual environment (`.mlgate-venv` in the job's directory,\n")
+    w("never the image's own Python): by default the mlgate of the template's own release (`MLGATE_RELEASE`\n")
+    w("in the job), `mlgate @ git+$CI_SERVER_URL/mlgate/mlgate.git@v<release>` from the project the\n")
+    w("templates come from; `install:` (or the CI/CD variable `MLGATE_INSTALL`) installs another one (a\n")
+    w("requirement, a path, a wheel). The base first, then the extras `mlgate config extras` names\n")
+    w("(`extras:` overrides). `include: local:` works too, with the templates copied into your project;\n")
+    w("\"Try it locally\" runs the `project:` includes offline with gitlab-ci-local.\n\n")
     w("**Variables and secrets.** `MLFLOW_TRACKING_URI` (your tracking server), `MLGATE_GITLAB_TOKEN`\n")
     w("(masked: a project access token with the `api` scope and at least the Reporter role, for the merge\n")
     w("request note; `CI_JOB_TOKEN` cannot write notes, and without a token the note is skipped with a\n")

@@ -69,8 +69,9 @@ mlgate_ensure() {
     return 0
   fi
   bash "$root/actions/setup/install.sh"
-  # install.sh may have created a virtual environment: later steps find it through GITHUB_PATH
-  if [[ -x ${RUNNER_TEMP:-/tmp}/mlgate-venv/bin/mlgate ]]; then PATH="${RUNNER_TEMP:-/tmp}/mlgate-venv/bin:$PATH"; fi
+  # install.sh installed into its virtual environment: later steps find it through GITHUB_PATH,
+  # this step through PATH
+  PATH="${MLGATE_VENV:-${RUNNER_TEMP:-/tmp}/mlgate-venv}/bin:$PATH"
   export PATH
 }
 

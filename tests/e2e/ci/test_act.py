@@ -6,7 +6,9 @@ much; hostile inputs are refused, printed literally and never executed.
 
 act facts (shared notes): ``-P ubuntu-latest=-self-hosted --no-cache-server``; the workflow
 checks out first; ``--local-repository mlgate/mlgate@v1=PATH`` maps the published action name
-to a copy of this repository; actions/setup-python and actions/cache map to offline stubs.
+to a copy of this repository, and nothing else is mapped: actions/setup uses no other action.
+``MLGATE_VENV`` (act passes the host's environment to self-hosted jobs) lets the runs of one test
+share the job's virtual environment, so the second run installs nothing new.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def pip_cache_dir() -> str:
 
 
 def run_act(repo: Path, tmp: Path, published: Path, runner_bin: Path, github: FakeGitHub, tracking_uri: str,
-            pr_number: int = 7) -> tuple[int, str]:
+            pr_number: int = 7, stubs: bool = False) -> tuple[int, str]:
     """``act pull_request`` in ``repo`` with a pull_request event; returns (exit code, log)."""
     event = tmp / "event.json"
     event.write_text(json.dumps({
@@ -56,13 +58,13 @@ def run_act(repo: Path, tmp: Path, published: Path, runner_bin: Path, github: Fa
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GITHUB_", "GITLAB_", "CI_", "MLGATE_", "MLFLOW_", "RUNNER_", "ACT"))}
     env.update(PATH=f"{runner_bin}:{env.get('PATH', '/usr/bin:/bin')}", XDG_CACHE_HOME=str(tmp / "cache"),
-               PIP_CACHE_DIR=pip_cache_dir(), PIP_DISABLE_PIP_VERSION_CHECK="1")
+               PIP_CACHE_DIR=pip_cache_dir(), PIP_DISABLE_PIP_VERSION_CHECK="1", MLGATE_VENV=str(tmp / "job-venv"))
     args = [
         tool("act"), "pull_request", "-e", str(event),
         "-P", "ubuntu-latest=-self-hosted", "--no-cache-server",
         "--local-repository", f"{ACTIONS_REPO}@v1={published}",
-        "--local-repository", f"{SETUP_PYTHON}={FIXTURES / 'stubs' / 'setup-python'}",
-        "--local-repository", f"{CACHE}={FIXTURES / 'stubs' / 'cache'}",
+        *(["--local-repository", f"{SETUP_PYTHON}={FIXTURES / 'stubs' / 'setup-python'}",
+           "--local-repository", f"{CACHE}={FIXTURES / 'stubs' / 'cache'}"] if stubs else []),
         "--var", f"MLFLOW_TRACKING_URI={tracking_uri}",
         "--env", f"GITHUB_API_URL={github.url}",
         "-s", f"GITHUB_TOKEN={github.token}",
@@ -109,10 +111,12 @@ def test_pull_request_trains_gates_comments_then_a_failing_gate_fails(
     assert out["model-version"] == "1" and out["gates-passed"] == "true"
     assert re.fullmatch(r"[0-9a-f]{32}", out["run-id"])
     assert out["report-path"].endswith("mlgate-report.md")
-    # setup: Python and pip caching asked for, mlgate installed once from the action's ref
-    assert "setup-python stub called with python-version=3.11" in log
-    assert re.search(r"cache stub called with path=\S+ key=mlgate-pip-Linux-py3\.\d+-[0-9a-f]{20}", log)
+    # setup: no remote action fetched; mlgate installed once from the action's ref, into a virtual
+    # environment, with the extras the wine config needs (embedded store, evaluation)
+    assert "LocalRepositoryCache not matched" not in log and "git clone" not in log
     assert log.count("Installing mlgate from mlgate/mlgate@v1") == 1
+    assert f"Creating the virtual environment {tmp_path / 'job-venv'} with" in log
+    assert ".mlgate.yml needs the extras: local,evaluate" in log
     text = summary(log)
     assert f"✅ mlgate gates passed: {MODEL} v1" in text and "| Metric |" in text and "xychart-beta" in text
     assert registered_version(uri, MODEL, "1")["mlgate.gates"] == "passed"
@@ -169,3 +173,44 @@ def test_hostile_inputs_are_refused_printed_literally_and_never_run(
     assert said and "Failure - Main Canary" in canary_log, canary_log[-1500:]
     assert not re.search(r"No such option|Usage: mlgate|Traceback", canary_log), said.group(1)
     assert github.requests == []
+
+
+HOSTED = """name: hosted
+on: pull_request
+permissions: {}
+jobs:
+  hosted:
+    runs-on: ubuntu-latest
+    permissions:
+      contents: read
+    steps:
+      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2
+        with:
+          persist-credentials: false
+      - id: setup
+        uses: mlgate/mlgate/actions/setup-hosted@v1 # zizmor: ignore[unpinned-uses]
+        with:
+          extras: none
+      - name: Which mlgate
+        env:
+          PYTHON_PATH: ${{ steps.setup.outputs.python-path }}
+        run: echo "mlgate on PATH $(command -v mlgate), python-path $PYTHON_PATH"
+"""
+
+
+def test_setup_hosted_runs_setup_python_and_the_cache_then_the_same_install(
+    tmp_path: Path, published_mlgate: Path, runner_python: Path, github: FakeGitHub
+) -> None:
+    """The GitHub-hosted path: actions/setup-python (3.11) and actions/cache of pip's downloads
+    (offline stubs standing in for the pinned actions, which only this action references), then
+    the install script of actions/setup, into its virtual environment."""
+    repo = model_repo(tmp_path / "repo", "https://github.com/acme/wine-model.git",
+                      {".github/workflows/hosted.yml": HOSTED})
+    rc, log = run_act(repo, tmp_path, published_mlgate, runner_python, github, "http://127.0.0.1:9", stubs=True)
+    assert rc == 0, log[-6000:]
+    assert "setup-python stub called with python-version=3.11" in log
+    assert re.search(r"cache stub called with path=\S+ key=mlgate-pip-Linux-py3\.\d+-[0-9a-f]{20}", log)
+    venv = tmp_path / "job-venv"
+    assert f"Creating the virtual environment {venv} with" in log
+    assert f"mlgate on PATH {venv}/bin/mlgate, python-path {venv}/bin/python" in log
+    assert "needs the extras" not in log  # extras: none, no question asked

@@ -7,6 +7,9 @@ gitlab-ci-local facts (shared notes): 4.73.0 (4.74+ needs Node 22); it needs rsy
 repository with the files tracked. ``include: project:`` files are read from its include cache
 ``.gitlab-ci-local/includes/<host>/<project>/<ref>/<file>`` when present: the test puts the
 templates there, which is what GitLab would fetch for ``project: mlgate/mlgate, ref: v1``.
+``MLGATE_INSTALL`` (a pipeline variable overrides the job's) installs mlgate from the published
+copy instead of the release tag, ``MLGATE_VENV`` lets the jobs of one test share their virtual
+environment (each job would otherwise create its own in its build folder).
 """
 
 from __future__ import annotations
@@ -67,13 +70,18 @@ def test_merge_request_pipeline_then_a_failing_gate(tmp_path: Path, published_ml
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mr = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": "3", "CI_PROJECT_ID": gitlab.project_id,
           "CI_SERVER_URL": gitlab.url, "CI_API_V4_URL": f"{gitlab.url}/api/v4",
-          "MLGATE_GITLAB_TOKEN": gitlab.token, "MLFLOW_TRACKING_URI": uri}
+          "MLGATE_GITLAB_TOKEN": gitlab.token, "MLFLOW_TRACKING_URI": uri,
+          "MLGATE_INSTALL": str(published_mlgate), "MLGATE_VENV": str(tmp_path / "job-venv")}
 
     # 1. green: train, then validate (the promotion is a manual job on the default branch)
     rc, log = run_gcl(repo, variables=mr)
     assert rc == 0, log[-6000:]
     assert re.search(r"PASS\s+mlgate-train", log) and re.search(r"PASS\s+mlgate-validate", log)
-    assert "mlgate 0.1.0 is already installed" in log
+    # a virtual environment (never the runner's Python), mlgate from MLGATE_INSTALL, the wine
+    # config's extras (embedded store, evaluation) added after the base
+    assert f"Creating the virtual environment {tmp_path / 'job-venv'} with" in log
+    assert f"Installing {published_mlgate} into {tmp_path / 'job-venv'}" in log
+    assert ".mlgate.yml needs the extras: local,evaluate" in log
     train = dotenv(repo, "mlgate-train", "mlgate-train.env")
     assert train["model_version"] == "1" and re.fullmatch(r"[0-9a-f]{32}", train["run_id"])
     assert dotenv(repo, "mlgate-validate", "mlgate-validate.env") == {

@@ -96,7 +96,8 @@ def run_act_push(repo: Path, tmp: Path, published: Path, runner_bin: Path, track
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GITHUB_", "GITLAB_", "CI_", "MLGATE_", "MLFLOW_", "RUNNER_", "ACT"))}
     env.update(PATH=f"{runner_bin}:{env.get('PATH', '/usr/bin:/bin')}", XDG_CACHE_HOME=str(tmp / "cache"),
-               PIP_CACHE_DIR=pip_cache_dir(), PIP_DISABLE_PIP_VERSION_CHECK="1")
+               PIP_CACHE_DIR=pip_cache_dir(), PIP_DISABLE_PIP_VERSION_CHECK="1",
+               MLGATE_VENV=str(tmp / "job-venv"))  # the two runs share the job's virtual environment
     args = [tool("act"), "push", "-e", str(event), "-P", "ubuntu-latest=-self-hosted", "--no-cache-server",
             "--local-repository", f"{ACTIONS_REPO}@v1={published}",
             "--var", f"MLFLOW_TRACKING_URI={tracking_uri}"]
@@ -143,7 +144,9 @@ def test_gitlab_template_checks_then_moves_the_alias_then_is_in_step(
     repo, promotion = gitops_repo(tmp_path / "deployments", "https://gitlab.com/acme/deployments.git",
                                   {".gitlab-ci.yml": GITLAB_EXAMPLE.read_text(encoding="utf-8")}, model, version)
     seed_includes(repo, published_mlgate)
-    tracking = {"MLFLOW_TRACKING_URI": mlflow_server, "CI_PIPELINE_SOURCE": "push"}
+    # mlgate from the published copy (not the release tag), one virtual environment for the runs
+    tracking = {"MLFLOW_TRACKING_URI": mlflow_server, "CI_PIPELINE_SOURCE": "push",
+                "MLGATE_INSTALL": str(published_mlgate), "MLGATE_VENV": str(tmp_path / "job-venv")}
 
     # check: true only reports, and fails the job because the registry and git disagree
     rc, log = run_gcl(repo, "mlgate-reconcile", variables={**tracking, "MLGATE_CHECK": "true"})

@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 
 from ci_support import ROOT, git, tool
 
-ACTION_NAMES = ("setup", "train", "validate", "promote", "canary", "reconcile")
+ACTION_NAMES = ("setup", "setup-hosted", "train", "validate", "promote", "canary", "reconcile")
 TEMPLATE_NAMES = ("train", "validate", "promote", "canary", "reconcile")
 ACTIONS = [ROOT / "actions" / n / "action.yml" for n in ACTION_NAMES]
 TEMPLATES = [ROOT / "gitlab-templates" / "templates" / f"{n}.yml" for n in TEMPLATE_NAMES]
@@ -26,7 +26,8 @@ NAME_RE = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 #: outputs each action must expose (the issue's list, as they apply)
 REQUIRED_OUTPUTS = {
-    "setup": {"mlgate-version"},
+    "setup": {"mlgate-version", "python-path", "extras"},
+    "setup-hosted": {"mlgate-version", "python-path", "extras"},
     "train": {"run-id", "model-version"},
     "validate": {"gates-passed", "model-version", "report-path"},
     "promote": {"promotion-url", "model-version"},
@@ -279,11 +280,49 @@ def test_template_spec(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=TEMPLATE_NAMES)
-def test_template_installs_this_release(path: Path) -> None:
-    """The default ``install`` input pins the release the template belongs to."""
+def test_template_installs_this_release_into_a_virtual_environment(path: Path) -> None:
+    """By default a template installs the mlgate of its own release (MLGATE_RELEASE, which must be
+    pyproject's version) from the project the templates come from, at the release tag (there is no
+    mlgate on the package index to pin); always into a virtual environment; extras as the config needs."""
     version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
-    head, _ = _split_template(path)
-    assert _load_text(head)["spec"]["inputs"]["install"]["default"] == f"mlgate=={version}"
+    head, body = _split_template(path)
+    inputs = _load_text(head)["spec"]["inputs"]
+    assert inputs["install"]["default"] == "" and inputs["extras"]["default"] == "auto"
+    [job] = _load_text(body).values()
+    assert job["variables"]["MLGATE_RELEASE"] == version
+    assert job["variables"]["MLGATE_EXTRAS"] == "$[[ inputs.extras ]]"
+    script = job["script"][0]
+    assert 'spec=${MLGATE_INSTALL:-"mlgate @ git+${CI_SERVER_URL:-https://gitlab.com}/mlgate/mlgate.git@v$MLGATE_RELEASE"}' in script
+    assert '"$base" -m venv "$venv"' in script and 'PATH="$venv/bin:$PATH"' in script
+    assert 'mlgate config extras --config' in script
+    # every pip install runs the virtual environment's Python, after PATH points at it
+    installs = [m.start() for m in re.finditer(r"pip install", script)]
+    assert installs and all(script.rfind('PATH="$venv/bin:$PATH"', 0, i) >= 0 for i in installs)
+    assert all(line.strip().startswith("python -m pip install") for line in script.splitlines() if "pip install" in line)
+
+
+@pytest.mark.parametrize(("spec", "extras", "want"), [
+    ("mlgate @ git+https://gitlab.com/mlgate/mlgate.git@v1.2.0", "local",
+     "mlgate[local] @ git+https://gitlab.com/mlgate/mlgate.git@v1.2.0"),
+    ("git+https://gitlab.com/mlgate/mlgate.git@v1.2.0", "local,evaluate",
+     "mlgate[local,evaluate] @ git+https://gitlab.com/mlgate/mlgate.git@v1.2.0"),
+    ("/src/mlgate", "evaluate", "/src/mlgate[evaluate]"),
+    ("./dist/mlgate-1.2.0-py3-none-any.whl", "local", "./dist/mlgate-1.2.0-py3-none-any.whl[local]"),
+    ("mlgate==1.2.0", "local", "mlgate[local]==1.2.0"),
+    ("mlgate", "evaluate", "mlgate[evaluate]"),
+    ("mlgate==1.2.0", "", "mlgate==1.2.0"),
+])
+def test_extras_are_added_to_every_form_of_install(spec: str, extras: str, want: str, tmp_path: Path) -> None:
+    """The same answer from the action's bash and the templates' POSIX sh."""
+    install = (ROOT / "actions" / "setup" / "install.sh").read_text(encoding="utf-8")
+    func = install[install.index("with_extras() {"): install.index("pip_install() {")]
+    proc = _run(["bash", "-c", func + '\nwith_extras "$1" "$2"', "-", spec, extras], cwd=tmp_path)
+    assert proc.stdout == want, proc.stderr
+    template = (ROOT / "gitlab-templates" / "templates" / "train.yml").read_text(encoding="utf-8")
+    func = template[template.index("      mlgate_with_extras() {"): template.index("      mlgate_install() {")]
+    func = "\n".join(line[6:] for line in func.splitlines())
+    proc = _run(["sh", "-c", func + '\nmlgate_with_extras "$1" "$2"', "-", spec, extras], cwd=tmp_path)
+    assert proc.stdout == want, proc.stderr
 
 
 def test_example_workflow_is_least_privilege() -> None:
