@@ -44,6 +44,7 @@ GOOD = [
     ("/train --gpus 4", ("train", None, None, None, 4)),
     ("/train --gpus=2", ("train", None, None, None, 2)),
     ("/abort", ("abort", None, None, None, None)),
+    ("/continue", ("continue", None, None, None, None)),  # issue 15: a paused canary goes on
 ]
 
 
@@ -112,6 +113,7 @@ BAD = [
     ("/promote iris to staging now", "exactly one environment"),
     ("/status now", "takes no arguments"),
     ("/help me", "takes no arguments"),
+    ("/continue to 50", "/continue takes no arguments"),
     ("/rollback a b c", "too many arguments"),
     ("/train --gpu 2", "unknown flag '--gpu'"),
     ("/train --gpus", "needs a number"),
@@ -268,6 +270,7 @@ NEAR = [
     ("/Hlep", "help"),
     ("/rolback", "rollback"),
     ("/abrot", "abort"),
+    ("/contineu", "continue"),
     ("/trian --gpus 2", "train"),
     ("/promte to staging", "promote"),
     ("/paln", None),  # Atlantis "atlantis paln": a typo of a command we do not have stays silent

@@ -26,7 +26,8 @@ from mlgate.core.commands import Command, CommandMistake
 from mlgate.core.errors import InfraError, MlgateError
 from mlgate.core.events import Event, Ignored, normalize
 from mlgate.bot import promotion as promo
-from mlgate.bot.handlers import merged, promote, registry, reviews, train
+from mlgate.bot.handlers import doctor
+from mlgate.bot.handlers import canary, merged, promote, registry, reviews, train
 from mlgate.bot.handlers.common import HandlerContext, Job, MalformedPayload, Retryable
 from mlgate.edge.db.canaries import Conflict
 from mlgate.edge.db.store import Delivery
@@ -147,8 +148,10 @@ ROUTES.add(help_reply, "comment", "help")
 ROUTES.add(replying_on_failure(promote.on_promote), "comment", "promote")
 ROUTES.add(replying_on_failure(promote.on_rollback), "comment", "rollback")
 ROUTES.add(replying_on_failure(promote.on_status), "comment", "status")
+ROUTES.add(replying_on_failure(doctor.on_doctor), "comment", "doctor")
 ROUTES.add(replying_on_failure(train.on_train), "comment", "train")
 ROUTES.add(replying_on_failure(train.on_abort), "comment", "abort")
+ROUTES.add(replying_on_failure(canary.on_continue), "comment", "continue")
 ROUTES.add(merged.on_merged, "pull_request", "merged")
 ROUTES.add(reviews.refresh_status, "pull_request")
 ROUTES.add(reviews.refresh_status, "review")

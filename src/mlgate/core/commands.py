@@ -8,9 +8,11 @@ Grammar (one command per line, the line starting with the command word)::
     /promote [MODEL][@VERSION] [to ENV]
     /rollback [MODEL] [ENV]
     /status
+    /doctor
     /help
     /train [--gpus N]
     /abort
+    /continue
 
 Rules, each from a real-world report (issue 3, "Cases from real-world reports"; issue 10,
 "Commands hidden in HTML, typos answered with silence"):
@@ -50,9 +52,11 @@ USAGE: dict[str, str] = {
     "promote": "/promote [MODEL][@VERSION] [to ENV]",
     "rollback": "/rollback [MODEL] [ENV]",
     "status": "/status",
+    "doctor": "/doctor",
     "help": "/help",
     "train": "/train [--gpus N]",
     "abort": "/abort",
+    "continue": "/continue",
 }
 
 NAMES = tuple(USAGE)
@@ -286,11 +290,15 @@ def _parse_one(name: str, args: list[str], no: int, line: str) -> Command | Comm
     if any(a.lower() in _HELP_FLAGS for a in args):
         return Command(name="help", line=no, text=line, topic=None if name == "help" else name)
     flags = [a for a in args if a.startswith("-") and a != "-"]
+    if name == "doctor":  # read only: the checks of `mlgate doctor` for the default branch's config
+        if args:
+            return _error(name, f"/doctor takes no arguments (got {' '.join(args)!r})", no, line)
+        return Command(name=name, line=no, text=line)
     if name == "train":
         return _parse_train(args, no, line)
     if flags:
         return _error(name, f"unknown flag {flags[0]!r}", no, line)
-    if name in ("status", "help", "abort"):
+    if name in ("status", "help", "abort", "continue"):
         if args:
             return _error(name, f"/{name} takes no arguments (got {' '.join(args)!r})", no, line)
         return Command(name=name, line=no, text=line)

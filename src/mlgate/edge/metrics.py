@@ -58,3 +58,9 @@ for _forge in ("github", "gitlab"):  # export zeros so dashboards and alerts see
 for _status in ("queued", "running", "failed"):
     QUEUE_DEPTH.labels(status=_status)
 DATABASE_UP = Gauge("mlgate_bot_database_up", "1 when the last readiness or metrics check reached the database, else 0.")
+CANARY_HELD = Gauge(
+    "mlgate_canary_held_seconds",
+    "Seconds a running canary has been held at its step because Prometheus could not be queried (0 when it is "
+    "not held); past its analysis.max_hold the canary pauses and asks on the PR.",
+    ["model", "environment"],
+)

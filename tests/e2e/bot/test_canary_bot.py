@@ -47,7 +47,8 @@ def canary_bot(fakes, mlflow_server, tmp_path_factory: pytest.TempPathFactory):
 # --------------------------------------------------------------------------- one canary scenario
 
 
-def mlgate_yml(model: str, deploy: str, prom: str, mode: str = "pull-request", steps: str = "[10, 50, 100]") -> str:
+def mlgate_yml(model: str, deploy: str, prom: str, mode: str = "pull-request", steps: str = "[10, 50, 100]",
+               check: str = "max: 0.05", extra: str = "") -> str:
     return f"""model: {model}
 tracking_uri: http://mlflow.invalid:5000
 environments:
@@ -61,14 +62,14 @@ environments:
     approvals: {{required: 1}}
     canary:
       steps: {steps}
-      interval: 0.5
+      interval: 0.5{extra}
       analysis:
         prometheus: {prom}
         timeout: 2
         checks:
           - name: error_rate
             query: 'max(model_error_ratio{{model="{{model}}",version="{{version}}"}})'
-            max: 0.05
+            {check}
             samples_query: 'sum(model_requests{{model="{{model}}",version="{{version}}"}})'
             min_samples: 100
       target: {{kind: kserve, name: fraud-model}}

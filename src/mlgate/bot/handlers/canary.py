@@ -231,6 +231,56 @@ def stop_canary(job: Job, kind: str, rec: CanaryRecord, env: Environment | None)
     return f"{kind}: canary {rec.id} {res.canary.status} ({res.message})", text
 
 
+def on_continue(job: Job, cmd: Command) -> str:
+    """``/continue``: a person decides on the paused canaries started from this PR (an
+    inconclusive analysis, query errors past their limit, or a ``confirm: true`` step).
+
+    Only a promoter of the canary's environment may (the environment's ``promoters``, as for
+    ``/promote``); anyone else is refused with the reason. The next step is written at once
+    (:func:`mlgate.flows.canary.continue_canary`), under the canary's lock.
+    """
+    cfg = job.config()
+    if isinstance(cfg, str):
+        return f"continue: {job.no_policy(cmd.text, cfg)}"
+    paused = [r for r in canaries_from_this_pr(job, cfg.model) if r.status == "paused"]
+    if not paused:
+        running = canaries_from_this_pr(job, cfg.model)
+        what = (f"the canary of this PR is {running[0].status.replace('_', ' ')}, not paused" if running
+                else "no canary started from this PR is running")
+        job.say(promo.reply(f"`{cmd.text}`", f"nothing to continue: {what}"))
+        job.audit(command=cmd.text, model=cfg.model, allowed=True, reasons=[], outcome="nothing to continue")
+        return "continue: nothing to continue"
+    outcomes, texts = [], []
+    for rec in paused:
+        env = next((e for e in cfg.environments if e.name == rec.environment), None)
+        with job.canary_lock(rec.model, rec.environment):
+            out, text = _continue_one(job, cmd, rec, env)
+        outcomes.append(out)
+        texts.append(text)
+    job.say("\n\n---\n\n".join(texts))
+    return "; ".join(outcomes)
+
+
+def _continue_one(job: Job, cmd: Command, rec: CanaryRecord, env: Environment | None) -> tuple[str, str]:
+    ev = job.ev
+    decision = job.permission_for("continue", env.promoters if env is not None else Promoters(),
+                                  f"promoters of {rec.environment}")
+    record = dict(command=cmd.text, model=rec.model, version=rec.version, environment=rec.environment,
+                  canary=rec.id, allowed=decision.allowed, reasons=decision.reasons)
+    if not decision.allowed:
+        job.audit(**record, outcome="refused")
+        return f"continue: refused ({decision.reasons[0]})", promo.refusal(cmd.text, decision)
+    forge, reg, writer = canary_tools(job.ctx, rec)
+    try:
+        res = runner.continue_canary(canary_store(job.ctx), reg, writer, job.ctx.clock, rec.id, actor=ev.actor,
+                                     notify=None)
+    finally:
+        audit_canary(job.ctx, rec.id, job.audit_base())
+    job.audit(**record, outcome=f"canary {res.action}")
+    return (f"continue: canary {rec.id} {res.action} ({res.canary.status}, step {res.canary.step + 1})",
+            promo.canary_comment(canary_title(res.canary), res.report))
+
+
 # --------------------------------------------------------------------------- a step's PR merged
 
 

@@ -17,10 +17,12 @@ import structlog
 
 from mlgate.core.canary import CanaryRecord
 from mlgate.core.errors import ManifestError
-from mlgate.bot.handlers.canary import audit_canary, canary_notify, canary_tools
+from mlgate.bot.handlers.canary import audit_canary, canary_notify, canary_tools, close_unmerged_steps
 from mlgate.bot.handlers.common import HandlerContext, canary_lock_name, canary_store, with_periodic_lock
 from mlgate.bot.ports import Forge
 from mlgate.edge.db import fencing
+from mlgate.edge.forges.base import pr_number_from_url
+from mlgate.edge.metrics import CANARY_HELD
 from mlgate.flows import canary as runner
 
 log = structlog.get_logger("mlgate.bot.handlers")
@@ -48,6 +50,31 @@ def merge_reader(forge: Forge, repo: str, record: CanaryRecord, now: float) -> C
     return read
 
 
+def pr_state(forge: Forge, repo: str) -> Callable[[str], str]:
+    """The state of a step PR/MR of ``repo`` by its address (``open``, ``closed`` or ``merged``),
+    asked of the forge: a step PR closed without merging stops its canary at the last safe state."""
+
+    def state(url: str) -> str:
+        number = pr_number_from_url(url)
+        return forge.pull_request(repo, number).state if number is not None else "open"
+
+    return state
+
+
+def held_seconds(rec: CanaryRecord, now: float) -> float:
+    """How long Prometheus errors have held ``rec`` (0 when they do not): ``mlgate_canary_held_seconds``."""
+    return max(0.0, now - rec.held_since) if rec.held_since is not None and rec.active else 0.0
+
+
+def _after_tick(ctx: HandlerContext, forge: Forge, rec: CanaryRecord, changed: bool, base: dict) -> None:
+    """Export the held time; close the step PRs a rollback decided by this pass left open (a step
+    PR past twice merge_timeout), each with a comment saying why."""
+    now = ctx.clock().timestamp()
+    CANARY_HELD.labels(model=rec.model, environment=rec.environment).set(held_seconds(rec, now))
+    if changed and rec.status in ("rolling_back", "rolled_back", "aborted"):
+        close_unmerged_steps(ctx, forge, rec, f"stopped by mlgate: {rec.reason}", base)
+
+
 def _tick_one(ctx: HandlerContext, rec: CanaryRecord, done: list[str]) -> None:
     """One canary's pass, under its lock; what changed is appended to ``done``. Never raises."""
     cstore = canary_store(ctx)
@@ -63,7 +90,9 @@ def _tick_one(ctx: HandlerContext, rec: CanaryRecord, done: list[str]) -> None:
             forge, reg, writer = canary_tools(ctx, rec)
             reader = merge_reader(forge, src["gitops_repo"], rec, ctx.clock().timestamp())
             results = runner.tick(cstore, reg, writer, ctx.clock, canary_id=rec.id, reader=reader, actor="bot",
-                                  notify=canary_notify(ctx, forge, src))
+                                  notify=canary_notify(ctx, forge, src), pr_state=pr_state(forge, src["gitops_repo"]))
+            for r in results:
+                _after_tick(ctx, forge, r.canary, r.canary.revision != rec.revision, base)
     except fencing.LeaseLost:
         lost = True
         raise  # this replica stalled past its lock: do nothing more (the new holder goes on)

@@ -1,0 +1,121 @@
+"""A canary never waits silently, through the bot (issue 15): ``mlgate bot serve`` (its own process,
+canary ticks every 0.3 s), step PRs on the OpenAPI-checked fake GitHub (real git), a real Prometheus
+scraping the test's exporter, a real MLflow registry.
+
+- an inconclusive analysis pauses the canary and asks on the PR; ``/continue`` by someone who is not a
+  promoter of production is refused with the reason, by a promoter it writes the next step;
+- a step PR closed without merging rolls the canary back through git (one line against the seed);
+- a query Prometheus rejects rolls back at once and the PR says Prometheus's message.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import wait_for_value
+from tests.e2e.bot.conftest import World, eventually
+from tests.e2e.bot.test_canary_bot import (  # noqa: F401  (canary_bot: the module's bot fixture)
+    canary_audit, canary_bot, changed_lines, main_text, make_cworld, merge_and_tell, open_canary_prs,
+)
+
+pytestmark = pytest.mark.slow
+
+UNSURE = "max: 0.01\n            failure: {max: 0.05}"
+
+
+def serve(exporter, prometheus: str, m: str, ratio: float) -> None:
+    exporter.serve(m, "2", requests=500, error_ratio=ratio)
+    exporter.serve(m, "1", requests=5000, error_ratio=0.0)
+    wait_for_value(prometheus, f'max(model_error_ratio{{model="{m}",version="2"}})', ratio)
+    wait_for_value(prometheus, f'sum(model_requests{{model="{m}",version="2"}})', 500)
+
+
+def step_pr(w: World, percent: int):
+    return eventually(f"the {percent} % step PR", lambda: [p for p in open_canary_prs(w)
+                                                          if f"at {percent} % in production" in p.title], w.bot)[0]
+
+
+def test_inconclusive_pauses_and_only_a_promoter_continues(fakes, canary_bot, mlflow_client, prometheus,  # noqa: F811
+                                                           exporter):
+    gh, _ = fakes
+    errors_before = len(gh.errors)
+    w = make_cworld(gh, canary_bot, mlflow_client, prometheus, check=UNSURE)
+    m = w.model
+    serve(exporter, prometheus, m, 0.03)  # 3 %: above success (1 %), below failure (5 %)
+    w.promote("/promote to production", by="carol")
+    merge_and_tell(w, step_pr(w, 10))
+    eventually("the canary paused", lambda: "**paused**" in w.reply(), w.bot)
+    text = w.reply()
+    assert "the analysis is inconclusive" in text and "neither success nor failure: 0.03 > max 0.01" in text
+    assert "Reply /continue to go on to the next step, or /abort" in text
+    assert "| 1 (10 %) | error_rate | 0.03 | ≤ 0.01, fails > 0.05, 100 samples |" in text
+    assert [a["action"] for a in canary_audit(w)][-1] == "pause"
+    assert open_canary_prs(w) == []  # paused: nothing more is written
+
+    refused = w.promote("/continue", by="alice")  # write permission; production's promoters need maintain
+    assert "continue: refused" in refused.outcome, refused
+    assert "needs maintain or higher" in w.reply()
+    assert open_canary_prs(w) == []
+
+    serve(exporter, prometheus, m, 0.005)
+    info = w.promote("/continue", by="carol")
+    assert info.status == "done" and "advanced" in info.outcome, info
+    merge_and_tell(w, step_pr(w, 50))
+    done = merge_and_tell(w, step_pr(w, 100))
+    assert "promoted" in done.outcome, done.outcome
+    assert w.client.get_model_version_by_alias(m, "champion").version == "2"
+    assert len(w.gh.pulls(w.deploy)) == 3  # one PR per step: the pause and the refusal wrote nothing
+    cont = [a for a in w.bot.audit() if a.get("command") == "/continue" and a.get("model") == m]
+    assert [(a["actor"], a["allowed"]) for a in cont] == [("alice", False), ("carol", True)]
+    assert "continued by carol (inconclusive pause at step 1)" in [a["reason"] for a in canary_audit(w)
+                                                                  if a["action"] == "continue"][0]
+    assert gh.errors[errors_before:] == []
+
+
+def test_a_closed_step_pr_rolls_back_through_git(fakes, canary_bot, mlflow_client, prometheus, exporter):  # noqa: F811
+    gh, _ = fakes
+    errors_before = len(gh.errors)
+    w = make_cworld(gh, canary_bot, mlflow_client, prometheus)
+    m = w.model
+    serve(exporter, prometheus, m, 0.0)
+    seed = main_text(w)
+    w.promote("/promote to production", by="carol")
+    merge_and_tell(w, step_pr(w, 10))
+    second = step_pr(w, 50)
+    gh.repos[w.deploy].pulls[second.number].state = "closed"  # a person closes it without merging
+
+    rollback = eventually("the rollback PR", lambda: [p for p in open_canary_prs(w) if "roll back" in p.title],
+                          w.bot)[0]
+    assert "was closed without merging" in w.reply() and "**rolling back**" in w.reply()
+    done = merge_and_tell(w, rollback)
+    assert "rolled_back" in done.outcome, done.outcome
+    assert changed_lines(seed, main_text(w)) == [("", "canaryTrafficPercent: 0")]
+    assert w.client.get_model_version_by_alias(m, "champion").version == "1"
+    assert w.client.get_model_version(m, "2").tags["mlgate.canary"] == "rolled_back"
+    assert gh.errors[errors_before:] == []
+
+
+def test_a_rejected_query_stops_at_the_safe_state_with_prometheus_message(fakes, canary_bot, mlflow_client,  # noqa: F811
+                                                                          prometheus, exporter):
+    gh, _ = fakes
+    w = make_cworld(gh, canary_bot, mlflow_client, prometheus,
+                    check="max: 0.05\n            primary_query: 'rate(model_requests{version=\"{version}\"})'"
+                          "\n            max_ratio: 2")
+    m = w.model
+    serve(exporter, prometheus, m, 0.0)
+    w.promote("/promote to production", by="carol")
+    merge_and_tell(w, step_pr(w, 10))
+    rollback = eventually("the rollback PR", lambda: [p for p in open_canary_prs(w) if "roll back" in p.title],
+                          w.bot)[0]
+    text = eventually("the reply saying why", lambda: "configuration error" in w.reply() and w.reply(), w.bot)
+    assert "a query of the analysis is a configuration error (fix it in .mlgate.yml)" in text
+    # Prometheus's own message: rate() needs a range vector
+    assert "expected type range vector in call to function" in text and "rate" in text
+    merge_and_tell(w, rollback)
+    assert w.client.get_model_version_by_alias(m, "champion").version == "1"
+
+
+def test_the_held_seconds_metric_is_exported(canary_bot):  # noqa: F811
+    body = httpx.get(f"{canary_bot.url}/metrics", timeout=5).text
+    assert "# TYPE mlgate_canary_held_seconds gauge" in body
