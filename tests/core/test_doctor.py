@@ -114,3 +114,16 @@ def test_gitlab_level_names():
 def test_git_failures_that_prove_a_wrong_wiring_fail_others_are_unknown(stderr, status, fix_has):
     assert d.git_failure_status(stderr) == status
     assert fix_has in d.git_failure_fix(stderr, "git@github.com:acme/deployments.git", ".mlgate.yml")
+
+
+def test_the_doctor_comment_command_takes_no_arguments():
+    from mlgate.core.commands import Command, CommandMistake, parse
+
+    [cmd] = parse("/doctor")
+    assert isinstance(cmd, Command) and cmd.name == "doctor"
+    [bad] = parse("/doctor staging")
+    assert isinstance(bad, CommandMistake) and "takes no arguments" in bad.reply()
+    [typo] = parse("/docter")
+    assert isinstance(typo, CommandMistake) and "did you mean /doctor" in typo.reply()
+    [usage] = parse("/doctor --help")
+    assert usage.name == "help" and usage.topic == "doctor"

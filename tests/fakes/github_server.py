@@ -14,7 +14,8 @@ field. Repositories are bare git repositories: branches, blobs, trees and commit
 through the API are real git objects (``git diff`` them).
 
 Supported operations (what mlgate's GitHub forge uses, plus app installation tokens):
-repos get (``permissions`` of the caller's role); the App's repository installation (JWT); contents get/put; branches get; git refs create/update; git trees/commits create;
+repos get (``permissions`` of the caller's role); the App's repository installation, ``GET /app`` (JWT);
+``GET /user``; contents get/put; branches get; git refs create/update; git trees/commits create;
 pulls get/list/create/update (close; a merged PR's state cannot change: 422), reviews list, commits
 list; compare two commits (``GET /repos/{o}/{r}/compare/{base}...{head}``: status, ahead/behind, commits,
 files with their patches, from real ``git diff``); collaborator permission; team membership; issue
@@ -796,7 +797,8 @@ class FakeGitHub:
     def _auth(self, h: BaseHTTPRequestHandler, template: str) -> str:
         auth = h.headers.get("Authorization") or ""
         scheme, _, cred = auth.partition(" ")
-        if template in ("/app/installations/{installation_id}/access_tokens", "/repos/{owner}/{repo}/installation"):
+        if template in ("/app/installations/{installation_id}/access_tokens", "/repos/{owner}/{repo}/installation",
+                        "/app"):
             if scheme.lower() != "bearer" or not self.app:
                 raise HTTPError(401, "A JSON web token could not be decoded")
             import jwt
@@ -954,6 +956,19 @@ class FakeGitHub:
             "read", "triage", "write", "maintain", "admin") else "none")
         ex["permissions"] = {"admin": rank >= 5, "maintain": rank >= 4, "push": rank >= 3, "triage": rank >= 2,
                              "pull": rank >= 1}
+        return 200, ex
+
+    def _op_get_user(self, login, **_):
+        # REST "Get the authenticated user": the token's account
+        ex = self.api.example("get", "/user", "200", "response-with-public-profile-information")
+        u = self._user_obj(login)
+        ex.update(login=login, id=u["id"], node_id=u["node_id"], type=u["type"], url=u["url"], html_url=u["html_url"])
+        return 200, ex
+
+    def _op_get_app(self, **_):
+        # REST "Get the authenticated app" (JWT)
+        ex = self.api.example("get", "/app", "200")
+        ex.update(id=int(self.app[0]) if self.app else 1, slug=self.app_slug, name=self.app_slug)
         return 200, ex
 
     def _op_get_repo_installation(self, params, **_):
@@ -1432,6 +1447,8 @@ _OPS = {
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"): "get_actions_run",
     ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge"): "put_pull_merge",
     ("GET", "/repos/{owner}/{repo}/installation"): "get_repo_installation",
+    ("GET", "/user"): "get_user",
+    ("GET", "/app"): "get_app",
 }
 
 

@@ -133,6 +133,7 @@ def serve(config: str | None, host: str, port: int, ui_port: int | None, ui_host
         timeout_graceful_shutdown=15,
     )
     log.info("listening", host=host, port=bound_port, url=f"http://{host}:{bound_port}")
+    _start_doctor(settings, store)
     ui = _start_ui(settings, store, ui_host, ui_port, log) if ui_port is not None else None
     server = uvicorn.Server(ucfg)
     try:
@@ -143,6 +144,19 @@ def serve(config: str | None, host: str, port: int, ui_port: int | None, ui_host
             ui[1].join(timeout=10)
     if not server.started:
         raise InfraError("the bot did not start (see the log above)")
+
+
+def _start_doctor(settings: Any, store: Any) -> None:
+    """The start-up checks of the bot's own settings (database, tracking server, forges), in a
+    daemon thread so that a slow remote never delays serving; one ``doctor`` log line per check."""
+    import threading
+
+    import structlog
+
+    from mlgate.bot.handlers.doctor import log_startup_checks
+
+    threading.Thread(target=log_startup_checks, args=(settings, store, structlog.get_logger("mlgate.bot.doctor")),
+                     name="mlgate-doctor", daemon=True).start()
 
 
 def _start_ui(settings: Any, store: Any, host: str, port: int, log: Any) -> tuple[Any, Any]:

@@ -96,13 +96,22 @@ def _edge_argo(settings: ArgoBackend) -> str:
 
 @dataclass
 class Services:
-    """The edges the doctor talks to (tests hand in others)."""
+    """The edges the doctor talks to, as ``mlgate promote`` uses them (the bot hands in its own).
+
+    ``forge_only``: every environment is written through the forge, in both modes (the bot's
+    :class:`~mlgate.edge.forges.ForgeWriter`), so the repository is checked through ``forge_for``.
+    ``tracking_uri``: the tracking URI for a config (the bot's rule); None keeps the CLI's
+    (``MLFLOW_TRACKING_URI``, else ``tracking_uri``); returning None means no usable URI.
+    ``argo``: None skips the Argo Server (the bot sends its Argo token only to its allowed servers).
+    """
 
     git: GitRemote = field(default_factory=_EdgeGit)
     forge_for: Callable[[str, Mapping[str, str]], ForgeReads] = _edge_forge
     registry_for: Callable[[str], TrackingServer] = _edge_registry
     prometheus: Callable[[CanaryAnalysis, Mapping[str, str]], str] = _edge_prometheus
-    argo: Callable[[ArgoBackend], str] = _edge_argo
+    argo: Callable[[ArgoBackend], str] | None = _edge_argo
+    forge_only: bool = False
+    tracking_uri: Callable[[Config], str | None] | None = None
 
 
 def check(config_path: str | Path, *, env: str | None = None, environ: Mapping[str, str] | None = None,
@@ -185,9 +194,16 @@ def _tracking(cfg: Config, base: Path, environ: Mapping[str, str], services: Ser
     title = "tracking server answers"
     source = "MLFLOW_TRACKING_URI" if environ.get("MLFLOW_TRACKING_URI") else "tracking_uri"
     try:
-        uri = resolve_tracking_uri(cfg.tracking_uri, base, environ, create=False)
+        if services.tracking_uri is not None:
+            source = "tracking_uri in bot.yml or an http(s) tracking_uri in .mlgate.yml"
+            uri = services.tracking_uri(cfg)  # type: ignore[assignment]
+            if uri is None:
+                raise UsageError(f"tracking_uri {cfg.tracking_uri} is a local store only the machine that trains "
+                                 "can read")
+        else:
+            uri = resolve_tracking_uri(cfg.tracking_uri, base, environ, create=False)
     except UsageError as e:
-        if "no MLflow store at" in str(e):  # an embedded store the first 'mlgate train' creates
+        if "no MLflow store at" in str(e) and services.tracking_uri is None:  # the first 'mlgate train' creates it
             return [d.ok("tracking", title, f"embedded store {cfg.tracking_uri} not created yet: the first "
                                             "'mlgate train' creates it (set MLFLOW_TRACKING_URI for a shared "
                                             "tracking server)"),
@@ -248,7 +264,7 @@ def _environment(cfg: Config, env: Environment, base: Path, config_name: str, en
     e = _Env(env, config_name)
     g = env.gitops
     repository = resolve_repository(g.repository, base)
-    if g.mode == "pull-request":
+    if g.mode == "pull-request" or services.forge_only:
         text = _via_forge(e, g.repository, environ, services)
     else:
         text = _via_git(e, repository, services)
@@ -310,7 +326,7 @@ def _via_forge(e: _Env, repository: str, environ: Mapping[str, str], services: S
     from mlgate.edge.forges.base import repo_path
 
     g = e.env.gitops
-    title = e.title(f"GitOps repository {redact_url(repository)} reachable (forge API, mode pull-request)")
+    title = e.title(f"GitOps repository {redact_url(repository)} reachable (forge API, mode {g.mode})")
     try:
         forge = services.forge_for(repository, environ)
         repo = repo_path(repository)
@@ -422,7 +438,7 @@ def _prometheus(envs: list[Environment], environ: Mapping[str, str], services: S
 
 def _argo(cfg: Config, services: Services) -> list[Check]:
     settings = cfg.train.argo
-    if cfg.train.backend != "argo" or settings is None:
+    if cfg.train.backend != "argo" or settings is None or services.argo is None:
         return []
     title = f"Argo Server {redact_url(settings.server)} answers (train.backend: argo)"
     try:

@@ -235,6 +235,17 @@ class GitHubForge(GitHubGraphQLPromotions):
     def _count(self) -> None:
         self.api_calls += 1
 
+    def whoami(self) -> str:
+        """Whom the token authenticates (REST "Get the authenticated user", ``GET /user``): its login.
+
+        Raises:
+            ForgeError: GitHub refused the token (401/403); ForgeBusy: see the class."""
+        try:
+            _, d = self._api("GET", "/user")
+        except GithubException as e:
+            raise ForgeError(f"GitHub refused the token: {self._status(e)} {self._message(e)}", self._status(e)) from None
+        return str(d.get("login") or "")
+
     def branch_exists(self, repo: str, branch: str) -> bool:
         """REST "Get a branch" answers 200 (True) or 404 (False); ForgeError for another refusal."""
         try:
@@ -371,6 +382,22 @@ class GitHubForge(GitHubGraphQLPromotions):
         self._api("POST", f"/repos/{repo}/issues/{number}/comments", body={"body": comment})
         self._api("PATCH", f"/repos/{repo}/pulls/{number}", body={"state": "closed"})
         return True
+
+
+def app_identity(base_url: str, app_id: int, private_key: str, timeout: int = 15) -> str:
+    """The GitHub App the id and key authenticate (REST "Get the authenticated app", ``GET /app``
+    with the App's JWT): its slug. Read only; used by the bot's start-up checks.
+
+    Raises:
+        ForgeError: GitHub refused the JWT (401: wrong id or key); ForgeBusy: unreachable, 5xx."""
+    gh = Github(auth=Auth.AppAuth(app_id, private_key), base_url=base_url.rstrip("/"), retry=None, lazy=True,
+                timeout=timeout)
+    try:
+        _, d = forge_call("github", base_url, "GitHub GET /app", lambda: gh.requester.requestJsonAndCheck("GET", "/app"),
+                          http_error=GithubException, status_of=lambda e: e.status, classify=_classify)
+    except GithubException as e:
+        raise ForgeError(f"GitHub refused the App's JWT (app id {app_id}): {e.status}", e.status) from None
+    return str(d.get("slug") or d.get("name") or app_id)
 
 
 class _IssueComments:

@@ -102,6 +102,17 @@ class GitLabProbes:
         return RepoAccess(True, str(d.get("default_branch") or ""), level >= GITLAB_DEVELOPER,
                           f"access level {gitlab_level_name(level)}")
 
+    def whoami(self) -> str:
+        """Whom the token authenticates (``GET /user``, docs "Get the current user"): its username.
+
+        Raises:
+            ForgeError: GitLab refused the token (401/403); ForgeBusy: see the class."""
+        try:
+            d = self._api("get", "/user") or {}
+        except GitlabHttpError as e:
+            raise ForgeError(f"GitLab refused the token: {e.response_code} {e.error_message}", self._code(e)) from None
+        return str(d.get("username") or "")
+
     def branch_exists(self, repo: str, branch: str) -> bool:
         """``GET /projects/:id/repository/branches/:branch`` (docs "Get single repository branch"):
         200 True, 404 False; ForgeError for another refusal."""
