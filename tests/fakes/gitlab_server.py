@@ -68,6 +68,13 @@ ROUTES: list[tuple[str, str, str, dict[str, type], dict[str, tuple[type, bool]]]
      {"description": (_S, False), "title": (_S, False), "state_event": (_S, False), "labels": (_S, False),
       "add_labels": (_S, False)}),
     ("GET", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/approvals", "approvals", {}, {}),
+    # doc/api/merge_requests.md "Merge a merge request" (retrain auto_merge, issue 14)
+    ("PUT", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/merge", "merge_mr", {},
+     {"merge_commit_message": (_S, False), "should_remove_source_branch": (_B, False), "squash": (_B, False),
+      "sha": (_S, False), "auto_merge": (_B, False)}),
+    # doc/api/pipelines.md "Create a new pipeline" and "Get a single pipeline" (retrain backend gitlab, issue 14)
+    ("POST", r"/projects/(?P<id>[^/]+)/pipeline", "create_pipeline", {}, {"ref": (_S, True), "variables": (_L, False)}),
+    ("GET", r"/projects/(?P<id>[^/]+)/pipelines/(?P<pipeline_id>\d+)", "get_pipeline", {}, {}),
     ("GET", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/notes", "list_notes",
      {"per_page": _I, "page": _I, "sort": _S, "order_by": _S}, {}),
     ("POST", r"/projects/(?P<id>[^/]+)/merge_requests/(?P<iid>\d+)/notes", "create_note", {},
@@ -163,6 +170,8 @@ class FakeGitLab:
         #: (method, path regex, when: "before" | "after" | "drop", callback) run once; see on_request
         self._hooks: list[tuple[str, re.Pattern[str], str, Any]] = []
         self._ids = itertools.count(100)
+        #: pipelines by id (POST .../pipeline): project, ref, sha, variables, status; finish_pipeline ends one
+        self.pipelines: dict[int, dict[str, Any]] = {}
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -551,6 +560,63 @@ class FakeGitLab:
             elif event == "reopen" and mr.state == "closed":
                 mr.state = "opened"
         return 200, self._mr_obj(p, mr)
+
+    def _merge_mr(self, params, body, **_):
+        """Merge an open MR into its target (fast-forward when possible, else a merge commit)."""
+        p = self._project(params)
+        mr = self._mr(p, params)
+        if mr.state != "opened":
+            raise HTTPError(405, {"message": "405 Method Not Allowed"})
+        g = p.git
+        with g.lock:
+            head, base = g.branch(mr.source_branch), g.branch(mr.target_branch)
+            if g.is_ancestor(base, head):
+                new = head
+            else:
+                from tests.fakes.github_server import _git
+
+                tree = _git(g.path, "merge-tree", "--write-tree", base, head).split()[0]
+                new = g.commit_tree(tree, [base, head], f"Merge branch '{mr.source_branch}' into '{mr.target_branch}'")
+            g.set_ref(mr.target_branch, new, base)
+        mr.state, mr.merge_commit_sha = "merged", new
+        return 200, self._mr_obj(p, mr)
+
+    def _create_pipeline(self, params, body, **_):
+        """As GitLab: the ref must exist and hold a .gitlab-ci.yml; variables are {key, value} objects."""
+        p = self._project(params)
+        sha = p.git.branch(body["ref"])
+        if sha is None:
+            raise HTTPError(400, {"message": {"base": ["Reference not found"]}})
+        if p.git.read(sha, ".gitlab-ci.yml") is None:
+            raise HTTPError(400, {"message": {"base": ["Missing CI config file"]}})
+        variables = body.get("variables") or []
+        for v in variables:
+            if not isinstance(v, dict) or not isinstance(v.get("key"), str) or not isinstance(v.get("value"), str):
+                self.errors.append(f"POST pipeline: a variable is not {{key, value}} strings: {v!r}")
+                raise HTTPError(400, {"error": "variables is invalid"})
+        pid = next(self._ids)
+        with self._lock:
+            self.pipelines[pid] = {"project": p.path, "ref": body["ref"], "sha": sha, "status": "created",
+                                   "variables": {v["key"]: v["value"] for v in variables}}
+        return 201, self._pipeline_obj(p, pid)
+
+    def _pipeline_obj(self, p: Project, pid: int) -> dict[str, Any]:
+        run = self.pipelines[pid]
+        return {"id": pid, "iid": pid, "project_id": p.id, "status": run["status"], "source": "api",
+                "ref": run["ref"], "sha": run["sha"], "web_url": f"{self.url}/{p.path}/-/pipelines/{pid}",
+                "created_at": _now(), "updated_at": _now()}
+
+    def _get_pipeline(self, params, **_):
+        p = self._project(params)
+        pid = int(params["pipeline_id"])
+        if pid not in self.pipelines or self.pipelines[pid]["project"] != p.path:
+            raise HTTPError(404, {"message": "404 Not found"})
+        return 200, self._pipeline_obj(p, pid)
+
+    def finish_pipeline(self, pid: int, status: str = "success") -> None:
+        """Test control: the pipeline ends with ``status`` (success, failed, canceled)."""
+        with self._lock:
+            self.pipelines[pid]["status"] = status
 
     def _approvals(self, params, **_):
         p = self._project(params)

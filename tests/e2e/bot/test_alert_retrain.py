@@ -77,7 +77,7 @@ def drift():
 def alert_bot(fakes, mlflow_server, tmp_path_factory: pytest.TempPathFactory):
     gh, gl = fakes
     work = tmp_path_factory.mktemp("alert-bot")
-    models = {f"drift{i}": f"github:acme/drift{i}" for i in range(1, 6)}
+    models = {**{f"drift{i}": f"github:acme/drift{i}" for i in range(1, 6)}, "gldrift": "gitlab:grp/gldrift"}
     extra = ("canary_tick_seconds: 0\ntrain_poll_seconds: 0\nretrain_poll_seconds: 0.3\n"
              f"models: {json.dumps(models)}\n")
     b = start_bot(work, gh.url, gl.url, mlflow_server, extra,
@@ -143,7 +143,8 @@ scrape_configs:
 
 
 def mlgate_yml(model: str, deploy: str, tracking: str, argo_url: str, *, backend: str = "argo") -> str:
-    be = "backend: argo" if backend == "argo" else "backend: github\n      workflow: retrain.yml"
+    be = {"argo": "backend: argo", "github": "backend: github\n      workflow: retrain.yml",
+          "gitlab": "backend: gitlab\n      auto_merge: true"}[backend]
     return f"""model: {model}
 tracking_uri: {tracking}
 train:
@@ -335,3 +336,30 @@ def test_a_wrong_or_missing_token_is_refused_and_nothing_is_stored(alert_bot):
     again = httpx.post(f"{alert_bot.url}/webhooks/alertmanager", content=body, timeout=10,
                        headers={"Content-Type": "application/json", "Authorization": f"Bearer {AM_TOKEN}"})
     assert again.headers["x-mlgate-status"] == "duplicate"
+
+
+def test_gitlab_pipeline_retrain_with_auto_merge_merges_the_promotion_mr(
+        fakes, alert_bot, alerting, drift, argo_server, mlflow_client, mlflow_server):
+    from tests.e2e.bot.conftest import ISVC
+
+    _, gl = fakes
+    errors = len(gl.errors)
+    model, repo, deploy = "gldrift", "grp/gldrift", "grp/gldrift-deploy"
+    gl.add_project(deploy, {"production/isvc.yaml": ISVC.format(name=model)})
+    gl.add_project(repo, {".mlgate.yml": mlgate_yml(model, deploy, mlflow_server, argo_server.url, backend="gitlab"),
+                          ".gitlab-ci.yml": "retrain:\n  script: [mlgate train]\n"})
+    mlflow_client.create_registered_model(model)
+    mlflow_client.set_registered_model_alias(model, "champion", register(mlflow_client, model, accuracy=0.90))
+    drift.labels(mlgate_model=model, mlgate_environment="production").set(0.8)
+    [(pid, run)] = eventually("one pipeline", lambda: [(i, r) for i, r in gl.pipelines.items() if r["project"] == repo],
+                              alert_bot, 60)
+    rid = run["variables"]["MLGATE_RETRAIN_ID"]
+    assert rid.startswith("rt-") and run["ref"] == "main"
+    version = register(mlflow_client, model, accuracy=0.95, retrain=rid)
+    gl.finish_pipeline(pid, "success")
+    [done] = eventually("promoted", lambda: records(alert_bot, model, "retrain promoted"), alert_bot, 60)
+    assert "merged (auto_merge)" in done["outcome"]
+    [mr] = gl.projects[deploy].mrs.values()
+    assert mr.state == "merged" and f"version {version}" in mr.description and "ModelDriftHigh" in mr.description
+    drift.labels(mlgate_model=model, mlgate_environment="production").set(0)
+    assert gl.errors[errors:] == []

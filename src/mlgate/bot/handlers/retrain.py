@@ -1,6 +1,6 @@
 """Alerts into retrains (issue 14): an Alertmanager notification → the ``retrain`` policy of the
 alert's environment (``.mlgate.yml`` on the model repository's default branch) → one retrain
-submitted (Argo WorkflowTemplate, as ``/train``; or GitHub ``workflow_dispatch``), or a recorded
+submitted (Argo WorkflowTemplate, as ``/train``; GitHub ``workflow_dispatch``; a GitLab pipeline), or a recorded
 reason why not (no policy, not matched, cooldown, in flight). :mod:`.retrain_follow` follows the
 retrain to its registered version, its gates and its promotion PR.
 
@@ -14,7 +14,7 @@ the retrain's id is derived from the alert's firing (:func:`mlgate.edge.db.retra
 the same firing through another group or a retried delivery finds its retrain; the decision and
 the insert run under the lock ``retrain:<model>`` (and a unique index allows one active retrain
 per model). An Argo submission is idempotent (a deterministic workflow per retrain); a GitHub
-dispatch is not, so an attempt that finds the dispatch already tried does not send it again.
+dispatch or a GitLab pipeline is not, so an attempt that finds one already tried does not start it again.
 """
 
 from __future__ import annotations
@@ -270,14 +270,19 @@ def _submit(ctx: HandlerContext, rec: RetrainRecord, cfg: Config, policy_: Any, 
         run = {"kind": "argo", "name": sub.name, "namespace": sub.namespace, "url": sub.ui_url, "commit": commit,
                "argo": settings.model_dump(mode="json")}
         return run, f"Argo workflow {sub.name} ({sub.ui_url}) for {commit[:7]}"
-    if forge_name != "github":
-        raise UsageError(f"retrain backend github needs the model repository on GitHub, not {forge_name}")
+    kind = policy_.backend
+    if forge_name != kind:
+        raise UsageError(f"retrain backend {kind} needs the model repository on {kind}, not {forge_name}")
     if rec.run.get("dispatching"):
-        # an earlier attempt may have dispatched it (its answer was lost): never dispatch twice
-        return ({"kind": "github", "run_id": None, "url": None},
-                f"workflow {policy_.workflow} dispatched earlier on {ref} (followed by its registered version)")
-    rs.update(rec.id, run={"kind": "github", "dispatching": True})
-    inputs = {**policy_.inputs, "mlgate_retrain_id": rec.id}
-    r = ci_runs.dispatch_github_workflow(forge, repo, policy_.workflow, ref, inputs)
-    return ({"kind": "github", "run_id": r.run_id, "url": r.url, "ref": ref},
-            f"GitHub workflow {policy_.workflow} on {ref}" + (f": {r.url}" if r.url else ""))
+        # an earlier attempt may have started it (its answer was lost): never start a CI run twice
+        return ({"kind": kind, "run_id": None, "url": None},
+                f"the {kind} run was started earlier on {ref} (followed by its registered version)")
+    rs.update(rec.id, run={"kind": kind, "dispatching": True})
+    if kind == "gitlab":
+        r = ci_runs.start_gitlab_pipeline(forge, repo, ref, {**policy_.inputs, "MLGATE_RETRAIN_ID": rec.id})
+        what = f"GitLab pipeline {r.run_id} on {ref}"
+    else:
+        r = ci_runs.dispatch_github_workflow(forge, repo, policy_.workflow, ref,
+                                             {**policy_.inputs, "mlgate_retrain_id": rec.id})
+        what = f"GitHub workflow {policy_.workflow} on {ref}"
+    return {"kind": kind, "run_id": r.run_id, "url": r.url, "ref": ref}, what + (f": {r.url}" if r.url else "")

@@ -4,9 +4,10 @@ run state → registered version → the same gates against the champion → a p
 How the retrained version is recognised: ``mlgate train`` tags the run and the model version
 ``mlgate.retrain_id=<retrain id>`` when ``MLGATE_RETRAIN_ID`` is set, which the bot passes to the
 run (the WorkflowTemplate parameter ``retrain-id``; the ``mlgate_retrain_id`` input of a
-``workflow_dispatch``). The registry is the source of truth: a version carrying the tag is the
-retrained one whatever the backend reports; the backend's state only tells a failed run early
-(Argo workflow Failed/Error, a GitHub run concluded other than ``success``). A retrain that
+``workflow_dispatch``; the variable ``MLGATE_RETRAIN_ID`` of a GitLab pipeline). The registry is
+the source of truth: a version carrying the tag is the retrained one whatever the backend
+reports; the backend's state only tells a failed run early (an Argo workflow Failed/Error, a
+GitHub run concluded other than ``success``, a GitLab pipeline failed or canceled). A retrain that
 registered nothing within ``timeout_hours`` is recorded failed.
 
 Gates: the default branch's ``validate.gates`` over the metrics the runs logged (candidate and
@@ -105,11 +106,12 @@ def _run_failed(ctx: HandlerContext, rec: RetrainRecord) -> str | None:
         if st.finished and not st.succeeded:
             return f"Argo workflow {run['name']} {st.phase}: {st.failure_message()}"
         return None
-    if run.get("kind") == "github" and run.get("run_id"):
+    if run.get("kind") in ("github", "gitlab") and run.get("run_id"):
         from mlgate.edge.forges import ci_runs
 
         forge = ctx.forges(rec.forge, None)  # type: ignore[misc]
-        state = ci_runs.github_run_state(forge, rec.repository, int(run["run_id"]))
+        read = ci_runs.gitlab_pipeline_state if run["kind"] == "gitlab" else ci_runs.github_run_state
+        state = read(forge, rec.repository, int(run["run_id"]))
         if state.finished and not state.succeeded:
             return state.detail
     return None

@@ -46,11 +46,11 @@ class Retrain(_Model):
     cooldown_hours: float = Field(
         24.0, ge=0, description="No second retrain of the model within this many hours of the last one's start."
     )
-    backend: Literal["argo", "github"] = Field(
+    backend: Literal["argo", "github", "gitlab"] = Field(
         "argo",
         description=(
             "argo: the WorkflowTemplate of train.argo (as /train); github: workflow_dispatch of `workflow` in "
-            "the model repository."
+            "the model repository; gitlab: a pipeline of the model project on `ref` (its .gitlab-ci.yml)."
         ),
     )
     workflow: str | None = Field(
@@ -60,8 +60,9 @@ class Retrain(_Model):
     inputs: dict[str, str] = Field(
         default_factory=dict,
         description=(
-            "backend github: extra workflow_dispatch inputs. mlgate adds mlgate_retrain_id, which the workflow "
-            "passes to `mlgate train` as MLGATE_RETRAIN_ID (the version is tagged mlgate.retrain_id)."
+            "backend github: extra workflow_dispatch inputs; gitlab: extra pipeline variables. mlgate adds the "
+            "input mlgate_retrain_id (GitHub; the workflow passes it to `mlgate train` as MLGATE_RETRAIN_ID) or the "
+            "variable MLGATE_RETRAIN_ID (GitLab); the version is tagged mlgate.retrain_id."
         ),
     )
     timeout_hours: float = Field(

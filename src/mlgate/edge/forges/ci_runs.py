@@ -15,7 +15,14 @@ GitHub REST (``@octokit/openapi`` api.github.com description):
   ``completed``...) and ``conclusion`` (``success``, ``failure``, ``cancelled``, ``timed_out``...).
 - ``GET /repos/{owner}/{repo}/branches/{branch}``: the branch head (``commit.sha``).
 
-GitLab REST: ``GET /projects/:id/repository/branches/:branch`` (``commit.id``).
+GitLab REST (docs.gitlab.com/api: pipelines, branches, merge_requests):
+
+- ``POST /projects/:id/pipeline`` ("Create a new pipeline"): ``ref`` (required) and ``variables``
+  (``[{key, value}]``), with the bot's token (Developer role); answered 201 with the pipeline
+  (``id``, ``status``, ``web_url``). It runs the project's ``.gitlab-ci.yml`` at ``ref``.
+- ``GET /projects/:id/pipelines/:pipeline_id``: ``status`` (``created``, ``pending``, ``running``,
+  ``success``, ``failed``, ``canceled``, ``skipped``, ``manual``...).
+- ``GET /projects/:id/repository/branches/:branch`` (``commit.id``).
 """
 
 from __future__ import annotations
@@ -91,6 +98,47 @@ def dispatch_github_workflow(forge: Any, repo: str, workflow: str, ref: str, inp
     if isinstance(data, dict) and data.get("workflow_run_id"):
         return CIRun(int(data["workflow_run_id"]), data.get("html_url"))
     return CIRun(None, f"{f.web_url(repo)}/actions/workflows/{quote(workflow, safe='')}")
+
+
+def start_gitlab_pipeline(forge: Any, repo: str, ref: str, variables: dict[str, str]) -> CIRun:
+    """Start a pipeline of project ``repo`` on ``ref`` with ``variables``.
+
+    Raises:
+        UsageError: GitLab refused it (no ``.gitlab-ci.yml``, an unknown ref, no permission).
+        ForgeBusy: rate limits, outages (the caller retries).
+    """
+    from gitlab.exceptions import GitlabError
+
+    fencing.check()
+    f = _inner(forge)
+    body = {"ref": ref, "variables": [{"key": k, "value": v} for k, v in variables.items()]}
+    try:
+        data = f._api("post", f"/projects/{enc_project(repo)}/pipeline", body=body)
+    except GitlabError as e:
+        raise UsageError(f"GitLab refused to start a pipeline of {repo} on {ref!r}: "
+                         f"{getattr(e, 'response_code', '')} {getattr(e, 'error_message', e)}".strip()) from None
+    return CIRun(int(data["id"]), data.get("web_url"))
+
+
+def gitlab_pipeline_state(forge: Any, repo: str, pipeline_id: int) -> CIRunState:
+    """Where pipeline ``pipeline_id`` of ``repo`` stands (``success`` succeeded; ``failed``,
+    ``canceled``, ``skipped`` ended otherwise).
+
+    Raises:
+        ForgeError: the pipeline does not exist or GitLab refused. ForgeBusy: see above.
+    """
+    from gitlab.exceptions import GitlabError
+
+    fencing.check()
+    f = _inner(forge)
+    try:
+        data = f._api("get", f"/projects/{enc_project(repo)}/pipelines/{int(pipeline_id)}")
+    except GitlabError as e:
+        raise ForgeError(f"GitLab could not read pipeline {pipeline_id} of {repo}: {e}",
+                         getattr(e, "response_code", None)) from None
+    status = data.get("status")
+    finished = status in ("success", "failed", "canceled", "skipped")
+    return CIRunState(finished, status == "success", f"GitLab pipeline {pipeline_id}: {status}", data.get("web_url"))
 
 
 def github_run_state(forge: Any, repo: str, run_id: int) -> CIRunState:
