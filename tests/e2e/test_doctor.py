@@ -252,3 +252,80 @@ def test_pull_request_mode_on_gitlab_checks_the_access_level(forges, tmp_path, m
     assert proc.returncode == 1 and by_id(doc)["env.staging.branch"]["status"] == "fail"
     assert [m for m, _, _ in gl.requests if m != "GET"] == [], "doctor wrote to GitLab"
     assert gl.errors[errors:] == [], "doctor sent requests GitLab's documented API does not take"
+
+
+# --------------------------------------------------------------------------- Prometheus and the Argo Server
+
+
+def with_canary_and_argo(text: str, prometheus: str, argo: str) -> str:
+    """``text`` with a canary (analysis on ``prometheus``) on production and training on ``argo``."""
+    canary = textwrap.indent(textwrap.dedent(f"""\
+        canary:
+          steps: [10, 100]
+          interval: 60
+          target: {{kind: kserve, name: wine-classifier}}
+          analysis:
+            prometheus: {prometheus}
+            checks:
+              - name: errors
+                query: 'max(model_error_ratio{{version="{{version}}"}})'
+                max: 0.05
+        """), "    ")
+    train = textwrap.dedent(f"""\
+        train:
+          backend: argo
+          argo: {{server: {argo}, namespace: argo, template: mlgate-train-gpu, image: ghcr.io/acme/wine:1}}
+        """)
+    return train + text + canary
+
+
+def test_prometheus_and_the_argo_server_are_checked_when_the_config_uses_them(setup, prometheus):
+    from ruamel.yaml import YAML
+
+    from tests.fakes.argo_server import FakeArgoServer, SwaggerSpec
+
+    root, model, gitops, env = setup
+    token = "argo-doctor-token-1234"
+    template = YAML(typ="safe").load((Path(__file__).resolve().parents[2] / "workflows" / "mlgate-train-gpu.yaml")
+                                     .read_text())
+    with FakeArgoServer(tokens={token: ["argo"]}, spec=SwaggerSpec()) as argo:
+        argo.add_workflow_template(json.loads(json.dumps(template)), "argo")
+        (root / ".mlgate.yml").write_text(with_canary_and_argo(config(model, str(gitops)), prometheus, argo.url))
+        proc, doc = doctor(root, {**env, "ARGO_TOKEN": token}, "--env", "production")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        checks = by_id(doc)
+        assert checks["prometheus.production"]["detail"].startswith("Prometheus ")
+        assert checks["argo"]["detail"] == "WorkflowTemplate mlgate-train-gpu found in namespace argo"
+        assert list(checks)[-2:] == ["prometheus.production", "argo"]
+
+        # a token the Argo Server refuses, and a Prometheus nothing listens on
+        dead = f"http://127.0.0.1:{free_port()}"
+        (root / ".mlgate.yml").write_text(with_canary_and_argo(config(model, str(gitops)), dead, argo.url))
+        proc, doc = doctor(root, {**env, "ARGO_TOKEN": "wrong"}, "--env", "production")
+        assert proc.returncode == 1
+        checks = by_id(doc)
+        assert checks["prometheus.production"]["status"] == "fail"
+        assert checks["prometheus.production"]["fix"] == "fix canary.analysis.prometheus or the route to it"
+        assert checks["argo"]["status"] == "fail" and "401" in checks["argo"]["detail"]
+        assert "wrong" not in json.dumps(doc) and token not in proc.stdout
+        assert not argo.rejected, argo.rejected
+
+
+def test_a_github_app_installation_needs_contents_and_pull_requests_write(tmp_path):
+    """The bot's forge client (a GitHub App installation): REST "Get a repository installation for
+    the authenticated app" with the App's JWT, on the spec-checked fake."""
+    from mlgate.edge.forges.github import GitHubForge
+    from tests.fakes.github_server import app_keypair
+
+    private, public = app_keypair()
+    with FakeGitHub(tmp_path, app=(42, public)) as gh:
+        gh.add_repo("acme/deploy", seed_files())
+        forge = GitHubForge(gh.url, app_id=42, private_key=private, installation_id=7, request_interval=0)
+        access = forge.repository_access("acme/deploy")
+        assert access.exists and access.can_open_pr and access.role == \
+            "installation has contents: write, pull_requests: write"
+        gh.app_permissions = {"contents": "read", "pull_requests": "write", "metadata": "read"}
+        access = forge.repository_access("acme/deploy")
+        assert access.can_open_pr is False and access.role == "installation lacks contents: write"
+        assert not forge.repository_access("acme/nope").exists
+        assert gh.errors == [], gh.errors
