@@ -177,6 +177,22 @@ def test_a_refusal_that_is_no_race_is_a_forge_error(gh):
     assert gh.pulls(REPO) == []
 
 
+def test_a_server_without_the_mutations_is_told_to_use_rest(gh, monkeypatch):
+    """An older GitHub Enterprise Server refuses the whole mutation document (as the fake does for
+    any field its schema lacks): nothing is written and the error names the setting."""
+    import mlgate.edge.forges.github_graphql as gql
+
+    gh.add_repo(REPO, {"values.yaml": VALUES})
+    real = gql.write_document
+    monkeypatch.setattr(gql, "write_document", lambda fields: real(fields).replace(
+        "createCommitOnBranch(", "createCommitOnBranchV2("))
+    with pytest.raises(ForgeError, match="github_api: rest"):
+        forge(gh).open_promotion(request(REPO, "iris", "s3://m/iris/2"))
+    assert gh.pulls(REPO) == [] and gh.repos[REPO].git.branches() == ["main"]
+    assert len(gh.errors) == 1 and "createCommitOnBranchV2" in gh.errors[0]
+    gh.errors.clear()
+
+
 def test_rest_stays_available_by_setting(gh):
     from mlgate.edge.forges import forge_from_env
 

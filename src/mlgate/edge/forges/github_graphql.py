@@ -30,8 +30,10 @@ converges: a branch without a PR is reset and gets the commit and the PR; an ope
 commit and title; a PR without its label gets the label on the next run.
 
 GitHub Enterprise Server: ``createCommitOnBranch`` appeared on github.com on 2021-09-13
-(changelog "A simpler API for authoring commits"); GHES releases from 3.3 carry it (the
-GHES 3.16 to 3.21 GraphQL references list it). Older servers: set ``github_api: rest``.
+(changelog "A simpler API for authoring commits"), so GHES releases cut after it (3.3, December
+2021, and later) are expected to have it; the GHES 3.16 to 3.21 GraphQL references list it
+(checked). A server without it refuses the mutation document as a whole (nothing is written) and
+the error says to set ``github_api: rest``.
 
 PyGithub (its requester: auth, throttling, ``graphql_url``) is imported at the top: this module is
 imported only with the forge, which :func:`mlgate.edge.forges.make_forge` imports when it builds one.
@@ -253,7 +255,8 @@ class GitHubGraphQLPromotions(GitHubPromotions):
                       or snap.pr)
                 break
             if not _retryable(errors) or attempt + 1 == MOVE_RETRIES:
-                raise ForgeError(f"GitHub refused the promotion of {req.repo} on {req.branch}: {_messages(errors)}")
+                raise ForgeError(f"GitHub refused the promotion of {req.repo} on {req.branch}: {_messages(errors)}"
+                                 + _rest_hint(errors))
         if req.mode == "push":
             return PromotionResult(url=None, number=None, created=False, changed=commit is not None, commit=commit,
                                    api_calls=self.api_calls - start, branch=req.base, diff=diff)
@@ -321,6 +324,15 @@ class GitHubGraphQLPromotions(GitHubPromotions):
                 raise ForgeError(f"GitHub refused to label PR #{pr['number']}: {_messages(errors)}")
             return
         self._api("POST", f"/repos/{req.repo}/issues/{int(pr['number'])}/labels", body={"labels": missing})
+
+
+def _rest_hint(errors: list[dict[str, Any]]) -> str:
+    """A hint for a server whose schema lacks a mutation mlgate sends (an older GHES)."""
+    codes = {str((e.get("extensions") or {}).get("code")) for e in errors}
+    if codes & {"undefinedField", "argumentNotAccepted", "undefinedType", "variableMismatch"}:
+        return (" (this server's GraphQL schema lacks what mlgate sends: GitHub Enterprise Server before 3.3 has "
+                "no createCommitOnBranch; set github_api: rest, or MLGATE_GITHUB_API=rest)")
+    return ""
 
 
 def _messages(errors: list[dict[str, Any]] | None) -> str:
