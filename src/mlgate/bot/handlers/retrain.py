@@ -63,6 +63,15 @@ def model_repository(ctx: HandlerContext, model: str) -> tuple[str, str] | None:
     return (forge, repo) if repo else ("github", forge)
 
 
+def forge_for(ctx: HandlerContext, forge: str, repo: str) -> Any:
+    """A forge client for ``repo``: an alert names no GitHub App installation, so the bot looks it up
+    for the repository (:func:`mlgate.edge.forges.github_installation_id`; a ``github_token`` needs none)."""
+    from mlgate.edge.forges import github_installation_id
+
+    installation = github_installation_id(ctx.settings, repo) if forge == "github" else None
+    return ctx.forges(forge, installation)  # type: ignore[misc]
+
+
 def audit(ctx: HandlerContext, base: dict[str, Any], **record: Any) -> None:
     """One audit record of the retrain path (actor ``alertmanager``)."""
     ctx.store.audit({"at": ctx.clock().isoformat(), "actor": "alertmanager", "pr": None, **base, **record})
@@ -165,7 +174,7 @@ def _on_firing(delivery: Delivery, ctx: HandlerContext, a: alerts.Alert) -> str:
         return f"{a.name}: ignored ({why})"
     forge_name, repo = where
     base.update(forge=forge_name, repo=repo)
-    forge = ctx.forges(forge_name, None)  # type: ignore[misc]
+    forge = forge_for(ctx, forge_name, repo)
     cfg, branch = policy(ctx, forge, repo)
     env = _environment(cfg, tgt)
     if isinstance(env, str):

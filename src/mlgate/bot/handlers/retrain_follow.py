@@ -35,7 +35,7 @@ from mlgate.core.promotion import Promotion, Trigger, gate_summary, gates_finger
 from mlgate.core.report import render_markdown
 from mlgate.bot import promotion as promo
 from mlgate.bot.handlers.common import HandlerContext, with_periodic_lock
-from mlgate.bot.handlers.retrain import audit, policy, publish, retrain_store, tracking_uri_for
+from mlgate.bot.handlers.retrain import audit, forge_for, policy, publish, retrain_store, tracking_uri_for
 from mlgate.edge.db import fencing
 from mlgate.edge.db.retrains import RetrainRecord
 from mlgate.edge.db.replies import PromotionOpenings
@@ -91,7 +91,7 @@ def _end(ctx: HandlerContext, rec: RetrainRecord, status: str, outcome: str, eve
     return outcome
 
 
-def _run_failed(ctx: HandlerContext, rec: RetrainRecord) -> str | None:
+def _run_failed(rec: RetrainRecord, forge: Any) -> str | None:
     """Why the backend says the run failed, or None (running, succeeded, or unknown)."""
     run = rec.run
     if run.get("kind") == "argo" and run.get("name"):
@@ -109,7 +109,6 @@ def _run_failed(ctx: HandlerContext, rec: RetrainRecord) -> str | None:
     if run.get("kind") in ("github", "gitlab") and run.get("run_id"):
         from mlgate.edge.forges import ci_runs
 
-        forge = ctx.forges(rec.forge, None)  # type: ignore[misc]
         read = ci_runs.gitlab_pipeline_state if run["kind"] == "gitlab" else ci_runs.github_run_state
         state = read(forge, rec.repository, int(run["run_id"]))
         if state.finished and not state.succeeded:
@@ -121,7 +120,7 @@ def follow(ctx: HandlerContext, rec: RetrainRecord) -> str:
     """Move one active retrain on; returns what happened ("" for nothing new)."""
     if rec.status == "submitting":
         return ""  # its delivery is still submitting it (or will, when retried)
-    forge = ctx.forges(rec.forge, None)  # type: ignore[misc]
+    forge = forge_for(ctx, rec.forge, rec.repository)
     cfg, _branch = policy(ctx, forge, rec.repository)
     if isinstance(cfg, str):
         return ""  # the policy cannot be read now: keep the retrain, say it at the next change
@@ -131,7 +130,7 @@ def follow(ctx: HandlerContext, rec: RetrainRecord) -> str:
     reg = ctx.registry_factory(tracking)
     version = reg.find_by_tag(rec.model, RETRAIN_TAG, rec.id)
     if version is None:
-        failed = _run_failed(ctx, rec)
+        failed = _run_failed(rec, forge)
         if failed:
             return _end(ctx, rec, "failed", f"the retrain failed: {failed}", "retrain failed", tracking)
         env = _env(cfg, rec)
