@@ -75,20 +75,114 @@ def test_kserve_rollback_restores_the_primary_and_pins_traffic_to_it():
     assert plan_rollback(back, s, V1, filename="f.yaml") == back
 
 
-def test_kserve_standard_mode_is_refused_with_the_reason():
-    text = (FIX / "kserve-standard-mode.yaml").read_text()
+# --------------------------------------------------------------------------- KServe Standard mode (spec.canary)
+
+KSERVE_SCHEMA = Path("/work/shared/specs/kserve/inferenceservice.v1beta1.schema.json")
+_validator = None
+
+
+def schema_errors(text: str) -> list[str]:
+    """Every InferenceService of ``text`` checked against KServe v0.20's CRD schema (vendored, see
+    shared/specs/kserve/SOURCE.md; in spec.canary[].predictor, model requires name and modelFormat)."""
+    import json
+
+    from jsonschema import Draft7Validator
+    from ruamel.yaml import YAML
+
+    global _validator
+    if _validator is None:
+        _validator = Draft7Validator(json.loads(KSERVE_SCHEMA.read_text()))
+    out = []
+    for doc in YAML(typ="safe", pure=True).load_all(text):
+        if isinstance(doc, dict) and doc.get("kind") == "InferenceService":
+            out += [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator.iter_errors(doc)]
+    return out
+
+
+STANDARD = "rollout-strategy-example"
+
+
+def standard_text() -> str:
+    return (FIX / "kserve-standard-mode.yaml").read_text()  # kserve/kserve docs/samples, byte for byte
+
+
+def test_kserve_standard_steps_add_raise_and_promote_a_canary_entry():
+    s = settings({"kind": "kserve", "name": STANDARD})
+    t0 = standard_text()
+    assert schema_errors(t0) == []
+    t1 = plan_step(t0, s, 0, V2, filename="f.yaml", first=True)
+    # step 1: only added lines, right after the primary predictor, in the file's own indentation
+    assert changed_lines(t0, t1) == [
+        "+  canary:", "+    - predictor:", "+        name: v2", "+        model:", "+          modelFormat:",
+        "+            name: sklearn", "+          name: kserve-container", '+          storageUri: "s3://models/fraud/2"',
+        "+      trafficPercent: 10"]
+    assert t1.index("+  canary:"[1:]) < t1.index("  transformer:")
+    t2 = plan_step(t1, s, 1, V2, filename="f.yaml")
+    assert changed_lines(t1, t2) == ["-      trafficPercent: 10", "+      trafficPercent: 50"]
+    t3 = plan_step(t2, s, 2, V2, filename="f.yaml")
+    # the 100 % step: the primary serves the new model, the entry is gone
+    assert changed_lines(t0, t3) == ['-      storageUri: "s3://my-bucket/model"', '+      storageUri: "s3://models/fraud/2"']
+    for t in (t1, t2, t3):
+        assert schema_errors(t) == []
+    # steps already written change nothing (no second commit)
+    assert plan_step(t1, s, 0, V2, filename="f.yaml", first=True, resume=True) == t1
+    assert plan_step(t2, s, 1, V2, filename="f.yaml") == t2 and plan_step(t3, s, 2, V2, filename="f.yaml") == t3
+
+
+def test_kserve_standard_rollback_removes_the_entry_and_gives_back_the_seed():
+    s = settings({"kind": "kserve", "name": STANDARD})
+    t0 = standard_text()
+    t2 = plan_step(plan_step(t0, s, 0, V2, filename="f.yaml", first=True), s, 1, V2, filename="f.yaml")
+    back = plan_rollback(t2, s, V1, filename="f.yaml", version="2")
+    assert back == t0 and schema_errors(back) == []
+    assert plan_rollback(back, s, V1, filename="f.yaml", version="2") == back
+
+
+def test_kserve_standard_entry_joins_an_existing_list_and_a_canary_in_flight_is_refused():
+    s = settings({"kind": "kserve", "name": STANDARD})
+    v3 = dict(V2, version="3", storage_uri="s3://models/fraud/3")
+    t1 = plan_step(standard_text(), s, 0, V2, filename="f.yaml", first=True)
+    with pytest.raises(Refused, match="already sends 10 % to canary entry 'v2'"):
+        plan_step(t1, s, 0, v3, filename="f.yaml", first=True)
+    dark = plan_step(standard_text(), settings({"kind": "kserve", "name": STANDARD}, steps=(0, 50, 100)), 0, V2,
+                     filename="f.yaml", first=True)
+    assert "      trafficPercent: 0" in dark and schema_errors(dark) == []  # a dark launch takes no traffic
+    both = plan_step(dark, s, 0, v3, filename="f.yaml", first=True)
+    assert changed_lines(dark, both)[0] == "+    - predictor:" and "name: v3" in both and schema_errors(both) == []
+    assert plan_rollback(both, s, V1, filename="f.yaml", version="3") == dark
+
+
+@pytest.mark.parametrize("indent", [2, 4])
+def test_kserve_standard_entry_follows_the_files_indentation(indent):
+    unit = " " * indent
+    text = (f"apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n{unit}name: m\n"
+            f"{unit}annotations:\n{unit}{unit}serving.kserve.io/deploymentMode: RawDeployment\nspec:\n"
+            f"{unit}predictor:\n{unit}{unit}model:\n{unit}{unit}{unit}modelFormat: {{name: xgboost, version: '2'}}\n"
+            f"{unit}{unit}{unit}protocolVersion: v2\n{unit}{unit}{unit}storageUri: s3://b/1\n"
+            f"{unit}{unit}containers:\n{unit}{unit}- name: sidecar\n{unit}{unit}  image: busybox\n")
+    s = settings({"kind": "kserve"})
+    t1 = plan_step(text, s, 0, V2, filename="f.yaml", first=True)
+    added = [ln[1:] for ln in changed_lines(text, t1)]
+    assert added[0] == f"{unit}canary:" and added[1] == f"{unit}- predictor:"  # this file's lists are not indented
+    assert f"{unit}  {unit}name: v2" in added and schema_errors(t1) == []
+    assert "protocolVersion: v2" in t1.split("canary:")[1] and "version: \"2\"" in t1.split("canary:")[1]
+    assert plan_rollback(t1, s, V1, filename="f.yaml", version="2") == text
+
+
+def test_modelmesh_is_refused_with_the_reason():
+    text = kserve_text().replace('deploymentMode: "Serverless"', 'deploymentMode: "ModelMesh"')
     with pytest.raises(ManifestError) as e:
-        plan_step(text, settings({"kind": "kserve", "name": "rollout-strategy-example"}), 0, V2, filename="f.yaml", first=True)
-    msg = str(e.value)
-    assert "serving.kserve.io/deploymentMode: Standard" in msg
-    assert "no canaryTrafficPercent" in msg and "Serverless" in msg and "weighted" in msg
-
-
-@pytest.mark.parametrize("mode", ["RawDeployment", "ModelMesh"])
-def test_other_non_serverless_modes_are_refused(mode):
-    text = kserve_text().replace('deploymentMode: "Serverless"', f'deploymentMode: "{mode}"')
-    with pytest.raises(ManifestError, match=f"deploymentMode: {mode}"):
         plan_step(text, settings({"kind": "kserve"}), 0, V2, filename="f.yaml", first=True)
+    assert "deploymentMode: ModelMesh" in str(e.value) and "weighted" in str(e.value)
+
+
+def test_every_knative_step_validates_against_the_kserve_schema():
+    s = settings({"kind": "kserve", "name": "fraud-model"})
+    t = kserve_text()
+    for i in range(3):
+        t = plan_step(t, s, i, V2, filename="f.yaml", first=i == 0)
+        assert schema_errors(t) == []
+    assert schema_errors(plan_rollback(t, s, V1, filename="f.yaml")) == []
 
 
 @pytest.mark.parametrize("mode", ["Knative", "serverless"])

@@ -349,7 +349,7 @@ def test_abort_leaves_traffic_as_is_and_rollback_may_follow(tmp_path, registry, 
 
 def test_start_is_refused_with_reasons(tmp_path, registry, model_name):
     m = model_name
-    standard = (FIXTURES / "kserve-standard-mode.yaml").read_text()
+    standard = (FIXTURES / "kserve-standard-mode.yaml").read_text().replace('"Standard"', '"ModelMesh"')
     s = Setup(tmp_path, registry, m, f"http://127.0.0.1:{free_port()}",
               {"prod/isvc.yaml": standard}, target="{kind: kserve, name: rollout-strategy-example}")
     s.registry.client.create_model_version(m, source=f"s3://models/{m}/3", run_id=None)  # v3: never validated
@@ -357,7 +357,7 @@ def test_start_is_refused_with_reasons(tmp_path, registry, model_name):
         s.start(version="3")
     with pytest.raises(Refused, match="already holds 'champion'"):
         s.start(version="1")
-    with pytest.raises(ManifestError, match="deploymentMode: Standard"):
+    with pytest.raises(ManifestError, match="deploymentMode: ModelMesh"):
         s.start()
     aborted = s.store.latest(m, "production")
     assert aborted.status == "aborted" and "could not write step 1, nothing was changed" in aborted.reason

@@ -190,3 +190,46 @@ def test_a_step_pr_waiting_past_merge_timeout_is_reminded_then_rolled_back(tmp_p
     assert "has waited" in reminded.message and "merge_timeout 0.5 s" in reminded.message
     assert "rolls back in 0.5 s otherwise" in reminded.message
     assert "waited" in s.record(cid).reason and "reminded once" in s.record(cid).reason
+
+
+# --------------------------------------------------------------------------- KServe Standard mode (spec.canary)
+
+
+def standard_files() -> dict[str, str]:
+    from tests.flows.conftest import FIXTURES
+
+    return {"prod/isvc.yaml": (FIXTURES / "kserve-standard-mode.yaml").read_text()}
+
+
+STANDARD = "{kind: kserve, name: rollout-strategy-example}"
+
+
+def test_kserve_standard_mode_canary_is_promoted_entry_by_entry(tmp_path, registry, model_name, prometheus, exporter):
+    from tests.core.test_canary_plan import changed_lines, schema_errors
+
+    m = model_name
+    serve(exporter, prometheus, m, 0.0)
+    s = Setup(tmp_path, registry, m, prometheus, standard_files(), target=STANDARD)
+    cid = s.start().canary.id
+    drive(s.tick, lambda: s.record(cid).status == "promoted")
+    log = history(s.repo)
+    texts = [file_at(s.repo, sha, "prod/isvc.yaml") for sha, _ in log]
+    assert len(texts) == 4 and all(schema_errors(t) == [] for t in texts)
+    assert all(ln.startswith("+") for ln in changed_lines(texts[0], texts[1]))  # step 1 adds the entry only
+    assert "      trafficPercent: 10" in texts[1] and "name: v2" in texts[1]
+    assert changed_lines(texts[1], texts[2]) == ["-      trafficPercent: 10", "+      trafficPercent: 50"]
+    assert changed_lines(texts[0], texts[3]) == ['-      storageUri: "s3://my-bucket/model"',
+                                                 f'+      storageUri: "s3://models/{m}/2"']
+    assert s.registry.get_by_alias(m, "champion").version == "2"
+
+
+def test_kserve_standard_mode_rollback_removes_the_entry(tmp_path, registry, model_name, prometheus, exporter):
+    m = model_name
+    serve(exporter, prometheus, m, 0.2)  # 20 % errors: fails max 0.05
+    s = Setup(tmp_path, registry, m, prometheus, standard_files(), target=STANDARD, failure_limit=0)
+    seed = file_at(s.repo, "main", "prod/isvc.yaml")
+    cid = s.start().canary.id
+    drive(s.tick, lambda: s.record(cid).status == "rolled_back")
+    assert [x.action for x in s.record(cid).measurements] == ["rollback"]
+    assert file_at(s.repo, "main", "prod/isvc.yaml") == seed  # the entry removed: byte for byte the seed
+    assert [subj for _, subj in history(s.repo)][-1] == f"canary: roll back {m} v2 in production"

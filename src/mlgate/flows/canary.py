@@ -421,7 +421,8 @@ def _check_merged(run: CanaryRun, record: CanaryRecord, reader: Reader | None) -
     s = record.settings
     text = reader(s.repository, s.branch, s.path)
     if record.status == "rolling_back":
-        holds = core.plan_rollback(text, s, record.primary_values, filename=s.path) == text
+        holds = core.plan_rollback(text, s, record.primary_values, filename=s.path,
+                                   version=record.version) == text
     else:
         holds = core.plan_step(text, s, record.step, record.values, filename=s.path) == text
     if not holds:

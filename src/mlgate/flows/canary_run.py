@@ -125,7 +125,8 @@ class CanaryRun:
         s = record.settings
         if rollback:
             def edit(text: str) -> str:
-                return core.plan_rollback(text, s, record.primary_values, filename=s.path)
+                return core.plan_rollback(text, s, record.primary_values, filename=s.path,
+                                          version=record.version)
         else:
             def edit(text: str) -> str:
                 return core.plan_step(text, s, record.step, record.values, filename=s.path, first=record.step == 0,

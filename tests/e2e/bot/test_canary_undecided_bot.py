@@ -119,3 +119,27 @@ def test_a_rejected_query_stops_at_the_safe_state_with_prometheus_message(fakes,
 def test_the_held_seconds_metric_is_exported(canary_bot):  # noqa: F811
     body = httpx.get(f"{canary_bot.url}/metrics", timeout=5).text
     assert "# TYPE mlgate_canary_held_seconds gauge" in body
+
+
+def test_kserve_standard_mode_canary_through_step_prs(fakes, canary_bot, mlflow_client, prometheus, exporter):  # noqa: F811
+    from tests.core.test_canary_plan import schema_errors
+    from tests.flows.conftest import FIXTURES
+
+    gh, _ = fakes
+    errors_before = len(gh.errors)
+    w = make_cworld(gh, canary_bot, mlflow_client, prometheus)
+    m = w.model
+    standard = (FIXTURES / "kserve-standard-mode.yaml").read_text().replace("rollout-strategy-example", "fraud-model")
+    gh.commit(w.deploy, "main", {"prod/isvc.yaml": standard}, message="serve in Standard mode")
+    serve(exporter, prometheus, m, 0.0)
+    w.promote("/promote to production", by="carol")
+    texts = [main_text(w)]
+    for percent in (10, 50, 100):
+        merge_and_tell(w, step_pr(w, percent))
+        texts.append(main_text(w))
+    assert all(schema_errors(t) == [] for t in texts)
+    assert [new for _old, new in changed_lines(texts[0], texts[1])][0].startswith("canary:")
+    assert changed_lines(texts[1], texts[2]) == [("trafficPercent: 10", "trafficPercent: 50")]
+    assert changed_lines(texts[0], texts[3]) == [('storageUri: "s3://my-bucket/model"', f'storageUri: "s3://models/{m}/2"')]
+    assert w.client.get_model_version_by_alias(m, "champion").version == "2"
+    assert gh.errors[errors_before:] == []

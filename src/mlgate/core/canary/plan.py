@@ -10,6 +10,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from mlgate.core.promotion import CanaryStep, Promotion, Trigger
+from mlgate.core.canary import kserve
+from mlgate.core.canary.kserve import STANDARD_MODES
 from mlgate.core.canary.records import CanaryRecord, CanarySettings
 from mlgate.core.config import CanaryKServeTarget, CanaryWeightedTarget
 from mlgate.core.errors import ManifestError, Refused
@@ -48,22 +50,35 @@ def _kserve_doc(text: str, target: CanaryKServeTarget, filename: str) -> tuple[s
     return f"InferenceService/{name}", doc
 
 
-def kserve_mode_problem(doc: Mapping[str, Any], filename: str) -> str | None:
-    """Why KServe cannot canary this InferenceService (its deployment mode), or None.
-
-    KServe documents canaryTrafficPercent for the Serverless (Knative) mode only ("Canary
-    Rollout Strategy": "only supported in serverless deployment mode"); in Standard
-    (formerly RawDeployment) and ModelMesh modes the field does not split traffic.
-    Without the annotation the cluster's default mode applies, which must be Serverless.
-    """
+def kserve_mode(doc: Mapping[str, Any]) -> str:
+    """``serverless`` (Knative: ``canaryTrafficPercent``), ``standard`` (``spec.canary[]``, KServe
+    0.20) or the annotation's other value, lower-cased, from ``serving.kserve.io/deploymentMode``.
+    Without the annotation the cluster's default mode applies, taken to be Serverless."""
     meta = doc.get("metadata") or {}
     ann = meta.get("annotations") or {}
     mode = ann.get(MODE_ANNOTATION) if isinstance(ann, Mapping) else None
     if mode is None or str(mode).strip().lower() in SERVERLESS_MODES:
+        return "serverless"
+    if str(mode).strip().lower() in STANDARD_MODES:
+        return "standard"
+    return str(mode).strip().lower()
+
+
+def kserve_mode_problem(doc: Mapping[str, Any], filename: str) -> str | None:
+    """Why KServe cannot canary this InferenceService (its deployment mode), or None.
+
+    Serverless (Knative) mode splits traffic between revisions with ``canaryTrafficPercent``;
+    Standard (formerly RawDeployment) mode has ``spec.canary[]`` entries since KServe 0.20
+    (:mod:`mlgate.core.canary.kserve`). ModelMesh has neither.
+    """
+    mode = kserve_mode(doc)
+    if mode in ("serverless", "standard"):
         return None
-    return (f"{filename}: InferenceService/{meta.get('name')} is annotated {MODE_ANNOTATION}: {mode}; KServe's "
-            f"{mode} mode has no canaryTrafficPercent (canary rollouts need the Serverless/Knative mode). Deploy it "
-            "in Serverless mode, or use a canary target of kind 'weighted' on your router's weights")
+    meta = doc.get("metadata") or {}
+    return (f"{filename}: InferenceService/{meta.get('name')} is annotated {MODE_ANNOTATION}: "
+            f"{(meta.get('annotations') or {}).get(MODE_ANNOTATION)}; that mode has no canary traffic split "
+            "(KServe canaries need the Serverless/Knative mode's canaryTrafficPercent or the Standard mode's "
+            "spec.canary). Use a canary target of kind 'weighted' on your router's weights")
 
 
 def _set(text: str, path: str, value: str, *, select: str | None, filename: str, create: bool = False) -> str:
@@ -138,15 +153,20 @@ def plan_step(text: str, settings: CanarySettings, step: int, values: Mapping[st
               first: bool = False, resume: bool = False) -> str:
     """The manifest text with step index ``step`` of the canary applied (pure).
 
-    * kserve: ``spec.predictor.model.storageUri`` = the canary's URI (the target's value
-      template) and ``spec.predictor.canaryTrafficPercent`` = the step's percent (created when
-      missing). At 100 % KServe promotes the new revision (KServe docs, "Canary Rollout Strategy").
+    * kserve, Serverless/Knative mode: ``spec.predictor.model.storageUri`` = the canary's URI
+      (the target's value template) and ``spec.predictor.canaryTrafficPercent`` = the step's
+      percent (created when missing). At 100 % KServe promotes the new revision (KServe docs,
+      "Canary Rollout Strategy").
+    * kserve, Standard mode (``serving.kserve.io/deploymentMode: Standard``/``RawDeployment``):
+      a ``spec.canary`` entry named ``v<version>`` with the step's ``trafficPercent`` (created at
+      the first step; ``steps: [0, ...]`` starts with a dark launch); the 100 % step puts the
+      URI in the primary predictor and removes the entry (:mod:`mlgate.core.canary.kserve`).
     * weighted: canary weight = percent, primary weight = 100 - percent, ``canary_value`` = the
       canary's URI. The 100 % step with ``primary_value`` instead writes the URI to
       ``primary_value`` and the weights back to primary 100 / canary 0.
 
     ``first`` (the step that starts a canary) also checks the manifest may start one: a KServe
-    Standard/RawDeployment InferenceService is refused (:class:`ManifestError`), and a canary
+    ModelMesh InferenceService is refused (:class:`ManifestError`), and a canary
     already in flight (KServe canaryTrafficPercent strictly between 0 and 100, or a weighted
     canary weight above 0) is refused (:class:`Refused`). With ``resume`` (writing step 1
     again after an interrupted attempt), a text that already holds the step is our own earlier
@@ -162,10 +182,17 @@ def plan_step(text: str, settings: CanarySettings, step: int, values: Mapping[st
     percent = settings.canary.percents[step]
     final = step == len(settings.canary.percents) - 1
     if isinstance(target, CanaryKServeTarget):
-        _sel, doc = _kserve_doc(text, target, filename)
+        sel, doc = _kserve_doc(text, target, filename)
         problem = kserve_mode_problem(doc, filename)
         if problem:
             raise ManifestError(problem)
+        if kserve_mode(doc) == "standard":
+            isvc, uri, version = sel.split("/", 1)[1], render_value(target.value, values), values["version"]
+            if final:
+                return kserve.promote_entry(text, isvc=isvc, version=version, uri=uri, uri_path=KSERVE_URI,
+                                            filename=filename)
+            return kserve.set_entry(text, isvc=isvc, version=version, uri=uri, percent=percent, filename=filename,
+                                    first=first)
     edits = _edits(settings, percent, values, final=final, text=text, filename=filename)
     new = _apply(text, edits, filename)
     if not first or (resume and new == text):
@@ -201,12 +228,14 @@ def _check_sum(text: str, target: CanaryWeightedTarget, filename: str) -> None:
                             "would not sum to 100")
 
 
-def plan_rollback(text: str, settings: CanarySettings, primary_values: Mapping[str, str], *, filename: str) -> str:
+def plan_rollback(text: str, settings: CanarySettings, primary_values: Mapping[str, str], *, filename: str,
+                  version: str = "") -> str:
     """The manifest text with traffic back on the primary and the canary's model removed (pure).
 
     * kserve: ``storageUri`` = the primary's URI and ``canaryTrafficPercent: 0``, which pins
       all traffic to the last revision rolled out with 100 % (KServe docs, "Canary Rollout
       Strategy", rollback). The next canary sets the percent again.
+    * kserve, Standard mode: the ``spec.canary`` entry of ``version`` (the canary's) is removed.
     * weighted: canary weight 0, primary weight 100, and ``canary_value`` (when configured) =
       the primary's URI.
 
@@ -214,7 +243,9 @@ def plan_rollback(text: str, settings: CanarySettings, primary_values: Mapping[s
     """
     target = settings.canary.target
     if isinstance(target, CanaryKServeTarget):
-        sel, _doc = _kserve_doc(text, target, filename)
+        sel, doc = _kserve_doc(text, target, filename)
+        if kserve_mode(doc) == "standard":
+            return kserve.remove_entry(text, isvc=sel.split("/", 1)[1], version=version, filename=filename)
         uri = render_value(target.value, primary_values)
         return _apply(text, [(KSERVE_URI, uri, sel, False), (KSERVE_PERCENT, "0", sel, True)], filename)
     assert isinstance(target, CanaryWeightedTarget)
