@@ -165,6 +165,9 @@ def test_an_invalid_config_fails_with_file_line_col(tmp_path):
     assert proc.returncode == 1 and [c["id"] for c in doc["checks"]] == ["config"]
     assert "other.yml:3:3: unknown key 'gatez'" in doc["checks"][0]["detail"]
     assert "mlgate config check -c other.yml" in doc["checks"][0]["fix"]
+    proc, doc = doctor(tmp_path, {})  # no .mlgate.yml at all
+    assert proc.returncode == 1 and doc["checks"][0]["detail"] == ".mlgate.yml:1:1: file not found"
+    assert doc["checks"][0]["fix"] == "write .mlgate.yml (README, '.mlgate.yml'), or give the config with -c FILE"
 
 
 # --------------------------------------------------------------------------- mode pull-request

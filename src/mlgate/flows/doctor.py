@@ -164,7 +164,9 @@ def _config(path: str | Path, name: str, text: str | None, checks: list[Check]) 
         else:
             cfg = load_file(path)
     except ConfigError as e:
+        missing = any(p.message == "file not found" for p in e.problems)
         checks.append(d.fail("config", title, "\n".join(str(p) for p in e.problems),
+                             f"write {name} (README, '.mlgate.yml'), or give the config with -c FILE" if missing else
                              f"fix the lines above ('mlgate config check -c {name}' shows the same)"))
         return None
     envs = ", ".join(e.name for e in cfg.environments) or "none"
