@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +40,19 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "node_modules" / "@octokit" / "graphql-schema" / "schema.graphql"
 
 
-@functools.lru_cache(maxsize=1)
+_BUILD = threading.Lock()
+
+
 def schema() -> Any:
-    """GitHub's schema, built once per process (about 1 s). ``assume_valid_sdl``: the published
-    SDL defines two ``EnterpriseOwnerInfo`` fields twice, which graphql-core's SDL check refuses;
-    the types themselves are complete."""
+    """GitHub's schema, built once per process (about 1 s; a caller during the build waits for it).
+    ``assume_valid_sdl``: the published SDL defines two ``EnterpriseOwnerInfo`` fields twice, which
+    graphql-core's SDL check refuses; the types themselves are complete."""
+    with _BUILD:
+        return _build()
+
+
+@functools.lru_cache(maxsize=1)
+def _build() -> Any:
     import graphql
 
     return graphql.build_schema(SCHEMA_PATH.read_text(), assume_valid_sdl=True)

@@ -447,6 +447,11 @@ class FakeGitHub:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> "FakeGitHub":
+        from tests.fakes.github_graphql import schema
+
+        # GitHub's GraphQL schema takes a second or more to build (once per process): build it now,
+        # beside the test, so that no timed request pays for it
+        threading.Thread(target=schema, daemon=True).start()
         self._server, self.url = serve_in_thread(self._serve)
         return self
 
