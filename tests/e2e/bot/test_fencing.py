@@ -23,6 +23,7 @@ from tests.bot.conftest import pg_url, postgres_server  # noqa: F401  (fixtures:
 from tests.e2e.bot.conftest import BOT, BotProcess, eventually, start_bot, stop_bot
 from tests.e2e.bot.test_concurrency_replies import github_world
 from tests.e2e.bot.test_promotion_retries import assert_github_promotion, github_ready
+from tests.e2e.bot.forge_calls import create_pr
 
 pytestmark = pytest.mark.slow
 
@@ -64,13 +65,13 @@ def test_a_replica_stopped_mid_promotion_is_fenced_and_replaced_within_10_s(fake
               f"(lease_seconds 6; includes starting the second replica)")
         assert took < 10.0, f"the stopped replica's delivery was taken over after {took:.1f} s"
         assert info.status == "done" and "promotion PR opened" in info.outcome, info
-        posts_before = len(gh.calls("POST", rf"^/repos/{w.deploy}/pulls$"))
+        posts_before = len(gh.calls("POST", create_pr(w.deploy)))
 
         _signal(b1, signal.SIGCONT)  # the stalled attempt wakes up with a stale token
         eventually("replica 1 noticed its lease was lost", lambda: "lease lost" in b1.log.read_text(), b1, timeout=30)
         time.sleep(1.0)  # room for any call it would still make
 
-        assert posts_before == 1 and len(gh.calls("POST", rf"^/repos/{w.deploy}/pulls$")) == 1
+        assert posts_before == 1 and len(gh.calls("POST", create_pr(w.deploy))) == 1
         assert_github_promotion(w, version)
         mine = [c for c in gh.comments(w.repo, w.pr) if c.user == BOT]
         writes = gh.calls("POST", rf"^/repos/{w.repo}/issues/{w.pr}/comments$") + gh.calls(
@@ -128,7 +129,7 @@ def test_a_replica_killed_mid_promotion_is_replaced_within_10_s(fakes, mlflow_se
               "(lease_seconds 6)")
         assert took < 10.0
         assert info.status == "done" and "promotion PR opened" in info.outcome, info
-        assert len(gh.calls("POST", rf"^/repos/{w.deploy}/pulls$")) == 1
+        assert len(gh.calls("POST", create_pr(w.deploy))) == 1
         audit = [a for a in survivor.audit() if a.get("delivery") == delivery]
         assert [a["outcome"] for a in audit] == ["promotion PR opened"], audit
         assert gh.errors[errors:] == []

@@ -37,6 +37,7 @@ from tests.conftest import wait_for_value
 from tests.e2e.bot.conftest import BOT, BotProcess, eventually, start_bot, stop_bot
 from tests.e2e.bot.test_canary_bot import changed_lines, main_text, make_cworld, merge_and_tell, open_canary_prs
 from tests.e2e.bot.test_train_bot import ARGO_TOKEN, ROOT, TRACKING, created_for, make_world, train_statuses
+from tests.e2e.bot.forge_calls import create_pr
 from tests.fakes.argo_server import FakeArgoServer, SwaggerSpec
 from tests.fakes.github_server import HTTPError
 
@@ -144,7 +145,7 @@ def test_a_bot_killed_mid_tick_resumes_the_canary_within_10_s_with_no_step_skipp
         assert step1.head.endswith("/step-1")
         # the tick's create-PR call for step 2 goes through; the bot is killed before the answer
         killed: list[float] = []
-        gh.after_request("POST", rf"^/repos/{w.deploy}/pulls$", lambda: _kill(b1, killed))
+        gh.after_request("POST", create_pr(w.deploy), lambda: _kill(b1, killed))
         merged = _merge(w, step1)  # step 1 live; the tick measures it 0.5 s later and writes step 2
         eventually("the bot killed mid-tick", lambda: killed, b1, timeout=30)
         _reap(b1)
@@ -189,8 +190,8 @@ def test_a_bot_killed_mid_tick_resumes_the_canary_within_10_s_with_no_step_skipp
         prs = _prs_by_branch(w)
         assert sorted(b.rsplit("/", 1)[1] for b in prs) == ["step-1", "step-2", "step-3"], prs
         assert all(len(v) == 1 for v in prs.values()), prs  # one PR per step
-        # the retry's create-PR was answered 422 "already exists" and the PR found: three PRs created
-        assert [c[2] for c in gh.calls("POST", rf"^/repos/{w.deploy}/pulls$") if c[2] < 300] == [201] * 3
+        # the restarted bot read step 2's PR (open, its commit made) and sent no second create: three creates
+        assert len(gh.calls("POST", create_pr(w.deploy))) == 3
         final = _canary(b2, m)
         assert final.status == "promoted"
         assert [(s.index, s.percent) for s in final.steps_log] == [(0, 10), (1, 50), (2, 100)]
@@ -229,7 +230,7 @@ def test_a_bot_killed_after_a_rollback_decision_writes_the_rollback_at_its_first
             _kill(b1, killed)
             raise HTTPError(502, "Bad Gateway")  # the bot died: its create-PR call never took effect
 
-        gh.on_request("POST", rf"^/repos/{w.deploy}/pulls$", kill_before_the_rollback_pr)
+        gh.on_request("POST", create_pr(w.deploy), kill_before_the_rollback_pr)
         merged = _merge(w, step1)  # 10 % live on v2; the tick measures 0.5 s later and decides the rollback
         eventually("the bot killed before its rollback PR", lambda: killed, b1, timeout=30)
         _reap(b1)
@@ -241,10 +242,12 @@ def test_a_bot_killed_after_a_rollback_decision_writes_the_rollback_at_its_first
         held = _held_by_dead(b1, ["periodic:canary-tick", f"canary:{m}:production"])
         assert [p for p in gh.pulls(w.deploy) if p.head.endswith("/rollback")] == []
         g = gh.repos[w.deploy].git
-        assert [b for b in g.branches() if b.endswith("/rollback")], g.branches()  # it was the rollback's create-PR
+        # the refused call was the rollback's one write (branch, commit and PR in one mutation): none of it exists
+        assert gh.calls("POST", create_pr(w.deploy))[-1][2] == 502
+        assert not [b for b in g.branches() if b.endswith("/rollback")], g.branches()
         assert "canaryTrafficPercent: 10" in main_text(w)  # 10 % of traffic on the bad version
         actions_before = _actions(b1, cid)
-        posts_before = len(gh.calls("POST", rf"^/repos/{w.deploy}/pulls$"))
+        posts_before = len(gh.calls("POST", create_pr(w.deploy)))
 
         restart = time.monotonic()
         b2 = _start(tmp_path / "bot2", fakes, mlflow_server, b1.database_url, CANARY_YAML)
@@ -270,7 +273,7 @@ def test_a_bot_killed_after_a_rollback_decision_writes_the_rollback_at_its_first
         v2 = w.client.get_model_version(m, "2")
         assert v2.tags["mlgate.canary"] == "rolled_back" and "error_rate" in v2.tags["mlgate.canary.reason"]
         assert w.client.get_model_version_by_alias(m, "champion").version == "1"
-        assert len(gh.calls("POST", rf"^/repos/{w.deploy}/pulls$")) == posts_before + 1  # one rollback PR
+        assert len(gh.calls("POST", create_pr(w.deploy))) == posts_before + 1  # one rollback PR
         assert [p.head.rsplit("/", 1)[1] for p in gh.pulls(w.deploy)].count("rollback") == 1
         final = _canary(b2, m)
         assert final.status == "rolled_back" and [(s.index, s.percent) for s in final.steps_log] == [(0, 10)]
