@@ -4,16 +4,17 @@ rollback (KServe ``canaryTrafficPercent`` or a router's weights), and their comm
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from mlgate.core.promotion import CanaryStep, Promotion, Trigger
-from mlgate.core.canary import kserve
+from mlgate.core.canary import kserve, routes
 from mlgate.core.canary.kserve import STANDARD_MODES
 from mlgate.core.canary.records import CanaryRecord, CanarySettings
-from mlgate.core.config import CanaryKServeTarget, CanaryWeightedTarget
+from mlgate.core.config import CanaryHTTPRouteTarget, CanaryIstioTarget, CanaryKServeTarget, CanaryWeightedTarget
 from mlgate.core.errors import ManifestError, Refused
 from mlgate.core.manifests import render_value, set_value
 
@@ -161,6 +162,8 @@ def plan_step(text: str, settings: CanarySettings, step: int, values: Mapping[st
       a ``spec.canary`` entry named ``v<version>`` with the step's ``trafficPercent`` (created at
       the first step; ``steps: [0, ...]`` starts with a dark launch); the 100 % step puts the
       URI in the primary predictor and removes the entry (:mod:`mlgate.core.canary.kserve`).
+    * istio, httproute: the two weights of the route's stable and canary destinations, as
+      weighted below (:mod:`mlgate.core.canary.routes`).
     * weighted: canary weight = percent, primary weight = 100 - percent, ``canary_value`` = the
       canary's URI. The 100 % step with ``primary_value`` instead writes the URI to
       ``primary_value`` and the weights back to primary 100 / canary 0.
@@ -178,6 +181,7 @@ def plan_step(text: str, settings: CanarySettings, step: int, values: Mapping[st
             number 0-100, or weights that do not sum to 100.
         Refused: see ``first``.
     """
+    settings = _routed(text, settings, filename)
     target = settings.canary.target
     percent = settings.canary.percents[step]
     final = step == len(settings.canary.percents) - 1
@@ -220,6 +224,16 @@ def plan_step(text: str, settings: CanarySettings, step: int, values: Mapping[st
     return new
 
 
+def _routed(text: str, settings: CanarySettings, filename: str) -> CanarySettings:
+    """``settings`` with a route target (Istio, Gateway API) resolved to the weighted target of its
+    two weights' key paths in ``text`` (:func:`mlgate.core.canary.routes.as_weighted`)."""
+    target = settings.canary.target
+    if not isinstance(target, (CanaryIstioTarget, CanaryHTTPRouteTarget)):
+        return settings
+    weighted = routes.as_weighted(text, target, filename)
+    return replace(settings, canary=settings.canary.model_copy(update={"target": weighted}))
+
+
 def _check_sum(text: str, target: CanaryWeightedTarget, filename: str) -> None:
     c = _weight(text, target.canary_weight, target.select, filename)
     p = _weight(text, target.primary_weight, target.select, filename)
@@ -241,6 +255,7 @@ def plan_rollback(text: str, settings: CanarySettings, primary_values: Mapping[s
 
     Idempotent: a text already rolled back is returned unchanged.
     """
+    settings = _routed(text, settings, filename)
     target = settings.canary.target
     if isinstance(target, CanaryKServeTarget):
         sel, doc = _kserve_doc(text, target, filename)

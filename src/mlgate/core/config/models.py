@@ -407,7 +407,51 @@ class CanaryWeightedTarget(_Model):
         return self
 
 
-CanaryTarget = Annotated[Union[CanaryKServeTarget, CanaryWeightedTarget], Field(discriminator="kind")]
+class IstioDestination(_Model):
+    """A VirtualService route destination: ``destination.host`` and, optionally, ``destination.subset``."""
+
+    host: str = Field(min_length=1, description="destination.host, e.g. reviews or reviews.prod.svc.cluster.local.")
+    subset: str | None = Field(None, min_length=1, description="destination.subset (a DestinationRule subset), e.g. v2.")
+
+
+class CanaryIstioTarget(_Model):
+    """An Istio ``VirtualService`` whose route splits traffic by ``weight`` between the stable and
+    the canary destination (``spec.http[].route[]``, or ``tcp``/``tls``). Each step sets both
+    weights in one commit; every weight of that route must sum to 100 (refused before writing).
+    Rollback: canary 0, stable 100. The 100 % step leaves the canary destination at 100."""
+
+    kind: Literal["istio"]
+    name: str = Field(min_length=1, description="metadata.name of the VirtualService.")
+    stable: IstioDestination = Field(description="The destination serving the current version.")
+    canary: IstioDestination = Field(description="The destination serving the new version.")
+    route: str | None = Field(None, description="spec.http[].name of the route, when several routes name both.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "CanaryIstioTarget":
+        if self.stable == self.canary:
+            raise ValueError("the stable and canary destinations must differ")
+        return self
+
+
+class CanaryHTTPRouteTarget(_Model):
+    """A Gateway API ``HTTPRoute`` whose rule splits traffic by ``backendRefs[].weight`` between
+    the stable and the canary backend (by name). Same rules as ``kind: istio``."""
+
+    kind: Literal["httproute"]
+    name: str = Field(min_length=1, description="metadata.name of the HTTPRoute.")
+    stable: str = Field(min_length=1, description="backendRefs[].name of the backend serving the current version.")
+    canary: str = Field(min_length=1, description="backendRefs[].name of the backend serving the new version.")
+    rule: str | None = Field(None, description="spec.rules[].name of the rule, when several rules name both.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "CanaryHTTPRouteTarget":
+        if self.stable == self.canary:
+            raise ValueError("the stable and canary backends must differ")
+        return self
+
+
+CanaryTarget = Annotated[Union[CanaryKServeTarget, CanaryWeightedTarget, CanaryIstioTarget, CanaryHTTPRouteTarget],
+                         Field(discriminator="kind")]
 
 
 class CanaryStepSpec(_Model):
@@ -462,6 +506,16 @@ class Canary(_Model):
         if pcts[-1] != 100:
             raise ValueError(f"steps must end at 100 (full traffic), got {pcts}")
         return v
+
+    @property
+    def percents(self) -> list[int]:
+        """Each step's traffic percentage, in order."""
+        return [s.percent if isinstance(s, CanaryStepSpec) else s for s in self.steps]
+
+    def confirm(self, index: int) -> bool:
+        """Whether step ``index`` (0-based) waits for /continue before it is written."""
+        s = self.steps[index] if 0 <= index < len(self.steps) else None
+        return isinstance(s, CanaryStepSpec) and s.confirm
 
 
 class TriggerTag(_Model):
