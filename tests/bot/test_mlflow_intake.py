@@ -77,3 +77,17 @@ def test_an_empty_mlflow_secret_is_a_config_error_and_alone_is_enough_to_serve(t
     with pytest.raises(ConfigError, match="mlflow_webhook_secret: is empty"):
         load_settings(None, {"MLGATE_MLFLOW_WEBHOOK_SECRET": " "})
     check_servable(load_settings(None, {"MLGATE_MLFLOW_WEBHOOK_SECRET": "s3cret"}))
+
+
+@pytest.mark.parametrize("stamp", ["\u00b2", "\u00b9\u00b3\u00b2"])
+def test_a_superscript_timestamp_is_refused_401_not_a_500(bot, stamp):
+    # the digits "²³¹" of Latin-1 passed str.isdigit() and crashed int(): 500 and a traceback in the log
+    body = json.dumps(alias_event())
+    for signed in (True, False):  # refused after reading the body, and before it (no signature)
+        headers = {"Content-Type": "application/json", "X-MLflow-Delivery-Id": "m-sup", "X-MLflow-Timestamp": stamp}
+        if signed:
+            headers["X-MLflow-Signature"] = _generate_hmac_signature(MLFLOW_SECRET, "m-sup", stamp, body)
+        r = httpx.post(f"{bot.url}/webhooks/mlflow", content=body.encode(),
+                       headers={k: v.encode("latin-1") for k, v in headers.items()}, timeout=10)
+        assert r.status_code == 401 and bot.count() == 0
+        assert ("X-MLflow-Timestamp" if signed else "missing X-MLflow-Signature") in r.json()["error"]

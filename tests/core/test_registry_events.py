@@ -85,6 +85,16 @@ def test_missing_or_malformed_headers_are_refused_without_echoing_the_secret(nam
     assert SECRET not in got.message
 
 
+@pytest.mark.parametrize("stamp", ["\u00b2", "\u00b9\u00b3", "1e9", " ", "-1", "+1800000000", "1800000000.5",
+                                   "9" * 13, "0x6b49d200"])
+def test_a_timestamp_that_is_not_ascii_unix_seconds_is_a_401_not_a_crash(stamp):
+    # "²" passed str.isdigit() and then int() raised: the bot answered 500 to an unauthenticated request
+    h = headers()
+    h["x-mlflow-timestamp"] = stamp
+    got = check(h)
+    assert got is not None and got.status == 401 and "X-MLflow-Timestamp" in got.message
+
+
 def test_one_matching_signature_among_several_is_enough():
     h = headers()
     h["x-mlflow-signature"] = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= " + h["x-mlflow-signature"]
@@ -120,6 +130,10 @@ def test_normalize_the_three_events_and_drop_the_rest():
     gates = normalize("model_version_tag.set", {"data": {"name": "f", "version": "1", "key": "mlgate.gates",
                                                          "value": "passed"}})
     assert isinstance(gates, RegistryEvent)
+    for version in ("3/../../x", "3\n\n[x](javascript:alert(1))", "latest", "-1", "\u00b3", "9" * 19):
+        hostile = normalize("model_version_alias.created", {"data": {"name": "f", "version": version, "alias": "a"}})
+        assert isinstance(hostile, Ignored) and "is not a version number" in hostile.reason
+    assert normalize("model_version.created", {"data": {"name": "f", "version": 12}}).version == "12"
     bad = normalize("model_version_alias.created", {"data": {"name": "f", "version": 3, "alias": None}})
     assert isinstance(bad, Ignored) and bad.reason.startswith("malformed payload: data.alias")
 

@@ -81,7 +81,7 @@ def check_mlflow_signature(secret: bytes, headers: Mapping[str, str], body: byte
     stamp = (headers.get(TIMESTAMP_HEADER) or "").strip()
     if not delivery_id:
         return Refusal(401, "missing X-MLflow-Delivery-Id header (it is part of the signed content)")
-    if not stamp.isdigit() or len(stamp) > 12:
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:  # str.isdigit() takes "²", int() does not
         return Refusal(401, "missing or malformed X-MLflow-Timestamp header (UNIX seconds)")
     if abs(now - int(stamp)) > TOLERANCE_SECONDS:
         return Refusal(401, f"X-MLflow-Timestamp is more than {TOLERANCE_SECONDS} s from now (a replay, or a clock "
@@ -172,6 +172,9 @@ def normalize(event: str, payload: Mapping[str, Any]) -> RegistryEvent | Ignored
     at = payload.get("timestamp") if isinstance(payload.get("timestamp"), str) else ""
     try:
         model, version = _text(data, "name"), _text(data, "version")
+        if not (version.isascii() and version.isdigit()) or len(version) > 18:
+            # MLflow numbers versions 1, 2, ...; anything else would reach branch names and PR bodies
+            raise KeyError(f"data.version {version[:40]!r} is not a version number")
         if event == "model_version_alias.created":
             return RegistryEvent(event, model, version, at, alias=_text(data, "alias"))
         if event == "model_version_tag.set":
