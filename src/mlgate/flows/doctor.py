@@ -29,12 +29,14 @@ from mlgate.core.gitmsg import git_said
 from mlgate.core.promotion import template_values
 from mlgate.core.redact import Redactor
 from mlgate.core.urls import redact_url
+from mlgate.edge.forges.base import ForgeBusy, ForgeError, RepoAccess, repo_path
+from mlgate.edge.git import BranchProbe
 
 
 class GitRemote(Protocol):
     """Read-only git calls (:mod:`mlgate.edge.git`: ``probe_branch``, ``read_remote_file``)."""
 
-    def probe_branch(self, repository: str, branch: str) -> object: ...
+    def probe_branch(self, repository: str, branch: str) -> BranchProbe: ...
     def read_file(self, repository: str, branch: str, path: str) -> str | None: ...
 
 
@@ -43,7 +45,7 @@ class ForgeReads(Protocol):
 
     name: str
 
-    def repository_access(self, repo: str) -> object: ...
+    def repository_access(self, repo: str) -> RepoAccess: ...
     def branch_exists(self, repo: str, branch: str) -> bool: ...
     def read_file(self, repo: str, path: str, ref: str) -> str | None: ...
 
@@ -56,7 +58,7 @@ class TrackingServer(Protocol):
 
 
 class _EdgeGit:
-    def probe_branch(self, repository: str, branch: str) -> object:
+    def probe_branch(self, repository: str, branch: str) -> BranchProbe:
         from mlgate.edge.git import probe_branch
 
         return probe_branch(repository, branch)
@@ -178,8 +180,6 @@ def _classify(e: BaseException) -> str:
     """fail for an answer that proves a wrong wiring, unknown for one that proves nothing."""
     if isinstance(e, Unreachable):
         return d.FAIL
-    from mlgate.edge.forges.base import ForgeBusy, ForgeError  # edge errors: plain classes, cheap
-
     if isinstance(e, ForgeBusy):
         return d.UNKNOWN
     if isinstance(e, ForgeError):
@@ -280,15 +280,15 @@ def _via_git(e: _Env, repository: str, services: Services) -> str | None:
     g = e.env.gitops
     shown = redact_url(repository)
     probe = services.git.probe_branch(repository, g.branch)
-    said = git_said(getattr(probe, "stderr", ""))
+    said = git_said(probe.stderr)
     if not e.add(d.ok(e.id("repository"), e.title(f"GitOps repository {shown} reachable (git, mode push)"), "git ls-remote answered")
-                 if getattr(probe, "reachable", False) else
+                 if probe.reachable else
                  Check(e.id("repository"), e.title(f"GitOps repository {shown} reachable (git, mode push)"),
                        d.git_failure_status(said), said or "git ls-remote failed",
                        d.git_failure_fix(said, shown, e.config_name))):
         return _skip_rest(e, with_access=False)
     if not e.add(d.ok(e.id("branch"), e.title(f"branch {g.branch} exists"))
-                 if getattr(probe, "exists", False) else
+                 if probe.exists else
                  d.fail(e.id("branch"), e.title(f"branch {g.branch} exists"), f"{shown} has no branch {g.branch!r}",
                         f"push the branch, or fix gitops.branch of {e.env.name} in {e.config_name}")):
         return _skip_rest(e, with_access=False, after="branch")
@@ -325,8 +325,6 @@ def _skip_rest(e: _Env, *, with_access: bool, after: str = "repository") -> None
 
 
 def _via_forge(e: _Env, repository: str, environ: Mapping[str, str], services: Services) -> str | None:
-    from mlgate.edge.forges.base import repo_path
-
     g = e.env.gitops
     title = e.title(f"GitOps repository {redact_url(repository)} reachable (forge API, mode {g.mode})")
     try:
@@ -337,7 +335,7 @@ def _via_forge(e: _Env, repository: str, environ: Mapping[str, str], services: S
         e.add(Check(e.id("repository"), title, _classify(exc), str(exc), _forge_fix(exc, repository, e.config_name)))
         return _skip_rest(e, with_access=True)
     forge_name = "GitHub" if forge.name == "github" else "GitLab"
-    if not getattr(access, "exists", False):
+    if not access.exists:
         e.add(d.fail(e.id("repository"), title, f"{forge_name} answers 404 for {repo}: it does not exist or the "
                                                 "token cannot see it",
                      f"create it, fix gitops.repository of {e.env.name} in {e.config_name}, or give the token "
@@ -367,9 +365,8 @@ def _forge_reads(e: _Env, forge: ForgeReads, repo: str) -> str | None:
     return _file_found(e, text, repo)
 
 
-def _access(e: _Env, forge_name: str, repo: str, access: object) -> None:
-    can = getattr(access, "can_open_pr", None)
-    role = getattr(access, "role", "")
+def _access(e: _Env, forge_name: str, repo: str, access: RepoAccess) -> None:
+    can, role = access.can_open_pr, access.role
     title = e.title(f"the {forge_name} token may open a promotion {'PR' if forge_name == 'GitHub' else 'MR'}")
     if can:
         e.checks.append(d.ok(e.id("access"), title, f"{role} on {repo} (checked without writing)"))
@@ -387,8 +384,6 @@ def _access(e: _Env, forge_name: str, repo: str, access: object) -> None:
 
 
 def _forge_fix(exc: BaseException, repository: str, config_name: str) -> str:
-    from mlgate.edge.forges.base import ForgeBusy, ForgeError
-
     text = str(exc)
     if "credentials" in text and ("MLGATE_GITHUB" in text or "MLGATE_GITLAB" in text):
         return "set the token the promotion uses (" + ("MLGATE_GITLAB_TOKEN" if "GitLab" in text
