@@ -332,3 +332,43 @@ def test_a_github_app_installation_needs_contents_and_pull_requests_write(tmp_pa
         assert access.can_open_pr is False and access.role == "installation lacks contents: write"
         assert not forge.repository_access("acme/nope").exists
         assert gh.errors == [], gh.errors
+
+
+# --------------------------------------------------------------------------- cannot tell (exit 3), secrets
+
+
+def test_a_server_error_proves_nothing_exit_3_and_no_secret_is_printed(setup):
+    """A tracking server answering 503 cannot tell whether the wiring is right: ``?`` and exit 3
+    (no check failed). A token in a GitOps URL never reaches the output."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root, model, gitops, env = setup
+    try:
+        proc, doc = doctor(root, {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{server.server_port}"}, "--env", "staging")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 3, proc.stdout
+    checks = by_id(doc)
+    assert doc["status"] == "unknown" and checks["tracking"]["status"] == "unknown"
+    assert "503" in checks["tracking"]["detail"] and checks["model"]["status"] == "unknown"
+    assert proc.stdout.splitlines()[-1] == "5 ok, 0 failed, 2 unknown: cannot tell: see the ? items"
+
+    secret = "ghp_doctorsecret00000000000000000000000"
+    (root / ".mlgate.yml").write_text(config(model, f"https://x-access-token:{secret}@127.0.0.1:{free_port()}/acme/d.git"))
+    proc, doc = doctor(root, env, "--env", "staging")
+    assert proc.returncode == 1 and by_id(doc)["env.staging.repository"]["status"] == "fail"
+    assert secret not in proc.stdout + proc.stderr + json.dumps(doc)
+    assert "x-access-token:***@127.0.0.1" in by_id(doc)["env.staging.repository"]["title"]
