@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reconcile": ("mlgate.cli.reconcilecmd:reconcile", "Move each environment's alias to the model version git deploys."),
     "status": ("mlgate.cli.pipeline:status", "Show, per environment, the version that holds its alias."),
     "config": ("mlgate.cli.configcmd:config", "Check .mlgate.yml."),
-    "doctor": ("mlgate.cli.doctorcmd:doctor", "Check, reading only, everything a promotion will use (exit 1 on a ✗)."),
+    "doctor": ("mlgate.cli.doctorcmd:doctor", "Check, reading only, everything a promotion will use."),
     "schema": ("mlgate.cli.configcmd:schema", "Print the JSON Schema of .mlgate.yml (or bot.yml)."),
     "manifest": ("mlgate.cli.manifestcmd:manifest", "Minimal, format-preserving edits of YAML manifests."),
     "bot": ("mlgate.cli.botcmd:bot", "Run and inspect the GitOps bot."),
