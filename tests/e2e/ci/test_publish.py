@@ -247,6 +247,18 @@ def test_gitlab_retries_transient_errors(gitlab) -> None:
     assert publish_gitlab(GitLabTarget(gitlab.url, "42", 3, gitlab.token), comment_body("x"), None)[0] == "created"
 
 
+def test_gitlab_note_needs_no_bot_extra(gitlab, tmp_path: Path) -> None:
+    """A CI job's base install has no python-gitlab (the bot extra's): the note goes out over httpx."""
+    code = ("import sys; sys.modules['gitlab'] = sys.modules['github'] = None\n"
+            "from mlgate.core.ci_report import GitLabTarget, comment_body\n"
+            "from mlgate.edge.forges.ci_comments import publish_gitlab\n"
+            "print(publish_gitlab(GitLabTarget(sys.argv[1], '42', 3, sys.argv[2]), comment_body('x'), None)[0])\n")
+    proc = subprocess.run([sys.executable, "-c", code, gitlab.url, gitlab.token], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, "created\n"), proc.stderr[-2000:]
+    assert len(gitlab.notes[3]) == 1
+
+
 def test_gitlab_refused_token(gitlab) -> None:
     from mlgate.cli.reportcmd import publish_gitlab
 

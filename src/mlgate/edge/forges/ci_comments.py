@@ -2,7 +2,7 @@
 
 ONE comment on the GitHub pull request (REST "Issue comments", through httpx, retried with
 stamina on 5xx/429/secondary rate limit) or ONE note on the GitLab merge request (REST "Notes",
-through python-gitlab with ``retry_transient_errors``), found by
+through httpx too, so a base install without python-gitlab publishes it), found by
 :data:`~mlgate.core.report.COMMENT_MARKER` and its key (:func:`mlgate.core.ci_report.find_comment`)
 and upserted by the shared :func:`mlgate.edge.forges.comments.upsert_marked_comment`.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import stamina
@@ -142,24 +143,65 @@ def publish_github(target: Any, body: str, key: str | None) -> tuple[str, str]:
     return action, comment.get("html_url", "")
 
 
-# --------------------------------------------------------------------------- GitLab (python-gitlab)
+# --------------------------------------------------------------------------- GitLab (httpx)
+# Over httpx like GitHub, not python-gitlab: python-gitlab comes with the bot extra, and a CI job's
+# base install (mlflow-skinny, no extras) must publish its note too (issue 12).
+
+
+def _gitlab_call(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One GitLab REST call, retried on 5xx, 429 and transport errors (as :func:`_github_call`)."""
+    try:
+        return _github_call(client, method, url, **kwargs)
+    except InfraError as e:
+        raise InfraError(str(e).replace("GitHub API", "GitLab API", 1)) from None
+
+
+def _gitlab_check(resp: httpx.Response, target: Any, what: str) -> None:
+    """GitLab REST errors ("Merge request notes API"): 401/403/404 are the token's, the rest GitLab's."""
+    if resp.status_code < 400:
+        return
+    try:
+        message = resp.json().get("message", "")
+    except ValueError:
+        message = resp.text[:200]
+    if resp.status_code in (401, 403, 404):
+        raise UsageError(f"GitLab refused to {what} on {target}: {resp.status_code} {message} "
+                         "(MLGATE_GITLAB_TOKEN needs the api scope and at least the Reporter role)")
+    raise InfraError(f"GitLab failed to {what} on {target}: {resp.status_code} {message}")
 
 
 class GitLabMergeRequestNotes:
-    """The notes of one GitLab merge request over python-gitlab (a :class:`~.comments.CommentThread`)."""
+    """The notes of one GitLab merge request over httpx (a :class:`~.comments.CommentThread`),
+    GitLab's "Merge request notes API": ``/projects/:id/merge_requests/:iid/notes``."""
 
-    def __init__(self, mr: Any):
-        self.mr = mr
+    def __init__(self, client: httpx.Client, target: Any):
+        self.client = client
+        self.target = target
+        project = quote(str(target.project), safe="")
+        self.base = f"{target.server_url.rstrip('/')}/api/v4/projects/{project}/merge_requests/{target.iid}/notes"
 
     def comments(self) -> list[Comment]:
-        return [{"id": n.id, "body": n.body}
-                for n in self.mr.notes.list(iterator=True, per_page=100, sort="asc", order_by="created_at")]
+        out: list[Comment] = []
+        url: str | None = self.base
+        params: dict[str, Any] | None = {"per_page": 100, "sort": "asc", "order_by": "created_at"}
+        while url:
+            resp = _gitlab_call(self.client, "GET", url, params=params)
+            _gitlab_check(resp, self.target, "list the notes")
+            out.extend({"id": n["id"], "body": n.get("body") or ""} for n in resp.json())
+            url = resp.links.get("next", {}).get("url")
+            params = None  # the next link carries its own query
+        return out
 
     def create(self, body: str) -> Comment:
-        return {"id": self.mr.notes.create({"body": body}).id, "body": body}
+        resp = _gitlab_call(self.client, "POST", self.base, json={"body": body})
+        _gitlab_check(resp, self.target, "add the note")
+        return {"id": resp.json()["id"], "body": body}
 
     def update(self, comment_id: Any, body: str, *, missing_ok: bool = False) -> Comment | None:
-        self.mr.notes.update(comment_id, {"body": body})
+        resp = _gitlab_call(self.client, "PUT", f"{self.base}/{comment_id}", json={"body": body})
+        if missing_ok and resp.status_code == 404:
+            return None
+        _gitlab_check(resp, self.target, f"update note {comment_id}")
         return {"id": comment_id, "body": body}
 
 
@@ -176,24 +218,9 @@ def publish_gitlab(target: Any, body: str, key: str | None) -> tuple[str, str]:
 
     Raises:
         UsageError: the token was refused (401/403/404).
-        InfraError: 5xx/429 after python-gitlab's retries, or GitLab unreachable.
+        InfraError: 5xx/429 after the retries, or GitLab unreachable.
     """
-    import gitlab  # lazily: python-gitlab is heavy and only the GitLab path needs it
-    import requests
-
-    gl = gitlab.Gitlab(url=target.server_url, private_token=target.token, retry_transient_errors=True,
-                       timeout=30, user_agent=USER_AGENT)
-    mr = gl.projects.get(target.project, lazy=True).mergerequests.get(target.iid, lazy=True)
-    try:
-        action, note = upsert_marked_comment(GitLabMergeRequestNotes(mr), body, _ours(key))
-        return action, target.note_url(note["id"])
-    except gitlab.exceptions.GitlabError as e:
-        code = getattr(e, "response_code", None)
-        if code in (401, 403, 404):
-            raise UsageError(
-                f"GitLab refused the note on {target}: {code} {e.error_message} "
-                "(MLGATE_GITLAB_TOKEN needs the api scope and at least the Reporter role)"
-            ) from None
-        raise InfraError(f"GitLab failed the note on {target}: {code} {e.error_message}") from None
-    except requests.RequestException as e:
-        raise InfraError(f"GitLab unreachable at {target.server_url}: {type(e).__name__}") from None
+    headers = {"PRIVATE-TOKEN": target.token, "User-Agent": f"{USER_AGENT}/{__version__}"}
+    with httpx.Client(headers=headers, timeout=30.0) as client:
+        action, note = upsert_marked_comment(GitLabMergeRequestNotes(client, target), body, _ours(key))
+    return action, target.note_url(note["id"])

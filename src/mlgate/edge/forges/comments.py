@@ -9,7 +9,7 @@ Two callers keep one comment each, with their own marker:
   plus an optional key marker (:func:`mlgate.core.ci_report.find_comment`), on any author's comment.
 
 Each brings a small :class:`CommentThread` transport over its own HTTP client (PyGithub and
-python-gitlab for the bot, whose retries and errors are the forge's; httpx and python-gitlab for
+python-gitlab for the bot, whose retries and errors are the forge's; httpx for
 the CI job, whose errors are exit codes), and a predicate saying which comment is its own.
 """
 
