@@ -174,6 +174,59 @@ def test_values_from_records_are_escaped():
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
 
 
+class HostileRegistry(Registry):
+    def __init__(self, url):
+        super().__init__()
+        self.url = url
+
+    def get_by_alias(self, model, alias):
+        got = super().get_by_alias(model, alias)
+        if got is not None and alias == "champion":
+            got.tags = {**got.tags, "mlgate.promoted.production.url": self.url}
+        return got
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(document.cookie)", " JavaScript:alert(1)", "java\tscript:alert(1)",
+                                 "data:text/html,<script>alert(1)</script>", "vbscript:x", "//evil.example/x",
+                                 "https://ok.example/a b"])
+def test_a_link_from_a_tag_or_record_is_a_link_only_when_it_is_http(url):
+    # mlgate.promoted.<env>.url is an MLflow tag anyone with registry access can set, and audit records
+    # carry forge URLs: autoescaping keeps a javascript: URL inside href="...", where a click runs it
+    src = Sources(audit=[*AUDIT, {"id": 3, "at": "2026-12-01T12:00:00+00:00", "model": "fraud", "environment": "qa",
+                                  "version": "4", "outcome": "promotion PR opened", "promotion_pr": url}])
+    src.reg = HostileRegistry(url)
+    c = client(src)
+    for path in ("/ui/models/fraud", "/ui"):
+        html = c.get(path).text
+        assert "promotion PR" in html
+        assert not any(f'href="{v}' in html.lower() for v in ("javascript", " javascript", "java", "data:", "vbscript",
+                                                               "//evil", "https://ok.example"))
+    src.reg = HostileRegistry("https://github.com/acme/deploy/pull/8")
+    assert 'href="https://github.com/acme/deploy/pull/8"' in client(src).get("/ui/models/fraud").text
+
+
+def test_every_answer_forbids_scripts_framing_and_caching():
+    for c, path, status in ((client(), "/ui/models/fraud", 200), (client(), "/ui/audit.csv", 200),
+                            (client(token="s3cret"), "/ui", 401), (client(), "/ui/models/nope", 404)):
+        r = c.get(path)
+        assert r.status_code == status
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "script-src" not in csp
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["cache-control"] == "no-store"
+
+
+def test_model_names_are_escaped_in_links_and_csv_cells_never_start_a_formula():
+    # MLflow model names may hold '#', '?', '%' and '='; a registry event without a policy audits the payload's name
+    evil = dict(AUDIT[0], id=3, model="a#b?c=%d", command=None, event="registry event",
+                reasons=["=HYPERLINK(\"https://evil.example\",\"x\")"], actor="@alice")
+    c = client(Sources(audit=[*AUDIT, evil]))
+    assert '<a href="/ui/models/a%23b%3Fc%3D%25d">' in c.get("/ui").text
+    assert c.get("/ui/models/a%23b%3Fc%3D%25d").status_code == 200
+    rows = list(csv.DictReader(io.StringIO(c.get("/ui/audit.csv").text)))
+    assert rows[0]["reasons"].startswith("'=HYPERLINK") and rows[0]["actor"] == "'@alice"
+    assert rows[1]["version"] == "3"
+
+
 @pytest.mark.parametrize("header, ok", [
     (None, False), ("Bearer s3cret", True), ("Bearer wrong", False), ("bearer s3cret", True),
     ("Basic " + base64.b64encode(b"anyone:s3cret").decode(), True),

@@ -284,14 +284,24 @@ AUDIT_COLUMNS = ("id", "recorded_at", "at", "actor", "model", "version", "enviro
                  "outcome", "allowed", "reasons", "repo", "pr", "delivery")
 
 
+def _cell(v: Any) -> Any:
+    """One CSV cell; text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR
+    first, OWASP "CSV Injection") gets a leading ``'``: a model name or reason comes from people."""
+    if isinstance(v, (list, tuple)):
+        v = "; ".join(map(str, v))
+    if v is None:
+        return ""
+    return "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+
+
 def audit_csv(records: Iterable[Mapping[str, Any]]) -> str:
-    """The records as CSV (RFC 4180, header row, CRLF line ends); lists are joined with "; "."""
+    """The records as CSV (RFC 4180, header row, CRLF line ends); lists are joined with "; ";
+    a text cell that starts like a spreadsheet formula is prefixed with ``'`` (:func:`_cell`)."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(AUDIT_COLUMNS)
     for r in records:
-        w.writerow(["; ".join(map(str, v)) if isinstance(v, (list, tuple)) else ("" if v is None else v)
-                    for v in (r.get(c) for c in AUDIT_COLUMNS)])
+        w.writerow([_cell(r.get(c)) for c in AUDIT_COLUMNS])
     return buf.getvalue()
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,9 +45,34 @@ def _templates():  # type: ignore[no-untyped-def]
     env = Environment(loader=PackageLoader("mlgate.bot.ui", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["short"] = lambda s: (s or "")[:7]
+    env.filters["href"] = safe_href
     # ISO 8601 to the second, UTC kept visible: 2026-12-03T12:32:39.19+00:00 -> 2026-12-03 12:32:39Z
     env.filters["when"] = lambda s: (str(s or "")[:19].replace("T", " ") + ("Z" if str(s or "").endswith(("+00:00", "Z")) else ""))
     return env
+
+
+_HTTP_URL = re.compile(r"https?://[^\x00-\x20\x7f]+", re.I)
+#: Sent with every dashboard answer: no script may run (the pages have none; a link or value that got
+#: past the escaping still cannot), no framing (clickjacking), no MIME sniffing, no caching of pages
+#: that needed a token, and no page address in the Referer of a link to a forge.
+SECURITY_HEADERS = (
+    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                                 b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+)
+
+
+def safe_href(url: object) -> str:
+    """``url`` when it is an absolute ``http(s)`` address without spaces or control characters, else "".
+
+    Links on the pages come from MLflow tags (``mlgate.promoted.<env>.url``) and audit records,
+    which people other than the bot can write: a ``javascript:`` or ``data:`` address must never
+    become a link (autoescaping keeps it inside the attribute, it does not make it harmless).
+    """
+    return url if isinstance(url, str) and _HTTP_URL.fullmatch(url) else ""
 
 
 def authorized(header: str | None, token: str | None) -> bool:
@@ -76,14 +102,22 @@ class _Guard:
         self.app, self.token = app, token
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http":
-            headers = dict(scope.get("headers") or [])
-            header = headers.get(b"authorization")
-            if not authorized(header.decode("latin-1") if header else None, self.token):
-                await Response("authentication required\n", 401, {"WWW-Authenticate": _REALM},
-                               media_type="text/plain")(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def secured(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        headers = dict(scope.get("headers") or [])
+        header = headers.get(b"authorization")
+        if not authorized(header.decode("latin-1") if header else None, self.token):
+            await Response("authentication required\n", 401, {"WWW-Authenticate": _REALM},
+                           media_type="text/plain")(scope, receive, secured)
+            return
+        await self.app(scope, receive, secured)
 
 
 def create_ui_app(sources: Sources, *, token: str | None = None, cache_seconds: float = 10.0,
