@@ -241,6 +241,18 @@ def test_token_is_a_bearer_or_the_basic_password(header, ok):
         assert "Basic" in r.headers["www-authenticate"] and "mlgate" not in r.text.split("required")[0][:0]
 
 
+def test_a_token_with_non_ascii_characters_works_as_bearer_and_basic():
+    token = "pässwörd-Ω"
+    c = client(token=token)
+    bearer = b"Bearer " + token.encode("utf-8")  # what curl -H and browsers send
+    basic = b"Basic " + base64.b64encode(("me:" + token).encode("utf-8"))
+    for header in (bearer, basic):
+        assert c.get("/ui", headers=[(b"authorization", header)]).status_code == 200
+    assert c.get("/ui", headers=[(b"authorization", "Bearer pässwörd-Ω".encode("latin-1", "replace"))]).status_code == 401
+    assert c.get("/ui", headers=[(b"authorization", b"Bearer ")]).status_code == 401
+    assert c.get("/ui", headers=[(b"authorization", b"Basic " + base64.b64encode(b"nocolon"))]).status_code == 401
+
+
 def test_pipeline_order_is_a_stable_topological_order():
     assert pipeline_order([("prod", "staging"), ("staging", "dev"), ("dev", None)]) == ["dev", "staging", "prod"]
     assert pipeline_order([("a", None), ("b", None)]) == ["a", "b"]

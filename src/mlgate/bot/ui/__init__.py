@@ -113,7 +113,8 @@ class _Guard:
 
         headers = dict(scope.get("headers") or [])
         header = headers.get(b"authorization")
-        if not authorized(header.decode("latin-1") if header else None, self.token):
+        # UTF-8, as the realm announces: a Bearer token with "ä" arrives as its UTF-8 bytes
+        if not authorized(header.decode("utf-8", "replace") if header else None, self.token):
             await Response("authentication required\n", 401, {"WWW-Authenticate": _REALM},
                            media_type="text/plain")(scope, receive, secured)
             return
