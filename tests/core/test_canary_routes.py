@@ -5,6 +5,7 @@ to 100 or nothing is written, the rollback gives the stable destination everythi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,51 @@ def test_a_destination_that_is_not_there_is_named(target, words):
 def test_the_same_destination_twice_is_a_config_error():
     with pytest.raises(ValueError, match="must differ"):
         settings(dict(ROUTE, canary="reviews-v1"))
+
+
+# --------------------------------------------------------------------------- blue-green
+
+BLUE_GREEN = {"kind": "blue-green", "active": "activeSlot",
+              "slots": {"blue": {"value": "blue.modelUri"}, "green": {"value": "green.modelUri"}}}
+
+
+def blue_green() -> CanarySettings:
+    c = Canary.model_validate({"strategy": "blue-green", "interval": 5, "bake": 60, "target": BLUE_GREEN, "analysis": {
+        "prometheus": "http://prom:9090", "checks": [{"name": "errors", "query": "e", "max": 0.05}]}})
+    return CanarySettings(c, "/gitops.git", "main", "values.yaml", "push")
+
+
+def test_blue_green_writes_the_idle_slot_then_switches_the_pointer_in_one_line():
+    s = blue_green()
+    assert s.canary.percents == [0, 100]
+    seed = (Path(__file__).resolve().parents[1] / "fixtures" / "canary" / "helm-blue-green.yaml").read_text()
+    seed = seed.replace("MODEL", "fraud")
+    t1 = plan_step(seed, s, 0, V2, filename="values.yaml", first=True)
+    assert changed_lines(seed, t1) == ['-  modelUri: ""     # idle', '+  modelUri: "s3://models/fraud/2"     # idle']
+    t2 = plan_step(t1, s, 1, V2, filename="values.yaml")
+    assert changed_lines(t1, t2) == ["-activeSlot: blue   # the slot that serves traffic",
+                                     "+activeSlot: green   # the slot that serves traffic"]
+    back = plan_rollback(t2, s, V1, filename="values.yaml", values=V2)
+    assert back == t1  # one line back; the new version stays in its slot, ready again
+    assert plan_rollback(t1, s, V1, filename="values.yaml", values=V2) == t1  # never switched: nothing to write
+    # each step is idempotent; the next blue-green writes the slot that is idle now (blue)
+    assert plan_step(t1, s, 0, V2, filename="values.yaml", first=True, resume=True) == t1
+    assert plan_step(t2, s, 1, V2, filename="values.yaml") == t2
+    v3 = dict(V2, version="3", storage_uri="s3://models/fraud/3")
+    t3 = plan_step(t2, s, 0, v3, filename="values.yaml", first=True)
+    assert changed_lines(t2, t3) == ['-  modelUri: "s3://models/fraud/1"', '+  modelUri: "s3://models/fraud/3"']
+    with pytest.raises(Refused, match="already serves s3://models/fraud/2"):
+        plan_step(t2, s, 0, V2, filename="values.yaml", first=True)
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    ({"strategy": "blue-green", "steps": [10, 100]}, "strategy blue-green has the steps [0, 100]"),
+    ({"strategy": "blue-green", "target": {"kind": "kserve"}}, "strategy blue-green goes with a target of kind blue-green"),
+    ({"target": BLUE_GREEN, "steps": [10, 100]}, "strategy blue-green goes with a target of kind blue-green"),
+    ({"strategy": "blue-green", "target": dict(BLUE_GREEN, slots={"blue": {"value": "a"}})}, "exactly two slots"),
+])
+def test_blue_green_config_mistakes_are_named(data, words):
+    base = {"interval": 5, "target": BLUE_GREEN, "analysis": {
+        "prometheus": "http://prom:9090", "checks": [{"name": "errors", "query": "e", "max": 0.05}]}}
+    with pytest.raises(ValueError, match=re.escape(words)):
+        Canary.model_validate({**base, **data})

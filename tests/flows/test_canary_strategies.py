@@ -51,3 +51,58 @@ def test_a_gateway_api_weighted_canary_that_fails_is_rolled_back_in_one_commit(t
         "-      weight: 90", "+      weight: 100", "-      weight: 10", "+      weight: 0"]
     assert file_at(s.repo, "main", "prod/route.yaml") == seed
     assert s.registry.get_by_alias(m, "champion").version == "1"
+
+
+# --------------------------------------------------------------------------- blue-green
+
+BLUE_GREEN = ("{kind: blue-green, active: activeSlot, slots: {blue: {value: blue.modelUri}, "
+              "green: {value: green.modelUri}}}")
+
+
+def blue_green_files(m: str) -> dict[str, str]:
+    from tests.flows.conftest import FIXTURES
+
+    return {"prod/values.yaml": (FIXTURES / "helm-blue-green.yaml").read_text().replace("MODEL", m)}
+
+
+def test_blue_green_writes_the_idle_slot_switches_after_analysis_bakes_and_promotes(tmp_path, registry, model_name,
+                                                                                    prometheus, exporter):
+    m = model_name
+    serve(exporter, prometheus, m, 0.0)
+    s = Setup(tmp_path, registry, m, prometheus, blue_green_files(m), path="prod/values.yaml", target=BLUE_GREEN,
+              steps="null", interval=0.3, canary="\n      strategy: blue-green\n      bake: 1.5")
+    cid = s.start().canary.id
+    results = drive(s.tick, lambda: s.record(cid).status == "promoted")
+    assert "baking" in [r.action for r in results]
+    rec = s.record(cid)
+    switched = rec.steps_log[1].live_at
+    after = [x for x in rec.measurements if x.step == 1]
+    assert len(after) >= 2 and {x.action for x in after} == {"promote"}  # measured all along the bake
+    assert rec.steps_log[1].ended_at >= switched + 1.5  # promoted only once the bake time passed
+    assert [x.action for x in rec.measurements if x.step == 0] == ["advance"]  # the pre-switch analysis
+    log = history(s.repo)
+    assert [subj for _, subj in log][1:] == [f"canary: {m} v2 at 0 % in production (step 1/2)",
+                                             f"canary: {m} v2 at 100 % in production (step 2/2)"]
+    texts = [file_at(s.repo, sha, "prod/values.yaml") for sha, _ in log]
+    assert changed_lines(texts[0], texts[1]) == ['-  modelUri: ""     # idle', f'+  modelUri: "s3://models/{m}/2"     # idle']
+    assert changed_lines(texts[1], texts[2]) == ["-activeSlot: blue   # the slot that serves traffic",
+                                                 "+activeSlot: green   # the slot that serves traffic"]
+    assert s.registry.get_by_alias(m, "champion").version == "2"
+
+
+def test_blue_green_failing_after_the_switch_switches_back_in_one_line(tmp_path, registry, model_name, prometheus,
+                                                                       exporter):
+    m = model_name
+    serve(exporter, prometheus, m, 0.0)
+    s = Setup(tmp_path, registry, m, prometheus, blue_green_files(m), path="prod/values.yaml", target=BLUE_GREEN,
+              steps="null", interval=0.3, failure_limit=0, canary="\n      strategy: blue-green\n      bake: 600")
+    cid = s.start().canary.id
+    drive(s.tick, lambda: s.record(cid).step == 1 and s.record(cid).status == "observing")
+    serve(exporter, prometheus, m, 0.2)  # the new version fails once it takes the traffic
+    drive(s.tick, lambda: s.record(cid).status == "rolled_back")
+    log = history(s.repo)
+    assert [subj for _, subj in log][-1] == f"canary: roll back {m} v2 in production" and len(log) == 4
+    assert changed_lines(file_at(s.repo, log[2][0], "prod/values.yaml"), file_at(s.repo, "main", "prod/values.yaml")) \
+        == ["-activeSlot: green   # the slot that serves traffic", "+activeSlot: blue   # the slot that serves traffic"]
+    assert s.registry.get_by_alias(m, "champion").version == "1"
+    assert "error_rate: 0.2 > max 0.05" in s.record(cid).reason

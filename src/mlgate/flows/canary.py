@@ -201,7 +201,7 @@ def on_step_live(store: CanaryStore, registry: RegistryPort, writer: Any, clock:
     new = core.step_live(record, now=run.now(), commit=commit)
     if new is not record:
         record = run.save(new, record, "live")
-    if record.status == "observing" and record.is_last_step:
+    if record.status == "observing" and record.is_last_step and core.promotable(record, run.now()):
         record = run.promote(record)
         return run.result(record, "promoted", record.reason)
     if record.status == "rolling_back":
@@ -328,10 +328,10 @@ def _tick_one(run: CanaryRun, record: CanaryRecord, prometheus: PrometheusFactor
         cur = record.current
         if cur is not None and cur.live_at is None:
             return _awaiting_merge(run, record, pr_state)
-    if record.is_last_step:
+    now = run.now()
+    if record.is_last_step and core.promotable(record, now):
         record = run.promote(record)
         return run.result(record, "promoted", record.reason)
-    now = run.now()
     if not core.measurement_due(record, now):
         due = record.next_due_at
         left = f"{max(0.0, due - now):.0f} s" if due is not None else "-"
@@ -363,7 +363,10 @@ def _tick_one(run: CanaryRun, record: CanaryRecord, prometheus: PrometheusFactor
                                 reason=f"{decision.reason}. Reply /continue to go on to the next step, or /abort")
         record = run.save(paused, record, "pause")
         return run.result(record, "paused", record.reason)
-    if decision.action == "promote":  # defensive: the last step is promoted when live, never measured
+    if decision.action == "promote":  # a blue-green baking after its switch (a canary's last step is not measured)
+        if not core.promotable(record, run.now()):
+            left = record.current.live_at + record.settings.canary.bake - run.now()  # type: ignore[union-attr]
+            return run.result(record, "baking", f"{decision.reason}; baking {max(0.0, left):.0f} s more")
         record = run.promote(record)
         return run.result(record, "promoted", record.reason)
     if decision.action == "rollback":
@@ -422,7 +425,7 @@ def _check_merged(run: CanaryRun, record: CanaryRecord, reader: Reader | None) -
     text = reader(s.repository, s.branch, s.path)
     if record.status == "rolling_back":
         holds = core.plan_rollback(text, s, record.primary_values, filename=s.path,
-                                   version=record.version) == text
+                                   version=record.version, values=record.values) == text
     else:
         holds = core.plan_step(text, s, record.step, record.values, filename=s.path) == text
     if not holds:

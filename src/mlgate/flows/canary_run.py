@@ -126,7 +126,7 @@ class CanaryRun:
         if rollback:
             def edit(text: str) -> str:
                 return core.plan_rollback(text, s, record.primary_values, filename=s.path,
-                                          version=record.version)
+                                          version=record.version, values=record.values)
         else:
             def edit(text: str) -> str:
                 return core.plan_step(text, s, record.step, record.values, filename=s.path, first=record.step == 0,
@@ -147,7 +147,7 @@ class CanaryRun:
         except Conflict:
             self.heal_after_lost_race(record)
             raise
-        if live and stored.is_last_step:
+        if live and stored.is_last_step and core.promotable(stored, self.now()):
             stored = self.promote(stored)
         return stored
 

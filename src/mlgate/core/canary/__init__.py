@@ -49,8 +49,10 @@ from mlgate.core.canary.analysis import judge, evaluate_check, measure, render_q
 from mlgate.core.canary.machine import (
     TRANSITIONS,
     check_transition,
+    bakes,
     measurement_due,
     merge_overdue,
+    promotable,
     needs_rollback_write,
     new_canary,
     rollback_live,
@@ -104,5 +106,5 @@ __all__ = [
     "status_line", "step_live", "step_written", "start_advance", "start_rollback", "to_aborted", "to_promoted",
     "to_rolled_back", "record_to_json", "record_from_json", "KSERVE_URI", "KSERVE_PERCENT", "MODE_ANNOTATION",
     "rollback_written", "rollback_live", "needs_rollback_write", "commit_message", "promotion_of", "report_marker",
-    "kserve_mode_problem", "validate_version", "merge_overdue", "resume", "to_paused",
+    "kserve_mode_problem", "validate_version", "merge_overdue", "resume", "to_paused", "bakes", "promotable",
 ]

@@ -103,9 +103,29 @@ def rollback_live(record: CanaryRecord, *, now: float, commit: str | None = None
     return replace(record, rollback=rb, updated_at=now)
 
 
+def bakes(record: CanaryRecord) -> bool:
+    """Whether the last step is measured before promotion (blue-green with ``bake`` > 0)."""
+    c = record.settings.canary
+    return c.strategy == "blue-green" and c.bake > 0
+
+
+def promotable(record: CanaryRecord, now: float) -> bool:
+    """Whether the live last step may be promoted at ``now``: at once for a canary; for a
+    blue-green that bakes, once ``bake`` seconds have passed since the switch went live and the
+    latest measurement after the switch passed."""
+    cur = record.current
+    if record.status != "observing" or not record.is_last_step or cur is None or cur.live_at is None:
+        return False
+    if not bakes(record):
+        return True
+    after = [m for m in record.measurements if m.step == record.step and m.at >= cur.live_at]
+    return now >= cur.live_at + record.settings.canary.bake and bool(after) and after[-1].action == "promote"
+
+
 def measurement_due(record: CanaryRecord, now: float) -> bool:
-    """True when the current step is live and its next measurement is due at ``now``."""
-    if record.status != "observing" or record.is_last_step:
+    """True when the current step is live and its next measurement is due at ``now`` (the last
+    step is measured only while a blue-green bakes)."""
+    if record.status != "observing" or (record.is_last_step and not bakes(record)):
         return False
     cur = record.current
     if cur is None or cur.live_at is None or record.next_due_at is None:

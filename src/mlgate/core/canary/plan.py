@@ -11,10 +11,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from mlgate.core.promotion import CanaryStep, Promotion, Trigger
-from mlgate.core.canary import kserve, routes
+from mlgate.core.canary import bluegreen, kserve, routes
 from mlgate.core.canary.kserve import STANDARD_MODES
 from mlgate.core.canary.records import CanaryRecord, CanarySettings
-from mlgate.core.config import CanaryHTTPRouteTarget, CanaryIstioTarget, CanaryKServeTarget, CanaryWeightedTarget
+from mlgate.core.config import CanaryBlueGreenTarget, CanaryHTTPRouteTarget, CanaryIstioTarget, CanaryKServeTarget, CanaryWeightedTarget
 from mlgate.core.errors import ManifestError, Refused
 from mlgate.core.manifests import render_value, set_value
 
@@ -162,6 +162,8 @@ def plan_step(text: str, settings: CanarySettings, step: int, values: Mapping[st
       a ``spec.canary`` entry named ``v<version>`` with the step's ``trafficPercent`` (created at
       the first step; ``steps: [0, ...]`` starts with a dark launch); the 100 % step puts the
       URI in the primary predictor and removes the entry (:mod:`mlgate.core.canary.kserve`).
+    * blue-green: step 1 writes the URI into the idle slot, step 2 switches the pointer to it
+      (:mod:`mlgate.core.canary.bluegreen`).
     * istio, httproute: the two weights of the route's stable and canary destinations, as
       weighted below (:mod:`mlgate.core.canary.routes`).
     * weighted: canary weight = percent, primary weight = 100 - percent, ``canary_value`` = the
@@ -183,6 +185,8 @@ def plan_step(text: str, settings: CanarySettings, step: int, values: Mapping[st
     """
     settings = _routed(text, settings, filename)
     target = settings.canary.target
+    if isinstance(target, CanaryBlueGreenTarget):
+        return bluegreen.plan(text, target, step, values, filename=filename, first=first)
     percent = settings.canary.percents[step]
     final = step == len(settings.canary.percents) - 1
     if isinstance(target, CanaryKServeTarget):
@@ -243,13 +247,14 @@ def _check_sum(text: str, target: CanaryWeightedTarget, filename: str) -> None:
 
 
 def plan_rollback(text: str, settings: CanarySettings, primary_values: Mapping[str, str], *, filename: str,
-                  version: str = "") -> str:
+                  version: str = "", values: Mapping[str, str] | None = None) -> str:
     """The manifest text with traffic back on the primary and the canary's model removed (pure).
 
     * kserve: ``storageUri`` = the primary's URI and ``canaryTrafficPercent: 0``, which pins
       all traffic to the last revision rolled out with 100 % (KServe docs, "Canary Rollout
       Strategy", rollback). The next canary sets the percent again.
     * kserve, Standard mode: the ``spec.canary`` entry of ``version`` (the canary's) is removed.
+    * blue-green: the pointer back on the slot that does not hold ``values``' URI (the canary's).
     * weighted: canary weight 0, primary weight 100, and ``canary_value`` (when configured) =
       the primary's URI.
 
@@ -257,6 +262,8 @@ def plan_rollback(text: str, settings: CanarySettings, primary_values: Mapping[s
     """
     settings = _routed(text, settings, filename)
     target = settings.canary.target
+    if isinstance(target, CanaryBlueGreenTarget):
+        return bluegreen.rollback(text, target, values or {}, filename=filename)
     if isinstance(target, CanaryKServeTarget):
         sel, doc = _kserve_doc(text, target, filename)
         if kserve_mode(doc) == "standard":

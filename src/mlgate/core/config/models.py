@@ -450,8 +450,39 @@ class CanaryHTTPRouteTarget(_Model):
         return self
 
 
-CanaryTarget = Annotated[Union[CanaryKServeTarget, CanaryWeightedTarget, CanaryIstioTarget, CanaryHTTPRouteTarget],
-                         Field(discriminator="kind")]
+class BlueGreenSlot(_Model):
+    """One slot of a blue-green pair: where its model URI is written."""
+
+    value: str = Field(min_length=1, description="Key path of the slot's model URI, e.g. blue.modelUri.")
+    select: str | None = Field(None, description="KIND/NAME of the document holding it (multi-document files).")
+
+
+class CanaryBlueGreenTarget(_Model):
+    """Two slots and an active pointer (``strategy: blue-green``): the new version is written into
+    the idle slot (commit or PR 1), then the pointer is switched to that slot (commit or PR 2, one
+    line); rollback switches it back (one line, no rebuild). The pointer holds a slot's name: a
+    Helm value such as ``activeSlot``, or a Service selector such as ``spec.selector.slot``."""
+
+    kind: Literal["blue-green"]
+    slots: dict[str, BlueGreenSlot] = Field(
+        description="Exactly two slots by the name the pointer takes, e.g. {blue: {value: blue.modelUri}, green: ...}."
+    )
+    active: str = Field(min_length=1, description="Key path of the active pointer, e.g. activeSlot.")
+    select: str | None = Field(None, description="KIND/NAME of the document holding the pointer (multi-document files).")
+    value: str = Field("{storage_uri}", description=_VALUE_HELP)
+
+    @field_validator("slots")
+    @classmethod
+    def _two(cls, v: dict[str, BlueGreenSlot]) -> dict[str, BlueGreenSlot]:
+        if len(v) != 2:
+            raise ValueError(f"blue-green needs exactly two slots, got {len(v)}")
+        if len({(s.value, s.select) for s in v.values()}) != 2:
+            raise ValueError("the two slots must write different key paths")
+        return v
+
+
+CanaryTarget = Annotated[Union[CanaryKServeTarget, CanaryWeightedTarget, CanaryIstioTarget, CanaryHTTPRouteTarget,
+                               CanaryBlueGreenTarget], Field(discriminator="kind")]
 
 
 class CanaryStepSpec(_Model):
@@ -476,12 +507,25 @@ class Canary(_Model):
     measures every check in Prometheus, then advances, waits, holds, pauses or rolls back.
     """
 
+    strategy: Literal["canary", "blue-green"] = Field(
+        "canary",
+        description=(
+            "canary: traffic shifts step by step; blue-green: the idle slot gets the new version (step 1, no "
+            "traffic, pre-switch analysis), then the pointer switches (step 2) and the analysis runs for bake seconds."
+        ),
+    )
     steps: list[Union[int, CanaryStepSpec]] = Field(
+        None,  # type: ignore[assignment]  # filled by _strategy_steps: blue-green is always [0, 100]
         min_length=1,
         description=(
             "Traffic percentages (0-100) of the canary, strictly increasing, ending at 100, e.g. [10, 50, 100]; "
-            "a step may be {percent: 50, confirm: true} to wait for /continue before it is written."
+            "a step may be {percent: 50, confirm: true} to wait for /continue before it is written. Required for "
+            "strategy canary; blue-green's are [0, 100] (write the idle slot, switch the pointer)."
         ),
+    )
+    bake: float = Field(
+        0, ge=0,
+        description="blue-green: seconds after the switch during which the analysis keeps running before promotion.",
     )
     interval: float = Field(gt=0, description="Seconds to observe each step before each measurement.")
     merge_timeout: float = Field(
@@ -493,6 +537,26 @@ class Canary(_Model):
     )
     analysis: CanaryAnalysis
     target: CanaryTarget
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strategy_steps(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if data.get("strategy") == "blue-green":
+            if data.get("steps") not in (None, [0, 100]):
+                raise ValueError("strategy blue-green has the steps [0, 100] (idle slot written, pointer switched); "
+                                 "leave steps out")
+            return {**data, "steps": [0, 100]}
+        if data.get("steps") is None:
+            raise ValueError("a canary needs steps, e.g. [10, 50, 100]")
+        return data
+
+    @model_validator(mode="after")
+    def _strategy_target(self) -> "Canary":
+        if (self.strategy == "blue-green") != (self.target.kind == "blue-green"):
+            raise ValueError("strategy blue-green goes with a target of kind blue-green, and only with it")
+        return self
 
     @field_validator("steps")
     @classmethod
