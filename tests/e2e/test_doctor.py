@@ -220,6 +220,12 @@ def test_pull_request_mode_on_github_checks_the_token_may_push_without_writing(f
     repo = by_id(doc)["env.staging.repository"]
     assert proc.returncode == 1 and repo["fix"] == "set the token the promotion uses (MLGATE_GITHUB_TOKEN)"
     assert GH_TOKEN not in proc.stdout + proc.stderr
+    # nothing listens at the configured API URL: a failed check, naming the setting
+    dead = {**env, "MLGATE_GITHUB_API_URL": f"http://127.0.0.1:{free_port()}"}
+    proc, doc = doctor(tmp_path, dead, "--env", "staging")
+    repo = by_id(doc)["env.staging.repository"]
+    assert proc.returncode == 1 and repo["status"] == "fail" and "unreachable" in repo["detail"]
+    assert repo["fix"] == "check MLGATE_GITHUB_API_URL / MLGATE_GITLAB_URL and the route to the forge"
     assert gh.errors[errors:] == [], "doctor sent requests GitHub's OpenAPI description rejects"
 
 

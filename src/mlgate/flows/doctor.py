@@ -29,7 +29,7 @@ from mlgate.core.gitmsg import git_said
 from mlgate.core.promotion import template_values
 from mlgate.core.redact import Redactor
 from mlgate.core.urls import redact_url
-from mlgate.edge.forges.base import ForgeBusy, ForgeError, RepoAccess, repo_path
+from mlgate.edge.forges.base import ForgeBusy, ForgeError, ForgeUnreachable, RepoAccess, repo_path
 from mlgate.edge.git import BranchProbe
 
 
@@ -178,7 +178,7 @@ def _config(path: str | Path, name: str, text: str | None, checks: list[Check]) 
 
 def _classify(e: BaseException) -> str:
     """fail for an answer that proves a wrong wiring, unknown for one that proves nothing."""
-    if isinstance(e, Unreachable):
+    if isinstance(e, (Unreachable, ForgeUnreachable)):
         return d.FAIL
     if isinstance(e, ForgeBusy):
         return d.UNKNOWN
@@ -392,7 +392,7 @@ def _forge_fix(exc: BaseException, repository: str, config_name: str) -> str:
         return f"mode pull-request needs a forge repository (owner/name or its URL) in gitops.repository ({config_name})"
     if isinstance(exc, ForgeError) and exc.status == 401:
         return "the token was refused: set a valid MLGATE_GITHUB_TOKEN / MLGATE_GITLAB_TOKEN"
-    if isinstance(exc, ForgeBusy) and _classify(exc) == d.FAIL:
+    if isinstance(exc, ForgeUnreachable):
         return "check MLGATE_GITHUB_API_URL / MLGATE_GITLAB_URL and the route to the forge"
     return f"run mlgate doctor again; if it persists, check the forge serving {redact_url(repository)}"
 

@@ -74,3 +74,33 @@ def test_the_bot_logs_its_own_checks_at_start_up(world: World, mlflow_server):
     assert got["bot.github"]["detail"] == f"token of {BOT}" and got["bot.gitlab"]["detail"] == f"token of {BOT}"
     assert got["bot.tracking"]["detail"].startswith(f"{mlflow_server}: MLflow 3.")
     assert all(v["level"] == "info" for v in got.values())
+
+
+def test_a_remote_that_fails_at_start_up_is_a_warning_and_the_bot_serves(fakes, tmp_path):
+    from tests.conftest import free_port
+    from tests.e2e.bot.conftest import eventually, start_bot, stop_bot
+
+    _, gl = fakes
+    dead_github, dead_mlflow = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    b = start_bot(tmp_path / "bot", dead_github, gl.url, dead_mlflow)  # start_bot waits for /healthz: it serves
+    try:
+        def doctor_lines() -> dict[str, dict] | None:
+            out = {}
+            for line in b.log.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("event") == "doctor":
+                    out[rec["check"]] = rec
+            return out if len(out) >= 4 else None
+
+        got = eventually("the start-up doctor lines", doctor_lines, b, timeout=90)
+        assert {k: (v["status"], v["level"]) for k, v in got.items()} == {
+            "bot.database": ("ok", "info"), "bot.gitlab": ("ok", "info"),
+            "bot.github": ("fail", "warning"), "bot.tracking": ("fail", "warning")}
+        assert "unreachable" in got["bot.github"]["detail"] and "github_api_url" in got["bot.github"]["fix"]
+        assert got["bot.tracking"]["fix"] == "check tracking_uri in bot.yml and the server"
+        assert b.proc.poll() is None
+    finally:
+        stop_bot(b)

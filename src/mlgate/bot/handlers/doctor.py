@@ -73,9 +73,9 @@ def log_startup_checks(settings: Any, store: Any, log: Any) -> list[Check]:
 
 def _status(e: MlgateError) -> str:
     from mlgate.core.errors import Unreachable
-    from mlgate.edge.forges.base import ForgeBusy, ForgeError
+    from mlgate.edge.forges.base import ForgeBusy, ForgeError, ForgeUnreachable
 
-    if isinstance(e, Unreachable) or (isinstance(e, ForgeError) and e.status in (401, 403)):
+    if isinstance(e, (Unreachable, ForgeUnreachable)) or (isinstance(e, ForgeError) and e.status in (401, 403)):
         return d.FAIL
     return d.UNKNOWN if isinstance(e, (ForgeBusy, ForgeError)) or e.exit_code == 3 else d.FAIL
 
