@@ -155,3 +155,22 @@ def test_templates_work_as_catalog_components(tmp_path: Path, published_mlgate: 
     assert rc == 0, log[-3000:]
     for job in ("mlgate-train", "mlgate-validate", "mlgate-promote-staging", "mlgate-canary-staging", "mlgate-reconcile"):
         assert job in log
+
+
+def test_templates_work_as_local_includes(tmp_path: Path, published_mlgate: Path) -> None:
+    """The offline alternative the README names: the templates copied into the project and
+    included with ``include: local:`` and the same inputs (no component context needed)."""
+    project = tmp_path / "model"
+    includes = "".join(
+        f"  - local: templates/{name}.yml\n"
+        + ("    inputs:\n      environment: staging\n" if name in ("promote", "canary") else "")
+        for name in TEMPLATES
+    )
+    repo = model_repo(project, "https://gitlab.com/acme/wine-model.git", {".gitlab-ci.yml": "include:\n" + includes})
+    shutil.copytree(published_mlgate / "gitlab-templates" / "templates", repo / "templates")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "templates", cwd=repo)
+    rc, log = run_gcl(repo, "--list")
+    assert rc == 0, log[-3000:]
+    for job in ("mlgate-train", "mlgate-validate", "mlgate-promote-staging", "mlgate-canary-staging", "mlgate-reconcile"):
+        assert job in log
