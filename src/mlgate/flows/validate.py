@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 import time
 import warnings
@@ -61,6 +62,15 @@ def _evaluation_data(project: Project) -> tuple[Any, str, str]:
     import pandas as pd  # lazily: pandas comes with full MLflow and only validate.evaluation needs it
 
     spec = ev.data
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", spec):  # a URL (https://, s3://...): pandas reads it (fsspec)
+        try:
+            df = pd.read_parquet(spec) if spec.split("?")[0].endswith((".parquet", ".pq")) else pd.read_csv(spec)
+        except Exception as e:
+            raise UsageError(f"validate.evaluation.data: cannot read {redact_url(spec)!r}: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        if ev.targets not in df.columns:
+            raise UsageError(f"validate.evaluation.data: {redact_url(spec)!r} has no target column {ev.targets!r}")
+        return df, ev.targets, redact_url(spec)
     if ":" in spec and not Path(project.base_dir / spec).exists():
         module_name, func_name = spec.split(":", 1)
         sys.path.insert(0, str(project.base_dir))

@@ -77,7 +77,8 @@ def drift():
 def alert_bot(fakes, mlflow_server, tmp_path_factory: pytest.TempPathFactory):
     gh, gl = fakes
     work = tmp_path_factory.mktemp("alert-bot")
-    models = {**{f"drift{i}": f"github:acme/drift{i}" for i in range(1, 6)}, "gldrift": "gitlab:grp/gldrift"}
+    models = {**{f"drift{i}": f"github:acme/drift{i}" for i in range(1, 6)}, "gldrift": "gitlab:grp/gldrift",
+              "freshdrift": "github:acme/freshdrift"}
     extra = ("canary_tick_seconds: 0\ntrain_poll_seconds: 0\nretrain_poll_seconds: 0.3\n"
              f"models: {json.dumps(models)}\n")
     b = start_bot(work, gh.url, gl.url, mlflow_server, extra,
@@ -142,7 +143,8 @@ scrape_configs:
             stop_process_group(p)
 
 
-def mlgate_yml(model: str, deploy: str, tracking: str, argo_url: str, *, backend: str = "argo") -> str:
+def mlgate_yml(model: str, deploy: str, tracking: str, argo_url: str, *, backend: str = "argo",
+               gate: str = "{metric: accuracy, min: 0.8, max_regression: 0.02}", extra: str = "") -> str:
     be = {"argo": "backend: argo", "github": "backend: github\n      workflow: retrain.yml",
           "gitlab": "backend: gitlab\n      auto_merge: true"}[backend]
     return f"""model: {model}
@@ -153,7 +155,7 @@ train:
   argo: {{server: {argo_url}, namespace: ml-train, image: "ghcr.io/acme/train:1.0", gpus: 1}}
 validate:
   gates:
-    - {{metric: accuracy, min: 0.8, max_regression: 0.02}}
+    - {gate}
 environments:
   - name: production
     gitops: {{repository: {deploy}, path: production/isvc.yaml, mode: pull-request, target: {{kind: kserve}}}}
@@ -163,7 +165,7 @@ environments:
           matchers: ['severity=~"warning|critical"']
       cooldown_hours: 1
       {be}
-"""
+{extra}"""
 
 
 WORKFLOW = """name: retrain
@@ -363,3 +365,53 @@ def test_gitlab_pipeline_retrain_with_auto_merge_merges_the_promotion_mr(
     assert mr.state == "merged" and f"version {version}" in mr.description and "ModelDriftHigh" in mr.description
     drift.labels(mlgate_model=model, mlgate_environment="production").set(0)
     assert gl.errors[errors:] == []
+
+
+def _log_sklearn(mlflow_server: str, model: str, estimator: Any, retrain: str | None = None) -> str:
+    """Log ``estimator`` as a model in a run and register it (as `mlgate train` would); returns the version."""
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_registry_uri(mlflow_server)
+    exp = mlflow.set_experiment(model)
+    tags = {"mlgate.retrain_id": retrain} if retrain else {}
+    with mlflow.start_run(experiment_id=exp.experiment_id, tags=tags):
+        info = mlflow.sklearn.log_model(estimator, name="model")
+    return str(mlflow.register_model(info.model_uri, model, tags=tags).version)
+
+
+def test_a_fresher_dataset_in_the_policy_gates_candidate_and_champion_scored_afresh(
+        fakes, alert_bot, alerting, drift, argo_server, mlflow_client, mlflow_server, tmp_path):
+    import pandas as pd
+    from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.e2e.bot.conftest import ISVC
+
+    gh, _ = fakes
+    model, repo, deploy = "freshdrift", "acme/freshdrift", "acme/freshdrift-deploy"
+    fresh = pd.DataFrame({"x": [i / 40 for i in range(40)]})
+    fresh["target"] = (fresh["x"] > 0.5).astype(int)
+    fresh.to_csv(tmp_path / "fresh.csv", index=False)
+    X, y = fresh[["x"]], fresh["target"]
+    gh.add_repo(deploy, {"production/isvc.yaml": ISVC.format(name=model)})
+    gh.add_repo(repo, {".mlgate.yml": mlgate_yml(model, deploy, mlflow_server, argo_server.url, backend="github",
+                                                 gate="{metric: accuracy_score, min: 0.9, max_regression: 0.02}",
+                                                 extra=f"      evaluation_data: {tmp_path / 'fresh.csv'}\n"),
+                       ".github/workflows/retrain.yml": WORKFLOW})
+    gh.set_permission(deploy, BOT, "write")
+    champion = _log_sklearn(mlflow_server, model, DummyClassifier(strategy="constant", constant=0).fit(X, y))
+    mlflow_client.set_registered_model_alias(model, "champion", champion)
+    drift.labels(mlgate_model=model, mlgate_environment="production").set(0.9)
+    [(run_id, run)] = eventually("dispatch", lambda: [(i, r) for i, r in gh.workflow_runs.items()
+                                                     if r["repo"] == repo], alert_bot, 60)
+    rid = run["inputs"]["mlgate_retrain_id"]
+    version = _log_sklearn(mlflow_server, model, LogisticRegression(C=1000.0).fit(X, y), retrain=rid)
+    gh.finish_run(run_id, "success")
+    [pr] = eventually("promotion PR", lambda: gh.pulls(deploy), alert_bot, 120)
+    # scored afresh: the runs logged no accuracy_score, so logged metrics could not have passed
+    assert f"version {version}" in pr.body and "accuracy_score" in pr.body and str(tmp_path / "fresh.csv") in pr.body
+    assert "| accuracy_score | 0.5" in pr.body  # the champion's score on the fresher data
+    tags = mlflow_client.get_model_version(model, version).tags
+    assert tags["mlgate.gates"] == "passed" and tags["mlgate.gates.source"] == "evaluation"
+    drift.labels(mlgate_model=model, mlgate_environment="production").set(0)

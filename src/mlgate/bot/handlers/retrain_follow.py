@@ -10,10 +10,11 @@ reports; the backend's state only tells a failed run early (an Argo workflow Fai
 GitHub run concluded other than ``success``, a GitLab pipeline failed or canceled). A retrain that
 registered nothing within ``timeout_hours`` is recorded failed.
 
-Gates: the default branch's ``validate.gates`` over the metrics the runs logged (candidate and
-the version holding ``champion``, :func:`mlgate.core.gates.evaluate`), recorded on the version as
-``mlgate validate`` records them (``mlgate.gates``, fingerprint, ``challenger`` alias when they
-pass). Passed: a promotion PR through the promotion engine
+Gates: :func:`mlgate.flows.validate.validate`, the flow of ``mlgate validate``, with the default
+branch's ``validate`` section (the runs' logged metrics or ``validate.evaluation``), or with the
+retrain policy's fresher ``evaluation_data`` (candidate and champion scored afresh on it); the
+outcome is recorded on the version (``mlgate.gates``, the default branch's fingerprint,
+``challenger`` when they pass). Passed: a promotion PR through the promotion engine
 (:func:`mlgate.flows.promote.write_promotion`) whose body carries the alert, the gate table and
 the champion's metrics; merged at once only with ``retrain.auto_merge: true``. Every outcome is
 audited, noted on the alert's delivery (``mlgate bot deliveries``) and published on the
@@ -22,13 +23,13 @@ registered model for ``mlgate status``.
 
 from __future__ import annotations
 
-import time
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from mlgate.core import alerts
-from mlgate.core import gates as gates_mod
 from mlgate.core.config import ArgoBackend, Config, Environment
 from mlgate.core.errors import MlgateError, UsageError
 from mlgate.core.promotion import Promotion, Trigger, gate_summary, gates_fingerprint, template_values
@@ -152,37 +153,58 @@ def _env(cfg: Config, rec: RetrainRecord) -> Environment | None:
     return next((e for e in cfg.environments if e.name == rec.environment), None)
 
 
+def _gate(cfg: Config, env: Environment, reg: Any, version: Any, tracking: str) -> tuple[Any, Any, dict[str, float]]:
+    """Gate ``version`` as ``mlgate validate`` does (:func:`mlgate.flows.validate.validate`: the default
+    branch's gates against the champion; tags, ``challenger`` when they pass), on the retrain
+    policy's ``evaluation_data`` when it names one. Returns (report, champion, champion's metrics).
+
+    Raises:
+        UsageError: the evaluation data cannot be read or scored. InfraError: MLflow unreachable.
+    """
+    from mlgate.core.config import Evaluation
+    from mlgate.flows.project import Project
+    from mlgate.flows.validate import validate
+
+    gating = cfg
+    data = env.retrain.evaluation_data if env.retrain else None
+    if data:
+        ev = (cfg.validate_.evaluation or Evaluation(data=data)).model_copy(update={"data": data})
+        gating = cfg.model_copy(update={"validate_": cfg.validate_.model_copy(update={"evaluation": ev})})
+    with tempfile.TemporaryDirectory(prefix="mlgate-retrain-") as d:
+        project = Project(gating, Path(d) / ".mlgate.yml", tracking, reg)
+        result = validate(project, version=version.version, log=lambda m: log.info("retrain gates", message=m))
+    if gating is not cfg:  # the data is the governing policy's own: record the default branch's fingerprint
+        reg.set_tags(cfg.model, version.version, {"mlgate.gates.fingerprint": gates_fingerprint(cfg)})
+    report, champion = result.report, result.champion
+    if champion is None:
+        return report, None, {}
+    if report.source == "logged":
+        return report, champion, (reg.run_metrics(champion.run_id) if champion.run_id else {})
+    return report, champion, {r.metric: r.champion for r in report.results if r.champion is not None}
+
+
 def _gate_and_promote(ctx: HandlerContext, rec: RetrainRecord, cfg: Config, env: Environment, forge: Any, reg: Any,
                       version: Any, tracking: str) -> str:
-    champion = reg.get_by_alias(cfg.model, "champion")
-    is_champion = champion is not None and champion.version == version.version
-    if is_champion:
-        champion = None
-    cand_metrics = reg.run_metrics(version.run_id) if version.run_id else {}
-    champ_metrics = (reg.run_metrics(champion.run_id) if champion.run_id else {}) if champion else None
-    report = gates_mod.evaluate(cfg.validate_.gates, cand_metrics, champ_metrics, model=cfg.model,
-                                candidate_version=version.version, candidate_run=version.run_id,
-                                champion_version=champion.version if champion else None,
-                                candidate_is_champion=is_champion, available=sorted(cand_metrics))
-    tags = gates_mod.outcome_tags(report)
-    tags["mlgate.gates.fingerprint"] = gates_fingerprint(cfg)
-    tags["mlgate.gates.at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ctx.clock().timestamp()))
-    reg.set_tags(cfg.model, version.version, tags)
+    try:
+        report, champion, champ_metrics = _gate(cfg, env, reg, version, tracking)
+    except UsageError as e:
+        return _end(ctx, rec, "gates_failed", f"version {version.version} could not be gated: "
+                    f"{str(e).splitlines()[0]}", "retrain gates failed", tracking, version=version.version)
     if not report.passed:
         failed = "; ".join(r.message for r in report.failed)
         return _end(ctx, rec, "gates_failed", f"version {version.version} failed its gates: {failed}",
                     "retrain gates failed", tracking, version=version.version)
-    reg.set_alias(cfg.model, "challenger", version.version)
+    version = reg.get_version(cfg.model, version.version)  # with the tags the gates wrote
     table = render_markdown(report)
     details = alerts.evidence_markdown(rec.alert, resolved_at=rec.alert_resolved_at, gate_table=table,
                                        champion=champion.version if champion else None,
-                                       champion_metrics=champ_metrics or {}, retrain=rec.id,
+                                       champion_metrics=champ_metrics, retrain=rec.id,
                                        run_link=rec.run.get("url"))
     url = rec.alert.get("generator_url") or None
     p = Promotion(cfg.model, version.version, env.name, env.registry_alias,
                   trigger=Trigger("alert", actor=None, repo=rec.repository, forge=rec.forge,
                                   url=url if url and url.startswith(("http://", "https://")) else None),
-                  gates=gate_summary({**version.tags, **tags}), run_id=version.run_id,
+                  gates=gate_summary(version.tags), run_id=version.run_id,
                   model_uri=f"models:/{cfg.model}/{version.version}",
                   links=tuple(promo.mlflow_links(tracking, cfg.model, version.version, version.run_id)))
     values = template_values(cfg.model, version.version, storage_uri=version.storage_uri or version.source,

@@ -65,6 +65,15 @@ class Retrain(_Model):
             "variable MLGATE_RETRAIN_ID (GitLab); the version is tagged mlgate.retrain_id."
         ),
     )
+    evaluation_data: str | None = Field(
+        None, min_length=1,
+        description=(
+            "A fresher dataset to gate the retrained version on: candidate and champion are scored afresh on it "
+            "with mlflow.models.evaluate (targets and model_type from validate.evaluation, else 'target' and "
+            "'classifier'). A CSV/Parquet URL (https://, s3://...) or an absolute path the bot can read; needs "
+            "mlgate[evaluate] where the bot runs. Unset: validate.evaluation, else the runs' logged metrics."
+        ),
+    )
     timeout_hours: float = Field(
         12.0, gt=0, description="A retrain that has registered no version after this many hours is recorded failed."
     )
