@@ -145,3 +145,68 @@ def test_suggestions(name, hint):
     produced = {"root_mean_squared_error", "mean_absolute_error", "mean_squared_error", "r2_score",
                 "accuracy_score", "f1_score", "roc_auc", "log_loss"}
     assert suggestion(name, produced) == hint
+
+
+# ---- the evaluator name cache (~/.cache/mlgate) when it is corrupt, unwritable or shared
+NAMES = {"regressor": {"regression": ["r2_score", "root_mean_squared_error"]},
+         "classifier": {"binary": ["accuracy_score", "roc_auc"], "multiclass": ["accuracy_score"]}}
+
+
+@pytest.fixture
+def child(monkeypatch):
+    """Counts the evaluator runs (each about 10 s for real); the cache is what these tests are about."""
+    runs: list[list[str]] = []
+
+    def run(model_types, timeout):
+        runs.append(list(model_types))
+        return {t: NAMES[t] for t in model_types}
+
+    monkeypatch.setattr(evaluator, "_run_child", run)
+    return runs
+
+
+@pytest.mark.parametrize("content", ["null", "[]", '"x"', "{", '{"regressor": 5}', '{"regressor": {}}',
+                                     '{"regressor": {"regression": "abc"}}', '{"regressor": {"regression": 5}}',
+                                     '{"regressor": {"regression": [1, null]}}', '{"regressor": {"regression": []}}',
+                                     '{"regressor": {"regression": ["x"], "binary": ["y"]}}'])
+def test_a_cache_of_the_wrong_shape_is_computed_again_not_trusted_or_a_crash(tmp_path, child, content):
+    # a JSON null crashed with AttributeError; {"regressor": {}} made every gate 'not a metric the
+    # evaluation produces'; "abc" became the names a, b, c
+    cache = tmp_path / "mlgate" / f"evaluator-metrics-mlflow-{evaluator.mlflow_version()}.json"
+    cache.parent.mkdir()
+    cache.write_text(content, encoding="utf-8")
+    assert evaluator.produced_metrics(["regressor"], cache_dir=cache.parent) == {"regressor": NAMES["regressor"]}
+    assert child == [["regressor"]]
+    assert json.loads(cache.read_text(encoding="utf-8")) == {"regressor": NAMES["regressor"]}
+    evaluator.produced_metrics(["regressor"], cache_dir=cache.parent)
+    assert child == [["regressor"]]  # the rewritten cache is used
+
+
+def test_an_unwritable_cache_is_ignored_and_another_process_entries_are_kept(tmp_path, child, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert evaluator.produced_metrics(["regressor"], cache_dir=blocker / "mlgate") == {"regressor": NAMES["regressor"]}
+    # another `mlgate config check` wrote the classifier names while this one ran the evaluator
+    cache_dir = tmp_path / "shared"
+    cache = cache_dir / f"evaluator-metrics-mlflow-{evaluator.mlflow_version()}.json"
+
+    def meanwhile(model_types, timeout):
+        cache_dir.mkdir(exist_ok=True)
+        cache.write_text(json.dumps({"classifier": NAMES["classifier"]}), encoding="utf-8")
+        return {t: NAMES[t] for t in model_types}
+
+    monkeypatch.setattr(evaluator, "_run_child", meanwhile)
+    evaluator.produced_metrics(["regressor"], cache_dir=cache_dir)
+    assert json.loads(cache.read_text(encoding="utf-8")) == NAMES
+    assert [p.name for p in cache_dir.iterdir()] == [cache.name]  # no temporary file left behind
+
+
+def test_output_before_the_names_does_not_hide_them(monkeypatch):
+    import subprocess as sp
+
+    noisy = "some library's banner\n" + json.dumps({"regressor": NAMES["regressor"]}) + "\n"
+    monkeypatch.setattr(evaluator.subprocess, "run", lambda *a, **k: sp.CompletedProcess(a, 0, noisy, ""))
+    assert evaluator._run_child(["regressor"], 5) == {"regressor": NAMES["regressor"]}
+    monkeypatch.setattr(evaluator.subprocess, "run", lambda *a, **k: sp.CompletedProcess(a, 0, "no json", ""))
+    with pytest.raises(evaluator.EvaluatorUnavailable, match="printed no metric names"):
+        evaluator._run_child(["regressor"], 5)

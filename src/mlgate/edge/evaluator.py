@@ -92,22 +92,48 @@ def produced_metrics(model_types: Iterable[str], *, cache_dir: Path | None = Non
     if version is None:
         raise EvaluatorUnavailable(f"full MLflow is not installed (pip install '{EXTRA}')")
     cache = (cache_dir or default_cache_dir()) / f"evaluator-metrics-mlflow-{version}.json"
-    try:
-        known = json.loads(cache.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        known = {}
-    missing = [t for t in wanted if not isinstance(known.get(t), dict)]
+    known = _read_cache(cache)
+    missing = [t for t in wanted if t not in known]
     if missing:
         if log is not None:
             log(f"mlgate: reading the metric names MLflow {version}'s evaluator produces for {', '.join(missing)} "
                 f"(once per MLflow version, about 10 s; cached in {cache.parent})")
         known.update(_run_child(missing, timeout))
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(known, indent=1, sort_keys=True), encoding="utf-8")
-        except OSError:
-            pass  # a read-only home: compute again next time
+        _write_cache(cache, known)
     return {t: {case: list(names) for case, names in known[t].items()} for t in wanted}
+
+
+def _read_cache(cache: Path) -> dict[str, dict[str, list[str]]]:
+    """The cached names of each model type whose entry has the shape :func:`_child` writes (every case
+    of :data:`CASES`, a list of names): a cache edited by hand, cut short or of another shape is
+    computed again, never trusted (an empty list would turn every gate into an error)."""
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {t: entry for t, entry in data.items()
+            if t in CASES and isinstance(entry, dict) and set(entry) == set(CASES[t])
+            and all(isinstance(v, list) and v and all(isinstance(n, str) for n in v) for v in entry.values())}
+
+
+def _write_cache(cache: Path, known: dict[str, dict[str, list[str]]]) -> None:
+    """Write the cache whole or not at all (a temporary file renamed over it), keeping the entries
+    another process wrote meanwhile; an unwritable cache is ignored (computed again next time)."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        merged = {**_read_cache(cache), **known}
+        fd, tmp = tempfile.mkstemp(prefix=cache.name + ".", suffix=".tmp", dir=cache.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(merged, f, indent=1, sort_keys=True)
+            os.replace(tmp, cache)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
 
 
 def _run_child(model_types: list[str], timeout: float) -> dict[str, dict[str, list[str]]]:
@@ -127,7 +153,15 @@ def _run_child(model_types: list[str], timeout: float) -> dict[str, dict[str, li
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         raise EvaluatorUnavailable("mlflow.models.evaluate failed on synthetic data: "
                                    + (lines[-1] if lines else f"exit {proc.returncode}"))
-    return json.loads(proc.stdout)
+    # the names are the child's last line: a library that prints to stdout must not make them unreadable
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    try:
+        names = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        names = None
+    if not isinstance(names, dict):
+        raise EvaluatorUnavailable("mlflow.models.evaluate on synthetic data printed no metric names")
+    return names
 
 
 def _child(tmp: str, model_types: list[str]) -> dict[str, dict[str, list[str]]]:
