@@ -4,6 +4,7 @@ that validates and explains, and clear errors (exit 2, no traceback) for a file 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,44 @@ def test_an_invalid_config_in_the_facts_is_a_located_config_error(tmp_path):
     r = explain(tmp_path, bad)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert ".mlgate.yml (facts):5:" in r.stderr
+
+
+MLFLOW_DELIVERY = {"entity": "model_version_alias", "action": "created", "timestamp": "2027-01-01T00:00:00Z",
+                   "data": {"name": "fraud", "alias": "challenger", "version": "3"}}
+MLFLOW_CONFIG = """model: fraud
+environments:
+  - name: staging
+    trigger: {alias: challenger}
+    gitops: {repository: acme/deploy, path: s.yaml, target: {kind: kserve}}
+"""
+
+
+@pytest.mark.parametrize(("versions", "expected"), [
+    ({"3": 5}, "registry.versions.3 is int, expected an object"),
+    ({"3": {"tags": [1, 2]}}, "registry.versions.3.tags must map tag names to strings"),
+    ({"3": {"tags": "x"}}, "registry.versions.3.tags must map tag names to strings"),
+    ({"3": {"tags": {"mlgate.gates": 1}}}, "registry.versions.3.tags must map tag names to strings"),
+    ({"3": {"status": ["READY"]}}, "registry.versions.3.status is list, expected a string"),
+])
+def test_mlflow_facts_of_the_wrong_shape_are_a_usage_error_not_an_internal_error(tmp_path, versions, expected):
+    # these crashed `mlgate bot explain` with exit 70 ("internal error: AttributeError ...")
+    from mlgate.bot.registry_explain import explain_registry
+    from mlgate.core.errors import UsageError
+
+    facts = {"config": MLFLOW_CONFIG, "registry": {"versions": versions}}
+    with pytest.raises(UsageError, match=re.escape(expected)):
+        explain_registry(MLFLOW_DELIVERY, event="model_version_alias.created", facts=facts)
+
+
+def test_an_mlflow_delivery_with_unusable_facts_exits_2_without_a_traceback(tmp_path):
+    (tmp_path / "d.json").write_text(json.dumps(MLFLOW_DELIVERY))
+    (tmp_path / "f.json").write_text(json.dumps({"config": MLFLOW_CONFIG, "registry": {"versions": {"3": 5}}}))
+    r = subprocess.run([sys.executable, "-m", "mlgate", "bot", "explain", "d.json", "--facts", "f.json"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "registry.versions.3 is int" in r.stderr and "internal error" not in r.stderr
+    good = {"config": MLFLOW_CONFIG, "registry": {"versions": {"3": {"tags": {"mlgate.gates": "passed"}}}}}
+    (tmp_path / "f.json").write_text(json.dumps(good))
+    r = subprocess.run([sys.executable, "-m", "mlgate", "bot", "explain", "d.json", "--facts", "f.json"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0 and "trigger of staging: version 3" in r.stdout, r.stderr

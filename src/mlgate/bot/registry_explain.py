@@ -59,7 +59,7 @@ def _with_facts(ev: Any, facts: dict[str, Any]) -> list[str]:
         raw = facts["config"]
         cfg = cfgmod.parse(raw, ".mlgate.yml (facts)") if isinstance(raw, str) else cfgmod.Config.model_validate(raw)
         reg = facts.get("registry") or {}
-        versions = {str(k): v for k, v in (reg.get("versions") or {}).items()}
+        versions = {str(k): _version_facts(str(k), v) for k, v in (reg.get("versions") or {}).items()}
         aliases = {str(k): str(v) for k, v in (reg.get("aliases") or {}).items()}
         deployed = {str(k): str(v) for k, v in (facts.get("deployed") or {}).items()}
     except ConfigError:
@@ -85,10 +85,10 @@ def _with_facts(ev: Any, facts: dict[str, Any]) -> list[str]:
             lines.append(f"alias {ev.alias!r} belongs to {env.name}, git deploys version {git}, not {ev.version}: would "
                          f"{act}, tag version {ev.version} mlgate.alias_drift.{env.name} and write an audit record")
     for env in triggered(cfg, ev):
-        info = versions.get(ev.version) or {}
+        info = versions.get(ev.version) or {"status": "READY", "tags": {}}
         required = aliases.get(env.requires) if env.requires else None
-        checks = eligibility(cfg.model, ev.version, env, status=str(info.get("status", "READY")),
-                             tags=dict(info.get("tags") or {}), expected_fingerprint=gates_fingerprint(cfg),
+        checks = eligibility(cfg.model, ev.version, env, status=info["status"],
+                             tags=info["tags"], expected_fingerprint=gates_fingerprint(cfg),
                              required_holder=required, governing="the default branch's")
         ok = all(c.ok for c in checks)
         lines.append(f"trigger of {env.name}: version {ev.version} " + ("eligible" if ok else "not eligible"))
@@ -98,3 +98,20 @@ def _with_facts(ev: Any, facts: dict[str, Any]) -> list[str]:
                      f"would: open no PR; tag version {ev.version} mlgate.refused.{env.name} with the reasons and "
                      "write an audit record")
     return lines or [f"would: nothing ({ev.describe()} is no environment's trigger or alias)"]
+
+
+def _version_facts(version: str, v: Any) -> dict[str, Any]:
+    """``registry.versions.<version>`` of the facts as ``{"status": str, "tags": {str: str}}``.
+
+    Raises:
+        TypeError: not an object, or tags that are not a mapping of names to strings (MLflow tags
+            are strings), so a facts file of the wrong shape is a usage error, never a crash.
+    """
+    if not isinstance(v, dict):
+        raise TypeError(f"registry.versions.{version} is {type(v).__name__}, expected an object")
+    tags, status = v.get("tags") or {}, v.get("status") or "READY"
+    if not isinstance(tags, dict) or not all(isinstance(t, str) for t in tags.values()):
+        raise TypeError(f"registry.versions.{version}.tags must map tag names to strings")
+    if not isinstance(status, str):
+        raise TypeError(f"registry.versions.{version}.status is {type(status).__name__}, expected a string")
+    return {"status": status, "tags": {str(k): t for k, t in tags.items()}}
