@@ -967,7 +967,8 @@ class FakeGitHub:
         # REST "Get the authenticated user": the token's account
         ex = self.api.example("get", "/user", "200", "response-with-public-profile-information")
         u = self._user_obj(login)
-        ex.update(login=login, id=u["id"], node_id=u["node_id"], type=u["type"], url=u["url"], html_url=u["html_url"])
+        ex.update(login=login, id=u["id"], node_id=u["node_id"], type=u["type"], url=u["url"], html_url=u["html_url"],
+                  user_view_type="public")  # the schema's discriminator (public-user / private-user)
         return 200, ex
 
     def _op_get_app(self, **_):

@@ -74,6 +74,32 @@ def test_the_bot_logs_its_own_checks_at_start_up(world: World, mlflow_server):
     assert got["bot.github"]["detail"] == f"token of {BOT}" and got["bot.gitlab"]["detail"] == f"token of {BOT}"
     assert got["bot.tracking"]["detail"].startswith(f"{mlflow_server}: MLflow 3.")
     assert all(v["level"] == "info" for v in got.values())
+    assert [e for e in world.gh.errors if e.startswith("GET /user")] == [], "the fake's answer to GET /user is invalid"
+
+
+def test_the_bot_checks_a_github_app_at_start_up(tmp_path):
+    """With App credentials the start-up check reads ``GET /app`` with the App's JWT (the fake checks
+    the JWT against the App's public key and the answer against GitHub's description)."""
+    from types import SimpleNamespace
+
+    from mlgate.bot.handlers.doctor import startup_checks
+    from mlgate.core.redact import Redactor
+    from tests.fakes.github_server import FakeGitHub, app_keypair
+
+    private, public = app_keypair()
+    with FakeGitHub(tmp_path, app=(42, public), app_slug="acme-mlgate") as gh:
+        store = SimpleNamespace(ping=lambda: None)
+        settings = SimpleNamespace(github_api_url=gh.url, github_app_id=42, github_private_key=private,
+                                   github_token=None, gitlab_token=None, gitlab_url="", tracking_uri=None,
+                                   safe_database_url=lambda: "sqlite:///bot.db",
+                                   redactor=lambda env: Redactor([private]))
+        checks = {c.id: c for c in startup_checks(settings, store, {})}
+        assert checks["bot.github"].status == "ok" and checks["bot.github"].detail == "GitHub App acme-mlgate"
+        wrong, _ = app_keypair()  # a key that is not the App's: the JWT is refused
+        settings.github_private_key = wrong
+        checks = {c.id: c for c in startup_checks(settings, store, {})}
+        assert checks["bot.github"].status == "fail" and "401" in checks["bot.github"].detail
+        assert gh.errors == [], gh.errors
 
 
 def test_a_remote_that_fails_at_start_up_is_a_warning_and_the_bot_serves(fakes, tmp_path):
