@@ -48,7 +48,7 @@ def canary_bot(fakes, mlflow_server, tmp_path_factory: pytest.TempPathFactory):
 
 
 def mlgate_yml(model: str, deploy: str, prom: str, mode: str = "pull-request", steps: str = "[10, 50, 100]",
-               check: str = "max: 0.05", extra: str = "") -> str:
+               check: str = "max: 0.05", extra: str = "", ctarget: str = "{kind: kserve, name: fraud-model}") -> str:
     return f"""model: {model}
 tracking_uri: http://mlflow.invalid:5000
 environments:
@@ -61,7 +61,7 @@ environments:
     promoters: {{min_permission: maintain}}
     approvals: {{required: 1}}
     canary:
-      steps: {steps}
+      {"steps: " + steps if steps else "strategy: blue-green"}
       interval: 0.5{extra}
       analysis:
         prometheus: {prom}
@@ -72,7 +72,7 @@ environments:
             {check}
             samples_query: 'sum(model_requests{{model="{{model}}",version="{{version}}"}})'
             min_samples: 100
-      target: {{kind: kserve, name: fraud-model}}
+      target: {ctarget}
 """
 
 

@@ -87,7 +87,8 @@ def test_a_closed_step_pr_rolls_back_through_git(fakes, canary_bot, mlflow_clien
 
     rollback = eventually("the rollback PR", lambda: [p for p in open_canary_prs(w) if "roll back" in p.title],
                           w.bot)[0]
-    assert "was closed without merging" in w.reply() and "**rolling back**" in w.reply()
+    text = eventually("the reply saying why", lambda: "was closed without merging" in w.reply() and w.reply(), w.bot)
+    assert "**rolling back**" in text and f"/pull/{second.number}) was closed without merging" in text
     done = merge_and_tell(w, rollback)
     assert "rolled_back" in done.outcome, done.outcome
     assert changed_lines(seed, main_text(w)) == [("", "canaryTrafficPercent: 0")]
@@ -143,3 +144,61 @@ def test_kserve_standard_mode_canary_through_step_prs(fakes, canary_bot, mlflow_
     assert changed_lines(texts[0], texts[3]) == [('storageUri: "s3://my-bucket/model"', f'storageUri: "s3://models/{m}/2"')]
     assert w.client.get_model_version_by_alias(m, "champion").version == "2"
     assert gh.errors[errors_before:] == []
+
+
+BLUE_GREEN = ("{kind: blue-green, active: activeSlot, slots: {blue: {value: blue.modelUri}, "
+              "green: {value: green.modelUri}}}")
+
+
+def blue_green_world(gh, bot, client, prometheus, bake: float):
+    from tests.flows.conftest import FIXTURES
+
+    w = make_cworld(gh, bot, client, prometheus, steps="", extra=f"\n      bake: {bake}", ctarget=BLUE_GREEN)
+    values = (FIXTURES / "helm-blue-green.yaml").read_text().replace("MODEL", w.model)
+    gh.commit(w.deploy, "main", {"prod/isvc.yaml": values}, message="serve in two slots")
+    return w
+
+
+def test_blue_green_through_prs_slot_switch_bake_promote(fakes, canary_bot, mlflow_client, prometheus,  # noqa: F811
+                                                         exporter):
+    gh, _ = fakes
+    w = blue_green_world(gh, canary_bot, mlflow_client, prometheus, bake=1)
+    m = w.model
+    serve(exporter, prometheus, m, 0.0)
+    seed = main_text(w)
+    w.promote("/promote to production", by="carol")
+    merge_and_tell(w, step_pr(w, 0))  # PR 1: the idle slot
+    slot = main_text(w)
+    assert changed_lines(seed, slot) == [('modelUri: ""     # idle', f'modelUri: "s3://models/{m}/2"     # idle')]
+    assert w.client.get_model_version_by_alias(m, "champion").version == "1"
+    done = merge_and_tell(w, step_pr(w, 100))  # PR 2: the pointer, after the pre-switch analysis passed
+    assert "promoted" not in done.outcome  # it bakes first
+    assert changed_lines(slot, main_text(w)) == [("activeSlot: blue   # the slot that serves traffic",
+                                                  "activeSlot: green   # the slot that serves traffic")]
+    eventually("promoted after the bake", lambda: w.client.get_model_version_by_alias(m, "champion").version == "2",
+               w.bot)
+    actions = eventually("the promotion audited", lambda: [a["action"] for a in canary_audit(w)][-1] == "promote"
+                         and [a["action"] for a in canary_audit(w)], w.bot)
+    assert actions.count("measure:advance") == 1 and "measure:promote" in actions and actions[-1] == "promote"
+    assert len(w.gh.pulls(w.deploy)) == 2
+
+
+def test_blue_green_rollback_after_the_switch_is_one_line(fakes, canary_bot, mlflow_client, prometheus,  # noqa: F811
+                                                          exporter):
+    gh, _ = fakes
+    w = blue_green_world(gh, canary_bot, mlflow_client, prometheus, bake=600)
+    m = w.model
+    serve(exporter, prometheus, m, 0.0)
+    w.promote("/promote to production", by="carol")
+    merge_and_tell(w, step_pr(w, 0))
+    merge_and_tell(w, step_pr(w, 100))
+    switched = main_text(w)
+    info = w.promote("/rollback", by="carol")
+    assert "rolling_back" in info.outcome, info
+    rollback = eventually("the rollback PR", lambda: [p for p in open_canary_prs(w) if "roll back" in p.title],
+                          w.bot)[0]
+    done = merge_and_tell(w, rollback)
+    assert "rolled_back" in done.outcome, done.outcome
+    assert changed_lines(switched, main_text(w)) == [("activeSlot: green   # the slot that serves traffic",
+                                                      "activeSlot: blue   # the slot that serves traffic")]
+    assert w.client.get_model_version_by_alias(m, "champion").version == "1"
