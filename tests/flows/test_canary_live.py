@@ -401,6 +401,8 @@ def test_cli_drives_a_canary(tmp_path, registry, model_name, mlflow_server):
     status = run("status", "-o", "json")
     rows = json.loads(status.stdout)
     assert [(r["model"], r["status"], r["percent"]) for r in rows] == [(m, "observing", 50)]
+    not_paused = run("continue", "--to", "production")  # issue 15: only a paused canary goes on
+    assert not_paused.returncode == 1 and "is observing, not paused: there is nothing to continue" in not_paused.stderr
     back = run("rollback", "--to", "production", "--reason", "manual")
     assert back.returncode == 0, back.stderr
     assert "rolled back by" in back.stdout

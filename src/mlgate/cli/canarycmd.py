@@ -1,4 +1,4 @@
-"""``mlgate canary start|step|status|abort|rollback``: drive a canary rollout from a terminal or CI.
+"""``mlgate canary start|step|status|continue|abort|rollback``: drive a canary rollout from a terminal or CI.
 
 Parses arguments, calls :mod:`mlgate.flows.canary`, prints, exits. State lives in the bot's
 database (``--database-url`` / ``$MLGATE_DATABASE_URL``, default ``sqlite:///.mlgate/bot.db``
@@ -164,7 +164,7 @@ def _active(store: Any, model: str, env: str, version: str | None) -> Any:
 
 @click.group("canary")
 def canary() -> None:
-    """Drive a canary rollout step by step (start, step, status, abort, rollback).
+    """Drive a canary rollout step by step (start, step, status, continue, abort, rollback).
 
     \b
     A canary moves a share of an environment's traffic to a new model version, step by
@@ -352,3 +352,30 @@ abort_cmd = _stop_command(
     "abort", "Stop driving the running canary in --to, leaving the manifest as it is (a person takes over).")
 rollback_cmd = _stop_command(
     "rollback", "Roll the canary in --to back now: traffic to the primary, the canary's model removed.")
+
+
+@canary.command("continue")
+@config_option
+@to_option
+@model_option
+@click.option("--version", "version", default=None, help="Check that the paused canary is this version.")
+@database_option
+@report_option
+@output_option
+def continue_cmd(config_path: str, to: str, model: str | None, version: str | None, database_url: str | None,
+                 report_path: str | None, output: str) -> None:
+    """Go on with the paused canary in --to (an inconclusive analysis, query errors, or a step with
+    confirm: true): write its next step. The same as /continue on the pull request."""
+    from mlgate.flows import canary as canary_runner  # lazily: the flows import the registry client
+
+    project = _project(config_path, model)
+    store = _existing_store(database_url, project.base_dir, config_path)
+    rec = store.find_active(project.config.model, to) if store is not None else None
+    if rec is None or (version is not None and rec.version != str(version)):
+        rec = _active(store, project.config.model, to, version)  # raises the explanatory UsageError
+    actor = os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN") or "cli"
+    result = canary_runner.continue_canary(store, project.registry, _LazyWriter(rec.settings.mode), _clock, rec.id,
+                                           actor=actor)
+    _emit([result], output, report_path)
+    if result.error is not None:
+        raise result.error
