@@ -318,6 +318,17 @@ def test_a_failed_ci_run_is_recorded(fakes, alert_bot, alerting, drift, argo_ser
     drift.labels(mlgate_model=model, mlgate_environment="production").set(0.9)
     [(run_id, _)] = eventually("dispatch", lambda: [(i, r) for i, r in gh.workflow_runs.items()
                                                    if r["repo"] == w["repo"]], alert_bot, 60)
+    # another alert of the same model while its retrain runs: recorded in flight, nothing started
+    other = json.loads(Path("/work/shared/specs/alertmanager/example-firing.json").read_text())
+    other["alerts"][0]["labels"]["mlgate_model"] = model
+    other["alerts"][0]["fingerprint"] = "00000000000000f1"
+    r = httpx.post(f"{alert_bot.url}/webhooks/alertmanager", json=other, timeout=10,
+                   headers={"Authorization": f"Bearer {AM_TOKEN}"})
+    assert r.status_code == 202 and r.headers["x-mlgate-status"] == "accepted"
+    [info] = alert_bot.wait(r.headers["x-mlgate-delivery"])
+    assert "in flight" in info.outcome, info
+    assert [a["outcome"] for a in records(alert_bot, model, "alert")] == ["in_flight"]
+    assert len([x for x in gh.workflow_runs.values() if x["repo"] == w["repo"]]) == 1
     gh.finish_run(run_id, "failure")
     [failed] = eventually("retrain failed", lambda: records(alert_bot, model, "retrain failed"), alert_bot, 60)
     assert "failure" in failed["outcome"] and gh.pulls(w["deploy"]) == []
