@@ -81,3 +81,24 @@ def test_the_alert_delivery_outcome_says_where_the_retrain_ended(db_url):
     assert store.finish("am-9", "ModelDriftHigh: retrain rt-1 started", worker_id="w1", token=d.token)
     rs.note_delivery("am-9", "retrain rt-1: version 4 failed its gates")
     assert store.get("am-9").outcome == "ModelDriftHigh: retrain rt-1 started; retrain rt-1: version 4 failed its gates"
+
+
+def test_a_retrain_whose_alert_delivery_failed_for_good_is_ended_and_frees_the_model(db_url):
+    from mlgate.bot.handlers.common import HandlerContext
+    from mlgate.bot.handlers.retrain_follow import follow
+    from mlgate.bot.settings import BotSettings
+
+    store = Store(db_url)
+    ctx = HandlerContext(settings=BotSettings(), store=store, clock=lambda: T0 + timedelta(minutes=5))
+    rs = RetrainStore(store.engine)
+    assert store.accept("am-1", "alertmanager", "alert", {}, b"{}", received_at=T0)
+    d = store.claim_next("w1", T0, 60)
+    rec, _ = _start(rs, "ff00000000000000@2026-08-24T09:00:00Z")
+    assert follow(ctx, rs.get(rec.id)) == ""  # the delivery may still submit it: wait
+    assert store.fail("am-1", "Argo Server unreachable", None, worker_id="w1", token=d.token)
+    assert store.get("am-1").status == "failed"
+    assert "never submitted" in follow(ctx, rs.get(rec.id))
+    assert not rs.get(rec.id).active and rs.get(rec.id).status == "failed"
+    [audit] = [a for a in store.audit_records() if a.get("retrain") == rec.id]
+    assert audit["event"] == "retrain failed" and "Argo Server unreachable" in audit["outcome"]
+    _start(rs, "ff00000000000001@2026-08-24T09:30:00Z")  # the model is free for the next alert

@@ -119,8 +119,13 @@ def _run_failed(rec: RetrainRecord, forge: Any) -> str | None:
 
 def follow(ctx: HandlerContext, rec: RetrainRecord) -> str:
     """Move one active retrain on; returns what happened ("" for nothing new)."""
-    if rec.status == "submitting":
-        return ""  # its delivery is still submitting it (or will, when retried)
+    if rec.status == "submitting":  # its delivery is submitting it (or will, when retried)...
+        d = ctx.store.get(rec.delivery_id)
+        if d is None or d.status != "failed":
+            return ""
+        why = (d.error or "").splitlines()[0][:300] if d.error else "its last attempt failed"
+        # ...unless that delivery failed for good: free the model for the next alert
+        return _end(ctx, rec, "failed", f"never submitted: the alert's delivery failed ({why})", "retrain failed", None)
     forge = forge_for(ctx, rec.forge, rec.repository)
     cfg, _branch = policy(ctx, forge, rec.repository)
     if isinstance(cfg, str):
