@@ -44,7 +44,32 @@ def load_yaml_mapping(text: str, filename: str) -> Any:
         raise ConfigError([Problem(filename, line, col, f"YAML syntax error: {e.problem or e.context}")]) from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError([Problem(filename, 1, 1, f"the top level must be a mapping, not {type(data).__name__}")])
+    if _expands_beyond(data, MAX_VALUES):
+        raise ConfigError([Problem(filename, 1, 1, f"the document expands to more than {MAX_VALUES} values through "
+                                   "YAML aliases (*name); write the repeated parts out")])
     return data
+
+
+#: Values (mappings, lists, scalars) a user-written file may expand to. A real ``.mlgate.yml`` or
+#: bot.yml has hundreds; ten lines of nested aliases expand to billions ("billion laughs"), which
+#: the checks would walk for hours in the bot's worker or the dashboard that read the file.
+MAX_VALUES = 100_000
+
+
+def _expands_beyond(node: Any, limit: int) -> bool:
+    """Whether ``node`` has more than ``limit`` values counting each alias use again (stops early)."""
+    stack, seen = [node], 0
+    while stack:
+        x = stack.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return False
 
 
 def _line_col(text: str, position: int) -> tuple[int, int]:
