@@ -70,6 +70,7 @@ bench: $(STAMP) node system
 	$(BIN)/python bench/promotion_api_calls.py
 	$(BIN)/python bench/claim_latency.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/alert_retrain.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/canary_decision.py
 	$(BIN)/python bench/ui_render.py
 
 schemas: $(STAMP)
