@@ -408,7 +408,8 @@ def test_a_fresher_dataset_in_the_policy_gates_candidate_and_champion_scored_afr
     gh.add_repo(deploy, {"production/isvc.yaml": ISVC.format(name=model)})
     gh.add_repo(repo, {".mlgate.yml": mlgate_yml(model, deploy, mlflow_server, argo_server.url, backend="github",
                                                  gate="{metric: accuracy_score, min: 0.9, max_regression: 0.02}",
-                                                 extra=f"      evaluation_data: {tmp_path / 'fresh.csv'}\n"),
+                                                 extra=f"      evaluation_data: {tmp_path / 'fresh.csv'}\n"
+                                                       "      auto_merge: true\n"),
                        ".github/workflows/retrain.yml": WORKFLOW})
     gh.set_permission(deploy, BOT, "write")
     champion = _log_sklearn(mlflow_server, model, DummyClassifier(strategy="constant", constant=0).fit(X, y))
@@ -425,4 +426,7 @@ def test_a_fresher_dataset_in_the_policy_gates_candidate_and_champion_scored_afr
     assert "| accuracy_score | 0.5" in pr.body  # the champion's score on the fresher data
     tags = mlflow_client.get_model_version(model, version).tags
     assert tags["mlgate.gates"] == "passed" and tags["mlgate.gates.source"] == "evaluation"
+    # auto_merge: the bot merged its promotion PR (PUT .../pulls/{n}/merge, checked against the OpenAPI)
+    [done] = eventually("promoted", lambda: records(alert_bot, model, "retrain promoted"), alert_bot, 30)
+    assert "merged (auto_merge)" in done["outcome"] and pr.merged
     drift.labels(mlgate_model=model, mlgate_environment="production").set(0)
