@@ -33,6 +33,7 @@ from mlgate.core.registry_events import (
     eligibility_table,
     refusal_text,
 )
+from mlgate.core.urls import redact_url
 from mlgate.edge.git import PromotionWriter
 from mlgate.flows.promote import write_promotion
 
@@ -76,7 +77,8 @@ def deployed_version(reader: Reader, registry: Registry, model: str, env: Enviro
     value, and then the alias is in step whichever of them it holds.
     """
     g = env.gitops
-    where = f"{g.repository} {g.branch}:{g.path}"
+    # the text goes into an MLflow tag that every registry reader sees: never a URL's credentials
+    where = f"{redact_url(g.repository)} {g.branch}:{g.path}"
     text = reader(g.repository, g.branch, g.path)
     if text is None:
         return None, f"{where} does not exist"
