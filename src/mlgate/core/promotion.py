@@ -294,7 +294,7 @@ def parse_message(message: str | None) -> Promotion | None:
             return None
     number = t.get("Source-Number")
     trigger = Trigger(kind=t.get("Trigger", "cli"), actor=t.get("Requested-By"), repo=t.get("Source-Repo"),
-                      number=int(number) if number and number.isdigit() else None, forge=t.get("Source-Forge"),
+                      number=int(number) if number and number.isascii() and number.isdigit() else None, forge=t.get("Source-Forge"),
                       url=t.get("Source-URL"))
     return Promotion(model=t["Model"], version=t["Model-Version"], environment=t["Environment"], alias=t["Alias"],
                      action=t.get("Action", "promote"), trigger=trigger, gates=t.get("Gates"),
