@@ -64,6 +64,21 @@ def test_a_facts_file_that_does_not_fit_says_where_and_exits_2(tmp_path, change,
     assert "Traceback" not in r.stderr and r.stdout == ""
 
 
+@pytest.mark.parametrize("change", [
+    lambda f: f.update(review_commits={"\u00b2": "6dcb09b5b57875f334f61aebed695e2e4193db5e"}),
+    lambda f: f["registry"]["versions"].update({"\u00b3": dict(f["registry"]["versions"]["7"])}),
+])
+def test_keys_of_superscript_digits_are_no_numbers_not_an_internal_error(tmp_path, change):
+    # str.isdigit() took "²" and int() raised: exit 70, "internal error: ValueError"
+    facts = json.loads(EXAMPLE.read_text())
+    change(facts)
+    odd = tmp_path / "facts.json"
+    odd.write_text(json.dumps(facts))
+    r = explain(tmp_path, odd)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "decision for /promote (wine-classifier version 7 to staging): allowed" in r.stdout
+
+
 def test_an_invalid_config_in_the_facts_is_a_located_config_error(tmp_path):
     facts = json.loads(EXAMPLE.read_text())
     facts["config"] = facts["config"].replace("min: 0.85", "min: high")

@@ -207,7 +207,7 @@ def snapshot(facts: ExplainFacts, ev: Event, forge: str, bot_login: str | None =
         d = versions[v]
         return VersionFacts(model=cfg.model, version=v, tags=dict(d.tags), status=d.status, run_id=d.run_id)
 
-    tagged = [v for v, d in versions.items() if d.tags.get("mlgate.git_commit") == head and v.isdigit()]
+    tagged = [v for v, d in versions.items() if d.tags.get("mlgate.git_commit") == head and _digits(v)]
 
     def comparison(c: ComparisonFacts) -> Comparison:
         return Comparison(base=c.base, head=c.head, contains_base=c.contains_base, complete=c.complete,
@@ -222,11 +222,17 @@ def snapshot(facts: ExplainFacts, ev: Event, forge: str, bot_login: str | None =
         aliases=dict(facts.registry.aliases), bots=frozenset(facts.bots) | ({bot_login} if bot_login else set()),
         pr_state=pr.state, committers_resolved=facts.committers_resolved,
         served_versions={e: frozenset(v) for e, v in facts.served_versions.items()},
-        review_commits={int(k): v for k, v in facts.review_commits.items() if k.isdigit()},
+        review_commits={int(k): v for k, v in facts.review_commits.items() if _digits(k)},
         synchronized_at=facts.synchronized_at,
         base_merges={c: BaseMerge(comparison(b.to_head), comparison(b.to_base)) for c, b in facts.base_merges.items()},
     )
     return snap, vf
+
+
+def _digits(key: str) -> bool:
+    """Whether a facts key is a number ``int()`` reads: ASCII digits only (``str.isdigit()`` also
+    takes "²", on which ``int()`` raises)."""
+    return key.isascii() and key.isdigit()
 
 
 # --------------------------------------------------------------------------- --record
