@@ -378,3 +378,26 @@ def test_a_server_error_proves_nothing_exit_3_and_no_secret_is_printed(setup):
     assert proc.returncode == 1 and by_id(doc)["env.staging.repository"]["status"] == "fail"
     assert secret not in proc.stdout + proc.stderr + json.dumps(doc)
     assert "x-access-token:***@127.0.0.1" in by_id(doc)["env.staging.repository"]["title"]
+
+
+def test_the_embedded_store_before_and_after_the_first_training(tmp_path, gitops_repo):
+    """Without MLFLOW_TRACKING_URI the config's embedded store is used: before the first 'mlgate
+    train' it does not exist yet (fine: train creates it, and the model comes with the first
+    registration); once it exists, it is read."""
+    (tmp_path / ".mlgate.yml").write_text(config("wine-local", str(gitops_repo)))
+    proc, doc = doctor(tmp_path, {}, "--env", "staging")
+    assert proc.returncode == 0, proc.stdout
+    checks = by_id(doc)
+    assert checks["tracking"]["detail"].startswith("embedded store sqlite:///.mlgate/mlflow.db not created yet")
+    assert checks["model"]["detail"] == "will be created on first register"
+
+    from mlflow import MlflowClient
+
+    (tmp_path / ".mlgate").mkdir()
+    uri = f"sqlite:///{tmp_path / '.mlgate' / 'mlflow.db'}"
+    MlflowClient(uri, registry_uri=uri).create_registered_model("wine-local")
+    proc, doc = doctor(tmp_path, {}, "--env", "staging")
+    assert proc.returncode == 0, proc.stdout
+    checks = by_id(doc)
+    assert checks["tracking"]["detail"].startswith(f"{uri}: embedded store (sqlite), read through MLflow ")
+    assert checks["model"]["detail"] == "yes"

@@ -441,21 +441,29 @@ class TrackingProbe(Registry):
 
     def server_version(self) -> str:
         """What answers at the tracking URI: ``MLflow 3.1.0`` for a tracking server (``GET /health``,
-        then ``GET /version``, both unauthenticated on ``mlflow server``), ``embedded store (sqlite)``
-        with the installed MLflow's version otherwise. Nothing is written.
+        then ``GET /version``, both unauthenticated on ``mlflow server``); otherwise the kind of store
+        (``embedded store (sqlite)``, ``database store (postgresql)``, ``Databricks``) and the MLflow
+        client installed here (the store itself answers to :meth:`model_exists`). Nothing is written.
 
         Raises:
             Unreachable: the connection was refused or the host name does not resolve.
             InfraError: a timeout or a 5xx.
         """
-        if urlparse(self.tracking_uri).scheme not in ("http", "https"):
+        scheme = urlparse(self.tracking_uri).scheme.split("+")[0] or ("databricks" if "databricks" in
+                                                                       self.tracking_uri else "file")
+        if scheme not in ("http", "https"):
             from importlib.metadata import PackageNotFoundError, version
 
-            try:
-                local = version("mlflow")
-            except PackageNotFoundError:  # pragma: no cover - mlflow is a dependency
-                local = "not installed"
-            return f"embedded store ({urlparse(self.tracking_uri).scheme or 'file'}), MLflow {local}"
+            local = "not installed"
+            for dist in ("mlflow", "mlflow-skinny"):  # the base install has the skinny client only
+                try:
+                    local = version(dist)
+                    break
+                except PackageNotFoundError:
+                    continue
+            kind = {"sqlite": "embedded store (sqlite)", "file": "file store", "databricks": "Databricks"}.get(
+                scheme, f"database store ({scheme})")
+            return f"{kind}, read through MLflow {local} here"
         import httpx
 
         base = self.tracking_uri.rstrip("/")
