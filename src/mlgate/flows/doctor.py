@@ -230,6 +230,10 @@ def _tracking(cfg: Config, base: Path, environ: Mapping[str, str], services: Ser
                          "give the credentials (MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and "
                          "MLFLOW_TRACKING_PASSWORD) read access to the registry"))
         return out
+    except ImportError as e:  # the base install's mlflow-skinny reads no embedded or database store
+        out.append(d.fail("model", mtitle, f"MLflow cannot read {shown} here: {e}",
+                          "pip install 'mlgate[local]' (full MLflow) for an embedded or database store"))
+        return out
     out.append(d.ok("model", mtitle, "yes" if exists else "not yet: it will be created on first register"))
     return out
 
