@@ -91,3 +91,30 @@ def test_a_superscript_timestamp_is_refused_401_not_a_500(bot, stamp):
                        headers={k: v.encode("latin-1") for k, v in headers.items()}, timeout=10)
         assert r.status_code == 401 and bot.count() == 0
         assert ("X-MLflow-Timestamp" if signed else "missing X-MLflow-Signature") in r.json()["error"]
+
+
+def test_intake_metrics_name_the_mlflow_event_from_the_body(bot):
+    # MLflow sends no event header: the counter said event="none" for every MLflow delivery
+    def count(event: str, outcome: str) -> float:
+        text = httpx.get(f"{bot.url}/metrics", timeout=10).text
+        line = next((ln for ln in text.splitlines() if ln.startswith("mlgate_bot_deliveries_total{") and 'forge="mlflow"'
+                     in ln and f'event="{event}"' in ln and f'outcome="{outcome}"' in ln), None)
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+    before = count("model_version_alias.created", "accepted"), count("model_version_alias.created", "duplicate")
+    delivery = str(uuid.uuid4())
+    assert mlflow_post(bot, alias_event(), delivery=delivery).headers["x-mlgate-status"] == "accepted"
+    assert mlflow_post(bot, alias_event(), delivery=delivery).headers["x-mlgate-status"] == "duplicate"
+    assert (count("model_version_alias.created", "accepted"), count("model_version_alias.created", "duplicate")) \
+        == (before[0] + 1, before[1] + 1)
+
+
+def test_concurrent_redeliveries_store_one_delivery(bot):
+    # MLflow's urllib3 retries resend a delivery whose first answer was slow: all race the intake at once
+    import concurrent.futures
+
+    delivery = str(uuid.uuid4())
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: mlflow_post(bot, alias_event(), delivery=delivery), range(16)))
+    statuses = sorted(r.headers["x-mlgate-status"] for r in answers)
+    assert statuses == ["accepted"] + ["duplicate"] * 15 and bot.count() == 1

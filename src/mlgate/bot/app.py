@@ -121,6 +121,7 @@ class WebhookEndpoint:
         event_name = headers.get(self._event_header)
         try:
             status, payload, outcome = await self._handle(scope, receive, headers, event_name)
+            event_name = scope.get("mlgate.event", event_name)  # MLflow names its event in the (verified) body
         except Exception as e:  # a bug: answer 500 (the forge will show it), keep serving
             log.exception("webhook intake error", forge=self.forge, error=error_text(e))
             status, payload, outcome = 500, {"error": "internal error; see the bot's log"}, "error"
@@ -182,7 +183,7 @@ class WebhookEndpoint:
         if isinstance(delivery_id, intake.Refusal):
             return self._refused(delivery_id, "malformed", client, headers)
         if forge == "mlflow":
-            event_name = self._mlflow_event(body)
+            event_name = scope["mlgate.event"] = self._mlflow_event(body)
         if not event_name:
             what = ("a JSON body naming entity and action" if forge == "mlflow" else f"{self._event_header} header")
             return self._refused(intake.Refusal(400, f"missing {what}"), "malformed", client, headers)
