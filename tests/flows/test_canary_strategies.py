@@ -106,3 +106,60 @@ def test_blue_green_failing_after_the_switch_switches_back_in_one_line(tmp_path,
         == ["-activeSlot: green   # the slot that serves traffic", "+activeSlot: blue   # the slot that serves traffic"]
     assert s.registry.get_by_alias(m, "champion").version == "1"
     assert "error_rate: 0.2 > max 0.05" in s.record(cid).reason
+
+
+# --------------------------------------------------------------------------- a kill mid-step, every strategy
+
+STANDARD = "{kind: kserve, name: rollout-strategy-example}"
+
+
+def _standard_files(m: str) -> dict[str, str]:
+    from tests.flows.conftest import FIXTURES
+
+    return {"prod/values.yaml": (FIXTURES / "kserve-standard-mode.yaml").read_text()}
+
+
+@pytest.mark.parametrize("strategy", ["kserve-standard", "istio", "blue-green"])
+def test_a_kill_after_a_steps_push_never_repeats_or_skips_it(strategy, tmp_path, registry, model_name, prometheus,
+                                                             exporter):
+    """The process dies right after pushing step 2 and before recording it (the pattern of
+    test_canary_live's restart test): the restarted worker finds the step on the branch, writes
+    no second commit, and the rollout goes on from step 2."""
+    from mlgate.core.promotion import Change, WriteResult
+    from mlgate.edge.git import PushWriter
+
+    m = model_name
+    serve(exporter, prometheus, m, 0.0)
+    kw: dict = {"path": "prod/values.yaml", "interval": 0.3}
+    if strategy == "kserve-standard":
+        files, kw["target"], kw["steps"] = _standard_files(m), STANDARD, "[10, 50, 100]"
+    elif strategy == "istio":
+        files, kw["target"] = {"prod/values.yaml": ARGO_SPLIT.read_text()}, ISTIO
+    else:
+        files, kw["target"], kw["steps"] = blue_green_files(m), BLUE_GREEN, "null"
+        kw["canary"] = "\n      strategy: blue-green\n      bake: 0.5"
+        files = {"prod/values.yaml": files["prod/values.yaml"]}
+    s = Setup(tmp_path, registry, m, prometheus, files, **kw)
+    cid = s.start().canary.id
+
+    class Killed(BaseException):
+        pass
+
+    class DiesAfterPush:
+        def write(self, change: Change) -> WriteResult:
+            PushWriter().write(change)
+            raise Killed("killed after the push")
+
+    s.writer = DiesAfterPush()
+    with pytest.raises(Killed):
+        drive(s.tick, lambda: False, timeout=20)
+    assert s.record(cid).status == "advancing" and s.record(cid).step == 1
+    pushed = len(history(s.repo))
+    s.restart()
+    assert [r.action for r in s.tick()][0] in ("advanced", "promoted")
+    assert len(history(s.repo)) == pushed, "step 2 was written twice"
+    drive(s.tick, lambda: s.record(cid).status == "promoted")
+    subjects = [subj for _, subj in history(s.repo)][1:]
+    n = len(s.record(cid).steps)
+    assert subjects == [f"canary: {m} v2 at {p} % in production (step {i + 1}/{n})"
+                        for i, p in enumerate(s.record(cid).steps)]  # each step once, none skipped
