@@ -48,7 +48,8 @@ def canary_bot(fakes, mlflow_server, tmp_path_factory: pytest.TempPathFactory):
 
 
 def mlgate_yml(model: str, deploy: str, prom: str, mode: str = "pull-request", steps: str = "[10, 50, 100]",
-               check: str = "max: 0.05", extra: str = "", ctarget: str = "{kind: kserve, name: fraud-model}") -> str:
+               check: str = "max: 0.05", extra: str = "", ctarget: str = "{kind: kserve, name: fraud-model}",
+               analysis: str = "") -> str:
     return f"""model: {model}
 tracking_uri: http://mlflow.invalid:5000
 environments:
@@ -65,7 +66,7 @@ environments:
       interval: 0.5{extra}
       analysis:
         prometheus: {prom}
-        timeout: 2
+        timeout: 2{analysis}
         checks:
           - name: error_rate
             query: 'max(model_error_ratio{{model="{{model}}",version="{{version}}"}})'

@@ -202,3 +202,27 @@ def test_blue_green_rollback_after_the_switch_is_one_line(fakes, canary_bot, mlf
     assert changed_lines(switched, main_text(w)) == [("activeSlot: green   # the slot that serves traffic",
                                                       "activeSlot: blue   # the slot that serves traffic")]
     assert w.client.get_model_version_by_alias(m, "champion").version == "1"
+
+
+def test_a_long_prometheus_outage_is_exported_then_pauses_and_asks(fakes, canary_bot, mlflow_client):  # noqa: F811
+    from tests.conftest import free_port
+
+    gh, _ = fakes
+    dead = f"http://127.0.0.1:{free_port()}"  # Prometheus is down for the whole test
+    w = make_cworld(gh, canary_bot, mlflow_client, dead, analysis="\n        max_hold: 4",
+                    check="max: 0.05\n            consecutive_error_limit: 1000")
+    w.promote("/promote to production", by="carol")
+    merge_and_tell(w, step_pr(w, 10))
+
+    def held() -> float:
+        for line in httpx.get(f"{canary_bot.url}/metrics", timeout=5).text.splitlines():
+            if line.startswith("mlgate_canary_held_seconds{") and f'model="{w.model}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    eventually("the hold exported", lambda: held() > 0, w.bot)
+    text = eventually("the canary paused", lambda: "**paused**" in w.reply() and w.reply(), w.bot)
+    assert "without a measurement (max_hold 4 s)" in text and f"Prometheus at {dead}/api/v1/query is unreachable" in text
+    assert "Reply /continue" in text and open_canary_prs(w) == []
+    eventually("the gauge back to 0 once paused", lambda: held() == 0.0, w.bot)
+    assert w.client.get_model_version_by_alias(w.model, "champion").version == "1"
