@@ -12,7 +12,7 @@ triagebot ``parser/src/ignore_block.rs`` (``cbs_*``) and homu
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mlgate.core.commands import (Command, CommandMistake, help_text, near_miss, osa_distance, parse,
@@ -345,6 +345,8 @@ _TEXT = st.lists(st.sampled_from(list("/promtesauhlbk \n\t>`~*-_[]()<!#|&\\") + 
 
 @settings(max_examples=200, deadline=None)
 @given(_TEXT)
+@example("<![")  # found by Hypothesis: Python's HTML parser raised AssertionError on an unknown marked section
+@example("<![x]>\n/status")
 def test_nothing_inside_a_raw_html_block_or_details_is_a_command(body):
     # CommonMark §4.6 type 1 (<pre>) ends only at its end tag; <details> stays open until closed
     assert parse(f"<pre>\n{body}\n</pre>") == []
