@@ -274,3 +274,14 @@ def test_models_seen_takes_the_repository_from_commands():
     recs = [{"model": "a", "event": "merged", "repo": "acme/deploy", "forge": "github"},
             {"model": "a", "command": "/promote", "repo": "acme/a", "forge": "github"}, {"model": "b"}]
     assert models_seen(recs) == {"a": ("github", "acme/a"), "b": None}
+
+
+def test_a_retrain_is_in_flight_until_it_ends_and_its_promotion_pr_until_it_lands():
+    sub = {"model": "m", "environment": "prod", "retrain": 7, "event": "retrain submitted", "at": "t1"}
+    assert [(f.kind, f.status) for f in in_flight([sub])] == [("retrain", "submitted")]
+    failed = dict(sub, event="retrain gates failed", reasons=["auc 0.7 < 0.8"], at="t2")
+    assert in_flight([sub, failed]) == []
+    promoted = dict(sub, event="retrain promoted", version="5", promotion_pr="https://x/pull/3", at="t3")
+    assert [(f.kind, f.url) for f in in_flight([sub, promoted])] == [("promotion PR", "https://x/pull/3")]
+    merged = {"model": "m", "environment": "prod", "version": "5", "event": "alias moved", "at": "t4"}
+    assert in_flight([sub, promoted, merged]) == []

@@ -24,6 +24,8 @@ from mlgate.core.canary.records import CanaryRecord
 _PR_OPEN = ("promotion PR opened", "promotion PR updated")
 #: Audited events that end a promotion: it landed (the alias moved) or its PR merged.
 _LANDED = ("alias moved", "merged")
+#: Audited events that end a retrain started by an alert (bot/handlers/retrain*.py).
+_RETRAIN_DONE = ("retrain failed", "retrain not submitted", "retrain gates failed", "retrain promoted")
 #: Argo Workflows phases after which a workflow is over (Argo's ``WorkflowPhase``).
 _WORKFLOW_DONE = {"Succeeded", "Failed", "Error"}
 
@@ -237,6 +239,8 @@ def in_flight(records: Sequence[Mapping[str, Any]], model: str | None = None) ->
             latest[(m, env, f"workflow:{r['workflow']}")] = r
         elif r.get("retrain"):
             latest[(m, env, f"retrain:{r['retrain']}")] = r
+            if r.get("promotion_pr"):  # a retrain that passed its gates opened a promotion PR
+                latest[(m, env, "promotion")] = {**r, "outcome": "promotion PR opened"}
         elif r.get("command") or event in _LANDED or outcome in _PR_OPEN:
             latest[(m, env, "promotion")] = r  # the latest decision on (model, environment) supersedes earlier ones
     out: list[InFlight] = []
@@ -256,10 +260,10 @@ def in_flight(records: Sequence[Mapping[str, Any]], model: str | None = None) ->
             phase = str(r.get("phase") or "Pending")
             if phase not in _WORKFLOW_DONE:
                 out.append(InFlight("training workflow", m, env, None, phase, at, url=r.get("url"), actor=r.get("actor")))
-        else:
-            status = str(r.get("status") or outcome or "started")
-            if status not in ("done", "failed", "promotion PR opened", "refused", "cooldown", "in flight"):
-                out.append(InFlight("retrain", m, env, _s(r.get("version")), status, at, url=r.get("url")))
+        elif str(r.get("event") or "") not in _RETRAIN_DONE:
+            status = str(r.get("event") or "retrain started").removeprefix("retrain ")
+            out.append(InFlight("retrain", m, env, _s(r.get("version")), status, at, url=r.get("url"),
+                                missing=tuple(r.get("reasons") or ())))
     return sorted(out, key=lambda f: f.at, reverse=True)
 
 
