@@ -163,3 +163,18 @@ def test_a_kill_after_a_steps_push_never_repeats_or_skips_it(strategy, tmp_path,
     n = len(s.record(cid).steps)
     assert subjects == [f"canary: {m} v2 at {p} % in production (step {i + 1}/{n})"
                         for i, p in enumerate(s.record(cid).steps)]  # each step once, none skipped
+
+
+def test_blue_green_failing_before_the_switch_is_rolled_back_without_a_commit(tmp_path, registry, model_name,
+                                                                             prometheus, exporter):
+    m = model_name
+    serve(exporter, prometheus, m, 0.2)  # the idle slot is unhealthy: the pre-switch analysis fails
+    s = Setup(tmp_path, registry, m, prometheus, blue_green_files(m), path="prod/values.yaml", target=BLUE_GREEN,
+              steps="null", interval=0.3, failure_limit=0, canary="\n      strategy: blue-green")
+    cid = s.start().canary.id
+    drive(s.tick, lambda: s.record(cid).status == "rolled_back")
+    rec = s.record(cid)
+    assert [x.action for x in rec.measurements] == ["rollback"] and rec.measurements[0].percent == 0
+    assert len(history(s.repo)) == 2  # the slot write only: traffic never moved, so there is nothing to switch back
+    assert "activeSlot: blue" in file_at(s.repo, "main", "prod/values.yaml")
+    assert s.registry.get_by_alias(m, "champion").version == "1"
