@@ -80,6 +80,9 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as e:
         sock.close()
         raise InfraError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    # listen now: SO_REUSEADDR lets a second socket of this process bind the same address until one
+    # listens, and the dashboard's listener would then take the webhook port's connections
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
@@ -116,6 +119,10 @@ def serve(config: str | None, host: str, port: int, ui_port: int | None, ui_host
 
     settings = _settings(config)
     check_servable(settings)
+    if ui_port is not None and ui_port == port != 0:
+        raise UsageError(f"--ui-port {ui_port} is the webhook port: the dashboard needs a listener of its own")
+    if ui_port is not None:
+        _ui_token(settings, ui_host)  # refuse an open dashboard before anything starts
     configure_logging(settings.log_level, settings.secrets(os.environ))
     log = structlog.get_logger("mlgate.bot.serve")
     store = Store(settings.database_url)
@@ -159,6 +166,21 @@ def _start_doctor(settings: Any, store: Any) -> None:
                      name="mlgate-doctor", daemon=True).start()
 
 
+def _ui_token(settings: Any, host: str) -> str | None:
+    """``MLGATE_UI_TOKEN``, None without one; UsageError (exit 2) when the dashboard would listen on
+    a non-loopback ``host`` without a token."""
+    import ipaddress
+
+    token = settings.ui_token.get_secret_value() if settings.ui_token is not None else None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not token and not loopback:
+        raise UsageError(f"the dashboard would be open to anyone on {host}: set MLGATE_UI_TOKEN, or --ui-host 127.0.0.1")
+    return token
+
+
 def _start_ui(settings: Any, store: Any, host: str, port: int, log: Any) -> tuple[Any, Any]:
     """Start the dashboard (:mod:`mlgate.bot.ui`) on its own listener, in a thread with its own
     event loop (uvicorn installs signal handlers only on the main thread, so SIGTERM still stops
@@ -168,7 +190,6 @@ def _start_ui(settings: Any, store: Any, host: str, port: int, log: Any) -> tupl
         UsageError: a non-loopback address without MLGATE_UI_TOKEN (exit 2).
     """
     import asyncio
-    import ipaddress
     import threading
 
     import uvicorn
@@ -176,13 +197,7 @@ def _start_ui(settings: Any, store: Any, host: str, port: int, log: Any) -> tupl
     from mlgate.bot.ui import create_ui_app
     from mlgate.bot.ui.sources import StoreSources
 
-    token = settings.ui_token.get_secret_value() if settings.ui_token is not None else None
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not token and not loopback:
-        raise UsageError(f"the dashboard would be open to anyone on {host}: set MLGATE_UI_TOKEN, or --ui-host 127.0.0.1")
+    token = _ui_token(settings, host)
     app = create_ui_app(StoreSources(settings, store), token=token, cache_seconds=settings.ui_cache_seconds)
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
