@@ -12,7 +12,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Demo needs mlgate and scikit-learn only.
+# Demo: mlgate with full MLflow (extras local + evaluate: the embedded store, validate.evaluation)
+# and scikit-learn; `pip install mlgate` alone is the small set for a tracking server.
 $(VENV)/.demo: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[demo]'
 	touch $@
@@ -69,6 +70,7 @@ bench: $(STAMP) node system
 	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python bench/webhook_intake.py
 	$(BIN)/python bench/promotion_api_calls.py
 	$(BIN)/python bench/claim_latency.py
+	$(BIN)/python bench/install_footprint.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/alert_retrain.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/canary_decision.py
 	$(BIN)/python bench/ui_render.py
