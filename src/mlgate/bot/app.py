@@ -160,7 +160,7 @@ class WebhookEndpoint:
             if refusal is not None:
                 return self._refused(refusal, "unauthorized", client, headers)
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > self.limit:
             return self._refused(intake.Refusal(413, f"body over {self.limit} bytes"), "too_large", client, headers)
         try:
             body = await _read_body(receive, self.limit)

@@ -118,7 +118,7 @@ def detect_target(
         return GitHubTarget(api, repository, number, token)
     if forge == "gitlab" or (forge == "auto" and on_gitlab):
         iid = environ.get("CI_MERGE_REQUEST_IID")
-        if not iid or not iid.isdigit():
+        if not iid or not (iid.isascii() and iid.isdigit()):
             source = environ.get("CI_PIPELINE_SOURCE") or "unknown"
             return NoTarget(f"not a merge request pipeline (source {source!r}): nothing to publish")
         project = environ.get("CI_PROJECT_ID") or environ.get("CI_PROJECT_PATH")
@@ -264,7 +264,7 @@ def retry_after(status: int, headers: Mapping[str, str]) -> float | None:
     """
     lower = {k.lower(): v for k, v in headers.items()}
     ra = lower.get("retry-after")
-    wait = float(ra) if ra and ra.strip().isdigit() else None
+    wait = float(ra) if ra and ra.strip().isascii() and ra.strip().isdigit() else None
     if status == 429 or status >= 500:
         return wait if wait is not None else 0.0
     if status == 403 and (wait is not None or lower.get("x-ratelimit-remaining") == "0"):

@@ -39,7 +39,7 @@ def pick_version(project: Project, version: str | None, alias: str | None, commi
             raise UsageError(f"no version of {model} was registered for commit {commit} (tag mlgate.git_commit)")
         return info
     if version is not None:
-        if not str(version).isdigit():
+        if not (str(version).isascii() and str(version).isdigit()):
             raise UsageError(f"--version must be a version number, not {version!r}")
         return reg.get_version(model, str(version))
     if alias is not None:

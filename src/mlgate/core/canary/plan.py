@@ -91,7 +91,7 @@ def _set(text: str, path: str, value: str, *, select: str | None, filename: str,
     and differ from the created text on that one line only.
     """
     edit = set_value(text, path, value, select=select, create=create, filename=filename)
-    if not (create and edit.changed and edit.old is None and value.isdigit()):
+    if not (create and edit.changed and edit.old is None and value.isascii() and value.isdigit()):
         return edit.text
     lines = edit.text.splitlines(keepends=True)
     line = lines[edit.line - 1]
@@ -285,7 +285,7 @@ def promotion_of(record: CanaryRecord, *, rollback: bool = False) -> Promotion:
     src = record.source or {}
     number = src.get("number")
     trigger = Trigger("canary", actor=src.get("actor") or None, repo=src.get("repo") or None,
-                      number=int(number) if isinstance(number, int) or str(number or "").isdigit() else None,
+                      number=int(number) if isinstance(number, int) or (str(number or "").isascii() and str(number or "").isdigit()) else None,
                       forge=src.get("forge") or None, url=src.get("url") or None)
     if rollback:
         step = CanaryStep(record.id or 0, "rollback", 0, record.primary_version, len(record.steps), record.reason)

@@ -266,6 +266,6 @@ def record_from_json(data: Mapping[str, Any], *, id: int | None, revision: int) 
 
 def validate_version(v: str) -> str:
     """A model version number as text; raises :class:`UsageError` otherwise."""
-    if not str(v).isdigit():
+    if not (str(v).isascii() and str(v).isdigit()):
         raise UsageError(f"a model version is a number, not {v!r}")
     return str(v)

@@ -27,7 +27,7 @@ MOVE_RETRIES = 5
 
 def enc_project(project: str | int) -> str:
     """A project id, or its path percent-encoded as one URL segment."""
-    return str(project) if isinstance(project, int) or str(project).isdigit() else quote(str(project), safe="")
+    return str(project) if isinstance(project, int) or (str(project).isascii() and str(project).isdigit()) else quote(str(project), safe="")
 
 
 class GitLabPromotions:
