@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -121,6 +121,40 @@ class HandlerContext:
     lock_ttl: float = LOCK_TTL
     _canaries: CanaryStore | None = field(default=None, repr=False)
     _guard: Any = field(default_factory=threading.Lock, repr=False)
+
+
+#: MLflow's documented credential variables ("MLflow Tracking" → "Logging to a Tracking Server"):
+#: the MLflow client sends them to whichever tracking server it talks to.
+MLFLOW_CREDENTIALS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def tracking_uri_for(settings: Any, cfg: Config, environ: Mapping[str, str] | None = None) -> str | None:
+    """The MLflow tracking server the bot talks to for ``cfg``: bot.yml ``tracking_uri``, else the
+    model repository's when it is a server (a file store is only meaningful on the machine that
+    trained); None when neither is usable.
+
+    A repository cannot send the bot's credentials elsewhere: when the bot's environment holds
+    MLflow credentials (:data:`MLFLOW_CREDENTIALS`, which the MLflow client sends to any server)
+    and bot.yml names no ``tracking_uri``, a server named by ``.mlgate.yml`` is refused, as
+    ``argo_servers`` guards the Argo token.
+
+    Raises:
+        MlgateError: that refusal (the delivery fails with the message; the dashboard shows it).
+    """
+    configured = getattr(settings, "tracking_uri", None)
+    if configured:
+        return configured
+    uri = cfg.tracking_uri
+    if not uri.startswith(("http://", "https://", "databricks")):
+        return None
+    env = os.environ if environ is None else environ
+    held = [n for n in MLFLOW_CREDENTIALS if (env.get(n) or "").strip()]
+    if held:
+        raise MlgateError(
+            f"{CONFIG_FILE} names the tracking server {uri} and the bot holds MLflow credentials ({', '.join(held)}), "
+            "which the MLflow client would send to it: set tracking_uri in bot.yml to the server they are for"
+        )
+    return uri
 
 
 def make_context(settings: Settings, store: BotStore) -> HandlerContext:
@@ -322,13 +356,8 @@ class Job:
         return self._pr
 
     def tracking_uri(self, cfg: Config) -> str | None:
-        """bot.yml ``tracking_uri``, else the model's when it is a server (a file store is
-        only meaningful on the machine that trained); None when neither is usable."""
-        configured = getattr(self.ctx.settings, "tracking_uri", None)
-        if configured:
-            return configured
-        uri = cfg.tracking_uri
-        return uri if uri.startswith(("http://", "https://", "databricks")) else None
+        """The tracking server of ``cfg`` as :func:`tracking_uri_for` decides."""
+        return tracking_uri_for(self.ctx.settings, cfg)
 
     def registry(self, cfg: Config) -> ModelRegistry:
         uri = self.tracking_uri(cfg)

@@ -31,6 +31,7 @@ from mlgate.core.config import Config, Environment
 from mlgate.core.errors import ConfigError, UsageError
 from mlgate.core.redact import SHAPES_ONLY
 from mlgate.bot.handlers.common import CONFIG_FILE, HandlerContext, MalformedPayload, Retryable
+from mlgate.bot.handlers.common import tracking_uri_for as common_tracking_uri
 from mlgate.bot.handlers.train import argo_settings_for
 from mlgate.edge.db import fencing
 from mlgate.edge.db.retrains import InFlight, RetrainRecord, RetrainStore, retrain_id
@@ -100,12 +101,9 @@ def publish(ctx: HandlerContext, rec: RetrainRecord | None, model: str, environm
 
 
 def tracking_uri_for(ctx: HandlerContext, cfg: Config) -> str | None:
-    """bot.yml ``tracking_uri``, else the repository's when it is a server."""
-    configured = getattr(ctx.settings, "tracking_uri", None)
-    if configured:
-        return configured
-    uri = cfg.tracking_uri
-    return uri if uri.startswith(("http://", "https://", "databricks")) else None
+    """bot.yml ``tracking_uri``, else the repository's when it is a server and no credentials of
+    the bot would go to it (:func:`mlgate.bot.handlers.common.tracking_uri_for`)."""
+    return common_tracking_uri(ctx.settings, cfg)
 
 
 def policy(ctx: HandlerContext, forge: Any, repo: str) -> tuple[Config | str, str]:

@@ -12,7 +12,8 @@ from mlgate.core import config as cfgmod
 from mlgate.core.canary.records import CanaryRecord
 from mlgate.core.config import Config
 from mlgate.core.dashboard import FailedDelivery
-from mlgate.core.errors import ConfigError
+from mlgate.core.errors import ConfigError, MlgateError
+from mlgate.bot.handlers.common import tracking_uri_for
 from mlgate.edge.db.canaries import CanaryStore
 from mlgate.edge.db.store import Store
 from mlgate.edge.forges import make_forge
@@ -68,9 +69,12 @@ class StoreSources:
             return f"{CONFIG_FILE} on the default branch of {repo} is invalid: {e}"
 
     def registry(self, cfg: Config) -> Registry | str:
-        uri = getattr(self.settings, "tracking_uri", None) or cfg.tracking_uri
-        if not uri.startswith(("http://", "https://", "databricks")):
-            return (f"the tracking URI of {CONFIG_FILE} ({uri}) is a local store the bot cannot read: set "
+        try:  # the same choice as the bot's handlers: a repository cannot send the bot's credentials elsewhere
+            uri = tracking_uri_for(self.settings, cfg)
+        except MlgateError as e:
+            return str(e)
+        if uri is None:
+            return (f"the tracking URI of {CONFIG_FILE} ({cfg.tracking_uri}) is a local store the bot cannot read: set "
                     "tracking_uri in bot.yml")
         if uri not in self._registries:
             self._registries[uri] = Registry(uri)
