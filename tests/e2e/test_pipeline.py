@@ -355,3 +355,12 @@ def test_promote_seeds_a_canary_environment_once_then_refers_to_mlgate_canary(pr
     project.run("promote", "--to", "staging", "--version", "2")
     proc = project.run("promote", "--to", "production", "--version", "2")
     assert proc.returncode == 1 and "mlgate canary start --to production" in proc.stderr
+
+
+def test_promote_after_failed_gates_says_the_newest_version_failed_them(project):
+    # a new user's first hour: validate failed, then promote said "run 'mlgate validate' first" (exit 2)
+    assert project.train(0.3).returncode == 0  # the gate wants acc >= 0.5
+    assert project.run("validate").returncode == 1
+    proc = project.run("promote", "--to", "staging")
+    assert proc.returncode == 1, proc.stderr  # refused, as the exit-code table says
+    assert "the newest, version 1, failed its gates" in proc.stderr and "validate' first" not in proc.stderr

@@ -50,7 +50,7 @@ def check(file: str | None, config_path: str | None, output: str) -> None:
                    "warnings": warnings})
     else:
         envs = ", ".join(e.name for e in cfg.environments) or "none"
-        click.echo(f"{file}: ok (model {cfg.model}, {len(cfg.validate_.gates)} gates, environments: {envs})")
+        click.echo(f"{file}: ok (model {cfg.model}, {len(cfg.validate_.gates)} gate{'' if len(cfg.validate_.gates) == 1 else 's'}, environments: {envs})")
 
 
 def _check_gate_metrics(cfg, file: str, warnings: list[str]) -> None:

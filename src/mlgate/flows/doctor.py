@@ -172,7 +172,7 @@ def _config(path: str | Path, name: str, text: str | None, checks: list[Check]) 
                              f"fix the lines above ('mlgate config check -c {name}' shows the same)"))
         return None
     envs = ", ".join(e.name for e in cfg.environments) or "none"
-    checks.append(d.ok("config", title, f"model {cfg.model}, {len(cfg.validate_.gates)} gates, environments: {envs}"))
+    checks.append(d.ok("config", title, f"model {cfg.model}, {len(cfg.validate_.gates)} gate{'' if len(cfg.validate_.gates) == 1 else 's'}, environments: {envs}"))
     return cfg
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mlgate.core import gates as gates_mod
-from mlgate.core.errors import UsageError
+from mlgate.core.errors import Refused, UsageError
 from mlgate.core.promotion import gates_fingerprint
 from mlgate.edge.evaluator import gate_values
 from mlgate.edge.registry import VersionInfo, require_full_mlflow
@@ -45,14 +45,29 @@ def pick_version(project: Project, version: str | None, alias: str | None, commi
     if alias is not None:
         info = reg.get_by_alias(model, alias)
         if info is None:
-            hint = (": run 'mlgate validate' first (it sets 'challenger' on a version whose gates pass)"
-                    if alias == "challenger" else "")
-            raise UsageError(f"no version of {model} holds alias {alias!r}{hint}")
+            if alias == "challenger":
+                _no_challenger(project)
+            raise UsageError(f"no version of {model} holds alias {alias!r}")
         return info
     latest = reg.latest_version(model)
     if latest is None:
         raise UsageError(f"{model} has no versions yet at {reg.shown_uri}: run 'mlgate train' first")
     return reg.get_version(model, latest.version)
+
+
+def _no_challenger(project: Project) -> None:
+    """Why no version holds ``challenger``: the newest version failed its gates (Refused, exit 1),
+    or nothing was validated yet (UsageError, exit 2)."""
+    reg, model = project.registry, project.config.model
+    latest = reg.latest_version(model)
+    if latest is not None:
+        newest = reg.get_version(model, latest.version)
+        if (newest.tags or {}).get("mlgate.gates") == "failed":
+            raise Refused(f"no version of {model} holds alias 'challenger': the newest, version {newest.version}, failed "
+                          "its gates (see 'mlgate validate' above or its mlgate.gate.* tags); train a better one, or "
+                          "name a version with --version")
+    raise UsageError(f"no version of {model} holds alias 'challenger': run 'mlgate validate' first (it sets "
+                     "'challenger' on a version whose gates pass)")
 
 
 def _evaluation_data(project: Project) -> tuple[Any, str, str]:
