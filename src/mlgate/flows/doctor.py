@@ -217,7 +217,8 @@ def _tracking(cfg: Config, base: Path, environ: Mapping[str, str], services: Ser
     try:
         version = registry.server_version()
     except MlgateError as e:
-        fix = (f"start the tracking server or fix {source} ({shown})" if isinstance(e, Unreachable)
+        fix = (f"start the tracking server or fix {source} ({shown}); one just started answers a few seconds later"
+               if isinstance(e, Unreachable)
                else f"check the tracking server's health at {shown}, then run mlgate doctor again")
         return [Check("tracking", title, _classify(e), str(e), fix),
                 d.skipped("model", f"registered model {cfg.model} exists", "the tracking server did not answer")]
