@@ -172,6 +172,13 @@ def _explain_command(c: Command | CommandMistake, ev: Event, forge: str, facts: 
         return ["would: reply with the help text", *("    " + ln for ln in help_text().splitlines()[:1])]
     if c.name in ("train", "abort"):
         return [f"would: reply that /{c.name} needs an Argo backend this bot does not run"]
+    if c.name == "doctor":
+        return ["would: run mlgate doctor's checks for the default branch's .mlgate.yml (read-only) and reply with "
+                "the list"]
+    if c.name == "continue":
+        return ["would: write the next step of this PR's paused canary when the commenter is a promoter of its "
+                "environment, else refuse with the reason (the canary's state is in the bot's database, which "
+                "explain does not read)"]
     if facts is None:
         return [f"would: check the policy for {c.describe()} (pass --facts FILE to evaluate it)"]
     snap, vf = _snapshot(facts, ev, forge)
