@@ -386,6 +386,13 @@ SLOWEST_FIRST = (
     "tests/flows/test_canary_live.py",
     "tests/e2e/bot/test_train_bot.py",
     "tests/e2e/bot/test_alert_retrain.py",  # real Prometheus and Alertmanager: ~60 s
+    "tests/e2e/ci/test_try_locally.py",     # the README's act and gitlab-ci-local commands: ~65 s each
+    "tests/e2e/bot/test_registry_webhooks.py",  # a bot and the real MLflow server's webhooks: ~2 min
+    "tests/e2e/bot/test_explain_record.py",
+    "tests/e2e/bot/test_dashboard.py",      # a promotion and a canary, then headless Chromium
+    "tests/e2e/test_doctor.py",
+    "tests/e2e/bot/test_canary_undecided_bot.py",
+    "tests/e2e/test_gate_names.py",
     "tests/e2e/bot/test_github_scenarios.py",
     "tests/e2e/bot/test_gitlab_scenarios.py",
     "tests/e2e/bot/test_forges.py",
@@ -411,8 +418,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def module(item: pytest.Item) -> str:
         return item.nodeid.split("::", 1)[0]
 
+    def module_scoped(item: pytest.Item) -> bool:
+        # a module-scoped fixture (a bot process, a fake server, a webhook registered on the shared
+        # MLflow server) exists once per worker that runs the module: two workers would start two
+        # and see each other's effects, so such a module runs on one worker
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}) or {}
+        return any(d.scope == "module" for ds in defs.values() for d in ds)
+
     for item in items:
-        if module(item) in KEEP_TOGETHER:
+        if module(item) in KEEP_TOGETHER or module_scoped(item):
             item.add_marker(pytest.mark.xdist_group(module(item)))
     def key(item: pytest.Item) -> int:
         m = module(item)
