@@ -411,23 +411,29 @@ KEEP_TOGETHER = (
 )
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+def _module_scoped(item: pytest.Item) -> bool:
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}) or {}
+    return any(d.scope == "module" for ds in defs.values() for d in ds)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Keep a module on one xdist worker when its tests use a module-scoped fixture (a bot process,
+    a fake server, a webhook registered on the shared MLflow server: two workers would start two and
+    see each other's effects) or it is listed in KEEP_TOGETHER. Marked as each item is collected,
+    before any pytest_collection_modifyitems (xdist's turns the mark into the node id's ``@group``
+    suffix; with pytest 9.2 that suffix is lost, pytest-dev/pytest-xdist#1386, hence pytest<9.2)."""
+    mod = item.nodeid.split("::", 1)[0]
+    if mod in KEEP_TOGETHER or _module_scoped(item):
+        item.add_marker(pytest.mark.xdist_group(mod))
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
 
     def module(item: pytest.Item) -> str:
         return item.nodeid.split("::", 1)[0]
 
-    def module_scoped(item: pytest.Item) -> bool:
-        # a module-scoped fixture (a bot process, a fake server, a webhook registered on the shared
-        # MLflow server) exists once per worker that runs the module: two workers would start two
-        # and see each other's effects, so such a module runs on one worker
-        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}) or {}
-        return any(d.scope == "module" for ds in defs.values() for d in ds)
-
-    for item in items:
-        if module(item) in KEEP_TOGETHER or module_scoped(item):
-            item.add_marker(pytest.mark.xdist_group(module(item)))
     def key(item: pytest.Item) -> int:
         m = module(item)
         return rank.get(m, len(rank) + (0 if m.startswith("tests/e2e/") else 1))
