@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from mlgate.bot.app import COMMIT_TIMEOUT, LoopBatcher, _read_body, _respond, _TooLarge, WebhookEndpoint
+from mlgate.bot.app import COMMIT_TIMEOUT, LoopBatcher, WebhookEndpoint, _respond, read_body_within
 from mlgate.bot.settings import BotSettings
 from mlgate.core import alerts, intake
 from mlgate.edge import metrics
@@ -72,15 +72,11 @@ class AlertmanagerEndpoint(WebhookEndpoint):
         refusal = alerts.check_bearer(self._secret, headers)
         if refusal is not None:
             return self._refused(refusal, "unauthorized", client, headers)
-        declared = headers.get("content-length")
-        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > self.limit:
-            return self._refused(intake.Refusal(413, f"body over {self.limit} bytes"), "too_large", client, headers)
-        try:
-            body = await _read_body(receive, self.limit)
-        except _TooLarge:
-            return self._refused(intake.Refusal(413, f"body over {self.limit} bytes"), "too_large", client, headers)
-        except ConnectionError:
-            return 400, {"error": "client disconnected"}, "malformed"
+        body = await read_body_within(receive, headers, self.limit)
+        if isinstance(body, intake.Refusal):
+            if body.status != 413:
+                return body.status, {"error": body.message}, "malformed"
+            return self._refused(body, "too_large", client, headers)
         obj = intake.parse_payload({"content-type": "application/json"}, body)
         if isinstance(obj, intake.Refusal):
             return self._refused(obj, "malformed", client, headers)

@@ -100,6 +100,22 @@ async def _read_body(receive: Callable, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+async def read_body_within(receive: Callable, headers: dict[str, str], limit: int) -> "bytes | intake.Refusal":
+    """The request body, or why it is refused: 413 when ``Content-Length`` (ASCII digits only) or
+    the bytes received pass ``limit`` (bytes), 400 when the client went away while sending it.
+    Every webhook route reads its body through this."""
+    too_large = intake.Refusal(413, f"body over {limit} bytes")
+    declared = headers.get("content-length")
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        return too_large
+    try:
+        return await _read_body(receive, limit)
+    except _TooLarge:
+        return too_large
+    except ConnectionError:
+        return intake.Refusal(400, "client disconnected")
+
+
 class WebhookEndpoint:
     """ASGI endpoint for one forge's webhooks (see the module docstring for the answers)."""
 
@@ -159,15 +175,11 @@ class WebhookEndpoint:
             refusal = registry_events.check_mlflow_signature(self._secret, headers, b"", time.time())
             if refusal is not None:
                 return self._refused(refusal, "unauthorized", client, headers)
-        declared = headers.get("content-length")
-        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > self.limit:
-            return self._refused(intake.Refusal(413, f"body over {self.limit} bytes"), "too_large", client, headers)
-        try:
-            body = await _read_body(receive, self.limit)
-        except _TooLarge:
-            return self._refused(intake.Refusal(413, f"body over {self.limit} bytes"), "too_large", client, headers)
-        except ConnectionError:
-            return 400, {"error": "client disconnected"}, "malformed"
+        body = await read_body_within(receive, headers, self.limit)
+        if isinstance(body, intake.Refusal):
+            if body.status != 413:
+                return body.status, {"error": body.message}, "malformed"
+            return self._refused(body, "too_large", client, headers)
         if forge == "github":
             refusal = intake.check_github_signature(self._secret, headers, body)
             if refusal is not None:
