@@ -74,9 +74,7 @@ class AlertmanagerEndpoint(WebhookEndpoint):
             return self._refused(refusal, "unauthorized", client, headers)
         body = await read_body_within(receive, headers, self.limit)
         if isinstance(body, intake.Refusal):
-            if body.status != 413:
-                return body.status, {"error": body.message}, "malformed"
-            return self._refused(body, "too_large", client, headers)
+            return self._body_refused(body, client, headers)
         obj = intake.parse_payload({"content-type": "application/json"}, body)
         if isinstance(obj, intake.Refusal):
             return self._refused(obj, "malformed", client, headers)

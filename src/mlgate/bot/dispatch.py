@@ -188,6 +188,20 @@ def delivery_error(e: Exception) -> BaseException:
     return forge_refusal(e) or e
 
 
+
+def _on_alert(delivery: Delivery, ctx: HandlerContext) -> str:
+    from mlgate.bot.handlers import retrain  # lazily, as before: only bots that take alerts load it
+
+    return retrain.on_alert(delivery, ctx)
+
+
+#: Deliveries from senders that are not forges: MLflow registry events (mlgate.bot.handlers.registry)
+#: and Alertmanager notifications (mlgate.bot.handlers.retrain).
+_NOT_A_FORGE: dict[str, Callable[[Delivery, HandlerContext], str]] = {
+    "mlflow": lambda delivery, ctx: registry.handle_mlflow(delivery, ctx),  # looked up at each call
+    "alertmanager": _on_alert,
+}
+
 def handle(delivery: Delivery, ctx: HandlerContext) -> str:
     """Process one stored delivery; returns the outcome text shown by ``mlgate bot deliveries``.
 
@@ -196,19 +210,10 @@ def handle(delivery: Delivery, ctx: HandlerContext) -> str:
         MalformedPayload: the payload is not one the event can have (failed at once, never retried).
         MlgateError: a problem retrying will not fix (the worker marks the delivery failed).
     """
-    if delivery.forge == "mlflow":  # registry events: no forge event, no PR (mlgate.bot.handlers.registry)
+    other = _NOT_A_FORGE.get(delivery.forge)
+    if other is not None:  # no forge event, no PR: the handler takes the delivery as it came
         try:
-            return registry.handle_mlflow(delivery, ctx)
-        except Exception as e:
-            mapped = delivery_error(e)
-            if mapped is e:
-                raise
-            raise mapped from None
-    if delivery.forge == "alertmanager":  # monitoring alerts: no forge event (mlgate.bot.handlers.retrain)
-        from mlgate.bot.handlers import retrain
-
-        try:
-            return retrain.on_alert(delivery, ctx)
+            return other(delivery, ctx)
         except Exception as e:
             mapped = delivery_error(e)
             if mapped is e:
