@@ -31,7 +31,7 @@ from mlgate.core.config import Config, Environment
 from mlgate.core.errors import ConfigError, UsageError
 from mlgate.core.redact import SHAPES_ONLY
 from mlgate.bot.handlers.common import CONFIG_FILE, HandlerContext, MalformedPayload, Retryable
-from mlgate.bot.handlers.common import tracking_uri_for as common_tracking_uri
+from mlgate.bot.handlers.common import tracking_uri_for
 from mlgate.bot.handlers.train import argo_settings_for
 from mlgate.edge.db import fencing
 from mlgate.edge.db.retrains import InFlight, RetrainRecord, RetrainStore, retrain_id
@@ -98,12 +98,6 @@ def publish(ctx: HandlerContext, rec: RetrainRecord | None, model: str, environm
         raise
     except Exception as e:
         log.warning("retrain status not written to the registry", model=model, error=f"{type(e).__name__}: {e}")
-
-
-def tracking_uri_for(ctx: HandlerContext, cfg: Config) -> str | None:
-    """bot.yml ``tracking_uri``, else the repository's when it is a server and no credentials of
-    the bot would go to it (:func:`mlgate.bot.handlers.common.tracking_uri_for`)."""
-    return common_tracking_uri(ctx.settings, cfg)
 
 
 def policy(ctx: HandlerContext, forge: Any, repo: str) -> tuple[Config | str, str]:
@@ -212,7 +206,7 @@ def _decide_and_start(delivery: Delivery, ctx: HandlerContext, a: alerts.Alert, 
     assert policy_ is not None
     rs = retrain_store(ctx)
     rid = retrain_id(a.key, cfg.model, env.name)
-    tracking = tracking_uri_for(ctx, cfg)
+    tracking = tracking_uri_for(ctx.settings, cfg)
     rec = rs.get(rid)
     if rec is None:
         past = [r.past() for r in rs.of_model(cfg.model)]

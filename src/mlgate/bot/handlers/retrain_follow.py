@@ -35,8 +35,8 @@ from mlgate.core.errors import MlgateError, UsageError
 from mlgate.core.promotion import Promotion, Trigger, gate_summary, gates_fingerprint, template_values
 from mlgate.core.report import render_markdown
 from mlgate.bot import promotion as promo
-from mlgate.bot.handlers.common import HandlerContext, with_periodic_lock
-from mlgate.bot.handlers.retrain import audit, forge_for, policy, publish, retrain_store, tracking_uri_for
+from mlgate.bot.handlers.common import HandlerContext, tracking_uri_for, with_periodic_lock
+from mlgate.bot.handlers.retrain import audit, forge_for, policy, publish, retrain_store
 from mlgate.edge.db import fencing
 from mlgate.edge.db.retrains import RetrainRecord
 from mlgate.edge.db.replies import PromotionOpenings
@@ -130,7 +130,7 @@ def follow(ctx: HandlerContext, rec: RetrainRecord) -> str:
     cfg, _branch = policy(ctx, forge, rec.repository)
     if isinstance(cfg, str):
         return ""  # the policy cannot be read now: keep the retrain, say it at the next change
-    tracking = tracking_uri_for(ctx, cfg)
+    tracking = tracking_uri_for(ctx.settings, cfg)
     if tracking is None or ctx.registry_factory is None:
         return ""
     reg = ctx.registry_factory(tracking)
