@@ -128,6 +128,15 @@ def test_gitlab_delivery_id_prefers_idempotency_key_then_event_uuid_then_body_ha
         ("application/json", b"[1, 2]", False),
         ("application/json", b'"text"', False),
         ("application/json", b"\xff\xfe{}", False),
+        # RFC 8259, as orjson read it before issue 12 dropped it: no NaN/Infinity (section 6),
+        # UTF-8 only and no BOM (8.1), no unpaired surrogate (8.2: no UTF-8 text can hold one)
+        ("application/json", b'{"a": NaN}', False),
+        ("application/json", b'{"a": [1, -Infinity]}', False),
+        ("application/json", '{"a": 1}'.encode("utf-16"), False),
+        ("application/json", b'\xef\xbb\xbf{"a": 1}', False),
+        ("application/json", b'{"a": "x\\ud800"}', False),
+        ("application/json", b'{"\\udc00": 1}', False),
+        ("application/json", b'{"a": "\\ud83d\\ude00 \\\\ud800"}', True),  # a pair, and an escaped backslash
         ("application/x-www-form-urlencoded", b"payload=%7B%22a%22%3A1%7D", True),
         ("application/x-www-form-urlencoded", b"other=1", False),
         ("application/x-www-form-urlencoded", b"payload=%7Bbroken", False),

@@ -30,10 +30,32 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-try:  # about 5x faster than the json module on webhook bodies; same results for valid JSON
-    from orjson import loads as _loads
-except ImportError:  # pragma: no cover - orjson is a dependency of mlgate[bot]
-    _loads = json.loads
+#: A ``\uD800``-``\uDFFF`` escape in JSON text: a UTF-16 surrogate, valid only as half of a pair.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 section 6)")
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    """Whether a string (key or value) in ``obj`` holds an unpaired surrogate, which no UTF-8
+    text (and so no database text column) can hold (RFC 8259 section 8.2)."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, str):
+            try:
+                o.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(o, dict):
+            stack.extend(o.keys())
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            stack.extend(o)
+    return False
+
 
 #: GitHub events mlgate acts on (``X-GitHub-Event``); everything else is acknowledged and dropped.
 GITHUB_EVENTS = frozenset({"issue_comment", "pull_request", "pull_request_review", "push"})
@@ -203,8 +225,11 @@ def parse_payload(headers: Mapping[str, str], body: bytes) -> dict[str, Any] | R
     JSON in the ``payload`` field (GitHub's optional content type); anything else is read as
     JSON (UTF-8).
 
-    Returns the object, or a 400 :class:`Refusal` when it is not valid JSON or not an object
-    (nesting deeper than orjson's 1024 levels is not valid here either).
+    Returns the object, or a 400 :class:`Refusal` when it is not JSON as RFC 8259 defines it
+    (``NaN`` and ``Infinity``, which Python's json module would take, are refused; so is a string
+    with an unpaired ``\\uD800``-``\\uDFFF`` escape, which no UTF-8 text can store), when it
+    nests deeper than the interpreter's recursion limit (about 1,000 levels) or is not an object.
+    The standard library's json module reads it (mlgate does not depend on orjson: issue 12).
     """
     text: str | bytes = body
     if is_form(headers):
@@ -217,13 +242,17 @@ def parse_payload(headers: Mapping[str, str], body: bytes) -> dict[str, Any] | R
             return Refusal(400, "form body without exactly one 'payload' field")
         text = values[0]
     try:
-        obj = _loads(text)
+        # UTF-8 only (RFC 8259 section 8.1): json.loads would also guess UTF-16 and UTF-32 from bytes
+        text = text.decode("utf-8") if isinstance(text, bytes) else text
+        obj = json.loads(text, parse_constant=_no_constant)
     except RecursionError:
         return Refusal(400, "malformed JSON body: nested too deeply")
     except (ValueError, UnicodeDecodeError) as e:
         return Refusal(400, f"malformed JSON body: {str(e).splitlines()[0][:120]}")
     if not isinstance(obj, dict):
         return Refusal(400, f"the JSON body must be an object, not {type(obj).__name__}")
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(obj):
+        return Refusal(400, "malformed JSON body: a string holds an unpaired UTF-16 surrogate escape")
     return obj
 
 

@@ -91,7 +91,7 @@ def _payload(body: bytes, headers: dict[str, str]) -> dict:
     stored as its JSON); a form body stored raw by an older version is decoded as a form.
     Never raises: an unreadable body (it was parsed at intake) gives {} and the handler ignores it."""
     try:
-        obj = intake._loads(body)
+        obj = json.loads(body)
     except (ValueError, RecursionError):
         obj = intake.parse_payload(headers, body) if intake.is_form(headers) else None
     return obj if isinstance(obj, dict) else {}
