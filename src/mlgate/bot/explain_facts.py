@@ -141,31 +141,73 @@ def _where(path: Any) -> str:
     return out
 
 
-def _message(error: Any) -> str:
-    """The error's message; for "not valid under any of the given schemas" (an optional field,
-    ``X | None``), the message of the branch that is not ``null``."""
-    branches = [c for c in (error.context or []) if not (c.validator == "type" and c.validator_value == "null")]
-    return _message(branches[0]) if branches else error.message
+#: JSON Schema's names of the types pydantic's ``*_type`` errors stand for (draft 2020-12, section 6.1.1).
+_JSON_TYPES = {"string_type": "string", "dict_type": "object", "list_type": "array", "bool_type": "boolean",
+               "int_type": "integer", "int_parsing": "integer", "int_from_float": "integer", "model_type": "object",
+               "model_attributes_type": "object", "float_type": "number", "bool_parsing": "boolean"}
+
+
+def _doc_path(doc: Any, loc: tuple[Any, ...]) -> list[Any]:
+    """The part of pydantic's error location that names places in ``doc`` (its keys and list
+    indexes), without the union members pydantic adds (``str``, ``dict[str,any]``...); a last
+    key that ``doc`` lacks (a missing property) is kept."""
+    path: list[Any] = []
+    node = doc
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part == loc[-1]:
+            node = None  # the missing property itself
+        else:
+            continue  # a union member's tag
+        path.append(part)
+    return path
+
+
+def _problems(doc: Any, errors: list[dict[str, Any]]) -> list[tuple[list[Any], str]]:
+    """(path in ``doc``, message) per problem, worded as JSON Schema validators word them
+    ("'state' is a required property"), a value that fits no member of a union once."""
+    by_path: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for e in errors:
+        by_path.setdefault(tuple(map(str, _doc_path(doc, e["loc"]))), []).append(e)
+    out = []
+    for key in sorted(by_path):
+        errs = by_path[key]
+        path = _doc_path(doc, errs[0]["loc"])
+        kinds = [e["type"] for e in errs]
+        if kinds[0] == "missing":
+            out.append((path[:-1], f"{path[-1]!r} is a required property"))
+        elif kinds[0] == "extra_forbidden":
+            out.append((path[:-1], f"Additional properties are not allowed ({path[-1]!r} was unexpected)"))
+        elif all(k in _JSON_TYPES for k in kinds):
+            names = " or ".join(dict.fromkeys(repr(_JSON_TYPES[k]) for k in kinds))
+            out.append((path, f"{json.dumps(errs[0]['input'])} is not of type {names}"))
+        elif kinds[0] == "string_pattern_mismatch":
+            out.append((path, f"{errs[0]['input']!r} does not match {errs[0]['ctx']['pattern']!r}"))
+        else:
+            out.append((path, errs[0]["msg"]))
+    return out
 
 
 def validate(doc: Any, source: str = "facts file") -> ExplainFacts:
-    """Check ``doc`` against the schema and return the typed facts.
+    """Check ``doc`` against :class:`ExplainFacts` (the model ``schemas/explain-facts.schema.json``
+    is generated from) and return the typed facts.
+
+    Pydantic checks what the schema says, so the runtime needs no JSON Schema validator
+    (``jsonschema`` is a test dependency only: issue 12); the messages use JSON Schema's wording.
 
     Raises:
         UsageError: one line per problem (``FILE: $.reviews[0]: 'state' is a required property``), at most 10.
     """
-    from jsonschema import Draft202012Validator  # lazily: only explain reads facts
-
-    errors = sorted(Draft202012Validator(json_schema()).iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = [f"{source}: {_where(e.absolute_path)}: {_message(e)}" for e in errors[:10]]
-        more = f"\n({len(errors) - 10} more)" if len(errors) > 10 else ""
-        raise UsageError("the facts do not match schemas/explain-facts.schema.json:\n" + "\n".join(lines) + more)
-    try:
-        return ExplainFacts.model_validate(doc)
-    except ValidationError as e:  # the schema and the model agree; kept for a clear message all the same
-        first = e.errors(include_url=False)[0]
-        raise UsageError(f"{source}: {_where(first['loc'])}: {first['msg']}") from None
+    try:  # strict: JSON Schema's types, no "7" for 7
+        return ExplainFacts.model_validate(doc, strict=True)
+    except ValidationError as e:
+        problems = _problems(doc, e.errors(include_url=False))
+    lines = [f"{source}: {_where(path)}: {message}" for path, message in problems[:10]]
+    more = f"\n({len(problems) - 10} more)" if len(problems) > 10 else ""
+    raise UsageError("the facts do not match schemas/explain-facts.schema.json:\n" + "\n".join(lines) + more)
 
 
 def _config(facts: ExplainFacts):  # -> Config
