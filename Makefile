@@ -33,12 +33,14 @@ node: node_modules/.stamp
 
 # Debian packages the tests run for real: rsync (gitlab-ci-local), wrk (bench),
 # prometheus (canary analysis), prometheus-alertmanager (alert retrains), postgresql (bot store),
-# chromium (the dashboard's browser test). Installed only when missing.
+# chromium (the dashboard's browser test), libpq5 (psycopg loads it: mlgate[bot] has no
+# psycopg-binary). Installed only when missing.
 SYSTEM_TOOLS := rsync wrk prometheus prometheus-alertmanager chromium
 system:
 	@missing=""; \
 	for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	/sbin/ldconfig -p 2>/dev/null | grep -q 'libpq\.so\.5 ' || missing="$$missing libpq5"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -157,6 +157,26 @@ def test_serve_with_an_unusable_database_url_is_a_config_error(tmp_path, url, wo
     assert "hunter2" not in out and "Traceback" not in out
 
 
+def test_postgres_without_libpq_says_what_to_install(tmp_path):
+    # mlgate[bot] depends on psycopg without [binary] (issue 12): psycopg loads the system's libpq.
+    # This machine has one; the bot process gets a sitecustomize that makes ctypes find no "pq", and
+    # PSYCOPG_IMPL=python keeps psycopg from using a psycopg-binary a developer may have installed.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import ctypes.util\n"
+        "_find = ctypes.util.find_library\n"
+        "ctypes.util.find_library = lambda name: None if name == 'pq' else _find(name)\n")
+    code, out = _mlgate(["bot", "serve", "--port", "0"],
+                        {"MLGATE_DATABASE_URL": "postgresql://bot:hunter2@127.0.0.1:1/bot",
+                         "MLGATE_GITHUB_WEBHOOK_SECRET": "s3cret", "PSYCOPG_IMPL": "python", "PYTHONPATH": str(site)},
+                        tmp_path)
+    assert code == 2, out
+    assert "PostgreSQL needs the libpq client library" in out and "apt-get install libpq5" in out, out
+    assert "psycopg[binary]" in out and "libpq library not found" in out, out
+    assert "hunter2" not in out and "Traceback" not in out
+
+
 def test_read_commands_create_no_folder_no_file_and_no_table(tmp_path):
     import sqlite3
 

@@ -17,6 +17,15 @@ import sqlalchemy as sa
 from mlgate.core.errors import InfraError, MlgateError, UsageError
 
 
+#: What to do when psycopg finds no libpq. mlgate[bot] depends on ``psycopg`` without ``[binary]``
+#: (psycopg's maintainers: a library depends on ``psycopg`` and leaves the libpq wrapper to the
+#: application, https://www.postgresql.org/message-id/CA%2Bmi_8Yxu1845mO5BBTVX3jsYEJqZ8QHWPrSPFDerKoQU2pu1g%40mail.gmail.com),
+#: so PostgreSQL uses the system's libpq; bot/Dockerfile installs it (issue 12).
+LIBPQ_MISSING = ("PostgreSQL needs the libpq client library and psycopg found none: install it "
+                 "(Debian/Ubuntu: apt-get install libpq5; Fedora: dnf install libpq; macOS: brew install libpq), "
+                 "or pip install 'psycopg[binary]', which brings its own")
+
+
 def normalize_url(url: str) -> str:
     """``postgresql://`` and ``postgres://`` mean psycopg 3 (the driver mlgate installs)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -86,7 +95,8 @@ def make_engine(url: str, *, create: bool, setting: str = "database_url") -> tup
 
     Raises:
         UsageError: the URL is not usable as written (see :func:`database_target`), or no engine
-            can be built for it (missing driver, bad options); the password is hidden.
+            can be built for it (psycopg not installed, no libpq for it to load (:data:`LIBPQ_MISSING`),
+            bad options); the password is hidden.
     """
     parsed, sqlite_file = database_target(url, create=create, setting=setting)
     kwargs: dict[str, Any] = {}
@@ -97,6 +107,14 @@ def make_engine(url: str, *, create: bool, setting: str = "database_url") -> tup
         kwargs["pool_size"] = 8
     try:
         engine = sa.create_engine(parsed, **kwargs)
+    except ModuleNotFoundError as e:
+        if e.name != "psycopg":
+            raise
+        raise UsageError(f"{setting} {safe_database_url(url)!r}: PostgreSQL needs psycopg, which comes with "
+                         "the bot: pip install 'mlgate[bot]'") from None
+    except ImportError as e:
+        raise UsageError(f"{setting} {safe_database_url(url)!r}: {LIBPQ_MISSING} "
+                         f"(psycopg: {str(e).splitlines()[-1].lstrip('- ')[:200]})") from None
     except Exception as e:  # missing driver, bad options: the URL as written cannot work
         raise UsageError(f"{setting} {safe_database_url(url)!r} cannot be used: {type(e).__name__}: "
                          f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
