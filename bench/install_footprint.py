@@ -9,10 +9,13 @@ virtual environment (`python -m venv`, then `pip install`), `--rounds` times in 
 * ``mlgate``                   the base: mlflow-skinny (this repository's wheel, built once)
 * ``mlgate[bot]``              the bot's image (bot/Dockerfile installs this set)
 * ``mlgate[local,evaluate]``   full MLflow: embedded store, validate.evaluation (`make demo`)
-* ``today: mlgate``            the previous base: the same wheel plus full ``mlflow``
-  (until issue 12 ``mlflow`` was a base dependency: exactly this set)
-* ``today: mlgate[bot]``       the previous bot image's set
+* ``today: mlgate``            the previous base: the same wheel plus full ``mlflow`` and
+  ``jsonschema`` (until issue 12 both were base dependencies: exactly that set)
+* ``today: mlgate[bot]``       the previous bot image's set (that base and the bot extra of then)
 * ``mlflow``, ``mlflow-skinny`` MLflow alone, the version installed here
+
+Every set gets the MLflow release installed here (a constraints file pins ``mlflow`` and
+``mlflow-skinny`` to it), so the sets differ in packaging only, not in MLflow version.
 
 Per set: install seconds (wall clock of `pip install`, the fastest of the rounds, as other work
 on the machine only ever adds to it; venv creation not included), the CPU seconds pip used
@@ -53,15 +56,26 @@ GOAL_MB = 250.0
 GOAL_RATIO = 0.35
 
 
+#: What mlgate's base dependencies were before issue 12 (pyproject.toml at 4c55eda^) beyond today's
+#: base: full MLflow instead of mlflow-skinny, and jsonschema (now a test dependency only).
+TODAY_BASE_EXTRA = ["jsonschema>=4.22"]
+#: The bot extra before issue 12 (4c55eda^), which the previous image installed.
+TODAY_BOT = ["starlette>=0.40", "uvicorn[standard]>=0.30", "PyGithub>=2.4", "python-gitlab>=4.10",
+             "prometheus-client>=0.20", "psycopg[binary]>=3.1", "orjson>=3.10"]
+
+
 def sets(wheel: Path, mlflow_version: str) -> dict[str, list[str]]:
-    """Set name -> `pip install` arguments."""
+    """Set name -> `pip install` arguments. The "today" sets are the sets of pyproject.toml before
+    issue 12 (4c55eda^), rebuilt from this wheel (whose base is a subset of that one) plus what
+    the base and the bot extra had then: mlflow brings mlflow-skinny, so the result is the same."""
     w = str(wheel)
+    mlflow = f"mlflow=={mlflow_version}"
     return {
         "mlgate": [w],
         "mlgate[bot]": [f"{w}[bot]"],
         "mlgate[local,evaluate]": [f"{w}[local,evaluate]"],
-        "today: mlgate": [w, f"mlflow=={mlflow_version}"],
-        "today: mlgate[bot]": [f"{w}[bot]", f"mlflow=={mlflow_version}"],
+        "today: mlgate": [w, mlflow, *TODAY_BASE_EXTRA],
+        "today: mlgate[bot]": [w, mlflow, *TODAY_BASE_EXTRA, *TODAY_BOT],
         "mlflow": [f"mlflow=={mlflow_version}"],
         "mlflow-skinny": [f"mlflow-skinny=={mlflow_version}"],
     }
@@ -178,7 +192,12 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
                        check=True, env=env(), capture_output=True)
         wheel = next(wheels.glob("mlgate-*.whl"))
-        plan = sets(wheel, mlflow_version)
+        # one MLflow release in every set: mlgate's mlflow-skinny>=... would otherwise take the newest
+        # skinny while the "today" sets hold this venv's mlflow (and its skinny); side by side means
+        # the same MLflow, packaged two ways
+        same_mlflow = work / "same-mlflow.txt"
+        same_mlflow.write_text(f"mlflow=={mlflow_version}\nmlflow-skinny=={mlflow_version}\n")
+        plan = {n: [*a, "-c", str(same_mlflow)] for n, a in sets(wheel, mlflow_version).items()}
         names = list(plan)
         seconds: dict[str, list[float]] = {n: [] for n in names}
         cpu: dict[str, list[float]] = {n: [] for n in names}
@@ -234,6 +253,9 @@ def main() -> int:
         print(f"{small}: {mb:.0f} MB (goal <= {GOAL_MB:.0f}), {s:.1f} s = {ratio:.2f}x {today!r} "
               f"({rows[today][0]:.1f} s, {rows[today][1]:.0f} MB; goal <= {GOAL_RATIO}x): {'met' if met else 'MISSED'}"
               f"; CPU {cpu_s[small]:.1f} s = {cpu_s[small] / cpu_s[today]:.2f}x")
+    prev = rows["today: mlgate[bot]"][0]
+    print(f"(for reference) mlgate[bot] against the previous bot set 'today: mlgate[bot]' ({prev:.1f} s, "
+          f"{rows['today: mlgate[bot]'][1]:.0f} MB): {rows['mlgate[bot]'][0] / prev:.2f}x")
     return 0 if ok else 1
 
 

@@ -166,7 +166,7 @@ class Mlgate(Target):
         }
         self.log = (workdir / "mlgate.log").open("wb")
         self.proc = subprocess.Popen(
-            ["taskset", "-c", cpu, str(ROOT / ".venv/bin/mlgate"), "bot", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            ["taskset", "-c", cpu, str(Path(sys.executable).parent / "mlgate"), "bot", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
         )
         wait_http(f"http://127.0.0.1:{port}/healthz", 30)
