@@ -16,7 +16,7 @@ with warnings.catch_warnings():  # starlette 1.x would rather use httpx2; httpx 
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from mlgate.bot.ui import authorized, create_ui_app
+from mlgate.bot.ui import authorized, create_ui_app, loopback_hosts
 from mlgate.core import canary as core
 from mlgate.core import config as cfgmod
 from mlgate.core.canary import CanarySettings, Observation
@@ -251,6 +251,27 @@ def test_a_token_with_non_ascii_characters_works_as_bearer_and_basic():
     assert c.get("/ui", headers=[(b"authorization", "Bearer pässwörd-Ω".encode("latin-1", "replace"))]).status_code == 401
     assert c.get("/ui", headers=[(b"authorization", b"Bearer ")]).status_code == 401
     assert c.get("/ui", headers=[(b"authorization", b"Basic " + base64.b64encode(b"nocolon"))]).status_code == 401
+
+
+@pytest.mark.parametrize("host, ok", [
+    ("127.0.0.1:8081", True), ("localhost:8081", True), ("LOCALHOST", True), ("[::1]:8081", True),
+    ("127.0.0.2:8081", True),  # the address it is bound to
+    # a page whose name a rebinding DNS server turned into 127.0.0.1 (DNS rebinding)
+    ("attacker.example:8081", False), ("127.0.0.1.attacker.example", False), ("localhost.attacker.example:8081", False),
+    ("", False),
+])
+def test_a_token_less_dashboard_answers_loopback_host_names_only(host, ok):
+    c = client(allowed_hosts=loopback_hosts("127.0.0.2"))
+    r = c.get("/ui/audit.json", headers={"Host": host})
+    assert r.status_code == (200 if ok else 400), r.text
+    if not ok:
+        assert "alice" not in r.text and r.headers["content-security-policy"]  # no data; the usual headers
+
+
+def test_loopback_hosts_name_the_bound_address_once_with_ipv6_in_brackets():
+    assert loopback_hosts("127.0.0.1") == ["localhost", "127.0.0.1", "[::1]"]
+    assert loopback_hosts("::1") == ["localhost", "127.0.0.1", "[::1]"]
+    assert loopback_hosts("127.0.0.5")[-1] == "127.0.0.5" and loopback_hosts("::ffff:127.0.0.1")[-1] == "[::ffff:127.0.0.1]"
 
 
 def test_pipeline_order_is_a_stable_topological_order():

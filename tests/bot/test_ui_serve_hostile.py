@@ -65,6 +65,10 @@ def test_the_webhook_port_never_serves_the_dashboard(tmp_path):
         for _ in range(5):
             assert httpx.get(f"http://127.0.0.1:{port}/ui", timeout=5).status_code == 404
             assert httpx.get(f"http://127.0.0.1:{ui_port}/healthz", timeout=5).status_code == 404
+        # token-less on loopback: a page that rebinds its own name to 127.0.0.1 gets nothing
+        ui = f"http://127.0.0.1:{ui_port}/ui"
+        assert httpx.get(ui, headers={"Host": f"attacker.example:{ui_port}"}, timeout=5).status_code == 400
+        assert httpx.get(ui, headers={"Host": f"localhost:{ui_port}"}, timeout=5).status_code == 200
     finally:
         proc.terminate()
         proc.communicate(timeout=30)

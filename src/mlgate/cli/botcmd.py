@@ -194,11 +194,12 @@ def _start_ui(settings: Any, store: Any, host: str, port: int, log: Any) -> tupl
 
     import uvicorn
 
-    from mlgate.bot.ui import create_ui_app
+    from mlgate.bot.ui import create_ui_app, loopback_hosts
     from mlgate.bot.ui.sources import StoreSources
 
     token = _ui_token(settings, host)
-    app = create_ui_app(StoreSources(settings, store), token=token, cache_seconds=settings.ui_cache_seconds)
+    app = create_ui_app(StoreSources(settings, store), token=token, cache_seconds=settings.ui_cache_seconds,
+                        allowed_hosts=None if token else loopback_hosts(host))
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=settings.access_log, lifespan="off",

@@ -14,7 +14,8 @@ Routes (all ``GET``):
 Authentication: with ``MLGATE_UI_TOKEN`` set, every request needs ``Authorization: Bearer
 TOKEN`` or HTTP Basic (RFC 7617) with TOKEN as the password (any user name), compared in
 constant time; otherwise 401 with ``WWW-Authenticate``. Without a token the listener must be
-bound to a loopback address (``mlgate bot serve`` refuses otherwise); put oauth2-proxy in front
+bound to a loopback address (``mlgate bot serve`` refuses otherwise) and only answers ``Host``
+names of loopback (:func:`loopback_hosts`: no DNS rebinding); put oauth2-proxy in front
 for single sign-on (README). Pages are rendered server-side with Jinja2 (autoescaped).
 """
 
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -121,8 +123,20 @@ class _Guard:
         await self.app(scope, receive, secured)
 
 
+def loopback_hosts(bound: str) -> list[str]:
+    """The ``Host`` header names a token-less dashboard on loopback answers to: ``localhost``,
+    ``127.0.0.1``, ``[::1]`` and the address it is bound to (IPv6 in brackets, RFC 3986 3.2.2).
+
+    Anything else is a page that made a browser resolve its own name to 127.0.0.1 (DNS rebinding)
+    to read the dashboard as a same-origin page: such a request gets 400 (Starlette's
+    ``TrustedHostMiddleware``)."""
+    hosts = ["localhost", "127.0.0.1", "[::1]"]
+    name = f"[{bound}]" if ":" in bound else bound
+    return hosts if name.lower() in hosts else [*hosts, name.lower()]
+
+
 def create_ui_app(sources: Sources, *, token: str | None = None, cache_seconds: float = 10.0,
-                  clock: Callable[[], float] = time.time) -> Any:
+                  clock: Callable[[], float] = time.time, allowed_hosts: list[str] | None = None) -> Any:
     """The dashboard's ASGI app.
 
     Args:
@@ -130,6 +144,8 @@ def create_ui_app(sources: Sources, *, token: str | None = None, cache_seconds: 
         token: ``MLGATE_UI_TOKEN`` (None: no authentication; bind to loopback only).
         cache_seconds: how long registry and ``.mlgate.yml`` reads are reused.
         clock: UNIX seconds (the cache's).
+        allowed_hosts: the only ``Host`` names answered (:func:`loopback_hosts` for a token-less
+            dashboard); others get 400. None: any.
     """
     board = Dashboard(sources, clock, cache_seconds)
     env = _templates()
@@ -184,6 +200,8 @@ def create_ui_app(sources: Sources, *, token: str | None = None, cache_seconds: 
         Route("/ui/healthz", lambda r: JSONResponse({"ok": True})),
     ])
     app.state.dashboard = board
+    if allowed_hosts:
+        return _Guard(TrustedHostMiddleware(app, allowed_hosts=allowed_hosts, www_redirect=False), token)
     return _Guard(app, token)
 
 
