@@ -128,3 +128,24 @@ def test_an_mlflow_delivery_with_unusable_facts_exits_2_without_a_traceback(tmp_
     r = subprocess.run([sys.executable, "-m", "mlgate", "bot", "explain", "d.json", "--facts", "f.json"],
                        capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0 and "trigger of staging: version 3" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize(("tags", "protect", "expected"), [
+    ({"mlgate.promoted.production.at": "2027-01-15T08:00:00+00:00"}, True,
+     "git deploys version 4, which mlgate promoted there: would put it back on version 4"),
+    ({"mlgate.promoted.production.at": "2027-01-15T08:00:00+00:00"}, False, "only record and report it"),
+    ({}, True, "would leave it unset (git deploys no version mlgate promoted there"),
+])
+def test_explain_a_deleted_alias(tags, protect, expected):
+    from mlgate.bot.registry_explain import explain_registry
+
+    config = MLFLOW_CONFIG + """  - name: production
+    gitops: {repository: acme/deploy, path: p.yaml, target: {kind: kserve}}
+""" + ("" if protect else "protect_aliases: false\n")
+    delivery = {"entity": "model_version_alias", "action": "deleted", "timestamp": "2027-01-15T09:00:00+00:00",
+                "data": {"name": "fraud", "alias": "champion"}}
+    facts = {"config": config, "registry": {"versions": {"4": {"tags": tags}}}, "deployed": {"production": "4"}}
+    text = explain_registry(delivery, event="model_version_alias.deleted", facts=facts)
+    assert "event: alias 'champion' deleted from fraud at 2027-01-15T09:00:00+00:00" in text
+    assert "alias 'champion' of production was deleted: " in text and expected in text, text
+    assert "trigger" not in text  # deleting an alias triggers no promotion

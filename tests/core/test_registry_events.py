@@ -114,7 +114,7 @@ def test_delivery_id_and_event_name():
     assert mlflow_event_name({"entity": "model_version"}) is None
 
 
-def test_normalize_the_three_events_and_drop_the_rest():
+def test_normalize_the_four_events_and_drop_the_rest():
     alias = normalize("model_version_alias.created", json.loads(BODY))
     assert alias == RegistryEvent("model_version_alias.created", "fraud", "3", "2027-01-15T08:00:00+00:00",
                                   alias="champion")
@@ -123,7 +123,16 @@ def test_normalize_the_three_events_and_drop_the_rest():
     assert (tag.key, tag.value) == ("deploy", "staging")
     created = normalize("model_version.created", {"data": {"name": "fraud", "version": "4", "tags": {"deploy": "x"}}})
     assert created.tags == {"deploy": "x"}
+    # a deleted alias (MLflow's own example payload: name and alias, no version)
+    from mlflow.webhooks.types import ModelVersionAliasDeletedPayload
+
+    gone = normalize("model_version_alias.deleted", {"data": ModelVersionAliasDeletedPayload.example(),
+                                                     "timestamp": "2027-01-15T08:00:00+00:00"})
+    assert gone == RegistryEvent("model_version_alias.deleted", "example_model", "", "2027-01-15T08:00:00+00:00",
+                                 alias="example_alias")
+    assert gone.describe() == "alias 'example_alias' deleted from example_model at 2027-01-15T08:00:00+00:00"
     assert isinstance(normalize("model_version_alias.deleted", {"data": {}}), Ignored)
+    assert isinstance(normalize("registered_model.created", {"data": {"name": "f"}}), Ignored)
     mine = normalize("model_version_tag.set", {"data": {"name": "f", "version": "1", "key": "mlgate.refused.prod",
                                                         "value": "x"}})
     assert isinstance(mine, Ignored) and "written by mlgate" in mine.reason
@@ -157,6 +166,7 @@ def test_triggers_and_guarded_aliases():
     ev = lambda **kw: RegistryEvent(kw.pop("event", "model_version_alias.created"), "fraud", "3", **kw)  # noqa: E731
     assert [e.name for e in triggered(cfg, ev(alias="challenger"))] == ["staging"]
     assert triggered(cfg, ev(alias="champion")) == []
+    assert triggered(cfg, ev(event="model_version_alias.deleted", alias="challenger")) == []  # deleting is no trigger
     assert [e.name for e in triggered(cfg, ev(event="model_version_tag.set", key="deploy", value="canary-env"))] == ["canary-env"]
     assert triggered(cfg, ev(event="model_version_tag.set", key="deploy", value="staging")) == []
     assert [e.name for e in triggered(cfg, ev(event="model_version.created", tags={"deploy": "canary-env"}))] == ["canary-env"]

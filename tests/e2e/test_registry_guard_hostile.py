@@ -1,6 +1,7 @@
 """Protected aliases against a real ``mlflow server`` (issue 13), the hostile cases: credentials in the
 GitOps repository URL never reach the drift tag every registry reader sees, and the bot does not fight
-itself (the alias it put back comes back as a webhook: in step, nothing written again)."""
+itself (the alias it put back comes back as a webhook: in step, nothing written again); a deleted
+alias comes back only where a promotion of mlgate landed."""
 
 from __future__ import annotations
 
@@ -63,3 +64,38 @@ def test_a_manifest_no_version_maps_to_leaves_the_alias_and_says_so_without_cred
                       cfg.environment("production"), cause="periodic check")
     assert out.state == "undecided" and SECRET not in out.text and SECRET not in str(out.record)
     assert client.get_model_version_by_alias(model, "champion").version == v2  # nothing moved on a guess
+
+
+@pytest.mark.parametrize("protect", [True, False], ids=["protected", "protect_aliases-false"])
+def test_a_deleted_alias_comes_back_on_the_version_mlgate_promoted_that_git_deploys(mlflow_server, protect):
+    client, model, (v1, v2), cfg = world(mlflow_server, protect=protect)
+    env = cfg.environment("production")
+    reader = lambda repo, branch, path: MANIFEST.format(model=model, version=v1)  # noqa: E731 - git deploys v1
+    client.set_model_version_tag(model, v1, "mlgate.promoted.production.at", "2027-01-15T08:00:00+00:00")  # landed
+    client.set_registered_model_alias(model, "champion", v1)
+    client.delete_registered_model_alias(model, "champion")  # by hand, in the MLflow UI
+    # the periodic check looks first (two passes in a row before it acts): drift, nothing written
+    dry = guard_alias(reader, Registry(mlflow_server), cfg, env, cause="periodic check", dry=True)
+    assert dry.state == "drift" and dry.record == {"pair": f"none->{v1}"}
+    out = guard_alias(reader, Registry(mlflow_server), cfg, env, cause="alias 'champion' deleted from " + model)
+    assert out.record["deployed"] == v1 and out.record["version"] is None and out.record["event"] == "alias drift"
+    assert SECRET not in out.text and SECRET not in str(out.record)
+    if protect:
+        assert out.state == "put back" and out.record["outcome"] == "alias put back"
+        assert client.get_model_version_by_alias(model, "champion").version == v1
+        assert f"put it back on version {v1}" in out.text
+    else:
+        assert out.state == "drift reported" and "protect_aliases: false" in out.text
+        assert "champion" not in client.get_registered_model(model).aliases
+    # no alias tag was written on a version: none held the alias
+    assert not any(k.startswith("mlgate.alias_drift") for k in client.get_model_version(model, v2).tags)
+
+
+def test_an_environment_mlgate_never_promoted_to_gets_no_alias(mlflow_server):
+    # git deploys v1, but no promotion of mlgate landed there (no mlgate.promoted.production.at):
+    # the alias was never mlgate's to set, so the guard creates none
+    client, model, (v1, _v2), cfg = world(mlflow_server)
+    reader = lambda repo, branch, path: MANIFEST.format(model=model, version=v1)  # noqa: E731
+    out = guard_alias(reader, Registry(mlflow_server), cfg, cfg.environment("production"), cause="periodic check")
+    assert out.state == "in step" and "holds no version" in out.text and out.record == {}
+    assert "champion" not in client.get_registered_model(model).aliases

@@ -22,7 +22,7 @@ from typing import Any
 
 from mlgate.core.events import Ignored
 from mlgate.core.promotion import eligibility, gates_fingerprint
-from mlgate.core.registry_events import guarded, normalize, triggered
+from mlgate.core.registry_events import ALIAS_DELETED, guarded, normalize, triggered
 
 
 def explain_registry(payload: dict[str, Any], *, event: str, facts: dict[str, Any] | None = None) -> str:
@@ -74,6 +74,14 @@ def _with_facts(ev: Any, facts: dict[str, Any]) -> list[str]:
         git = deployed.get(env.name)
         if env.canary is not None:
             lines.append(f"alias {ev.alias!r} belongs to {env.name}, whose canary moves it: would not guard it")
+        elif ev.event == ALIAS_DELETED:
+            promoted = git is not None and f"mlgate.promoted.{env.name}.at" in (versions.get(git) or {}).get("tags", {})
+            act = (f"put it back on version {git}" if cfg.protect_aliases else
+                   "only record and report it (protect_aliases: false)")
+            lines.append(f"alias {ev.alias!r} of {env.name} was deleted: " + (
+                f"git deploys version {git}, which mlgate promoted there: would {act} and write an audit record"
+                if promoted else "would leave it unset (git deploys no version mlgate promoted there; give "
+                                 "deployed: {env: version} and that version's mlgate.promoted.<env>.at tag in the facts)"))
         elif git is None:
             lines.append(f"alias {ev.alias!r} belongs to {env.name}: would compare it with the version its manifest "
                          "deploys (give deployed: {env: version} in the facts)")

@@ -62,7 +62,8 @@ GITHUB_EVENTS = frozenset({"issue_comment", "pull_request", "pull_request_review
 #: GitLab events mlgate acts on (``X-Gitlab-Event``).
 GITLAB_EVENTS = frozenset({"Note Hook", "Merge Request Hook", "Push Hook"})
 #: MLflow registry events mlgate acts on (``<entity>.<action>`` of the body; see :mod:`mlgate.core.registry_events`).
-MLFLOW_EVENTS = frozenset({"model_version_alias.created", "model_version.created", "model_version_tag.set"})
+MLFLOW_EVENTS = frozenset({"model_version_alias.created", "model_version_alias.deleted", "model_version.created",
+                           "model_version_tag.set"})
 
 #: Headers never stored with a delivery nor logged (credentials and their proofs).
 SENSITIVE_HEADERS = frozenset(

@@ -37,6 +37,8 @@ DELIVERY_HEADER = "x-mlflow-delivery-id"
 TOLERANCE_SECONDS = 300
 #: Registry events mlgate acts on; every other one is acknowledged and dropped.
 EVENTS = MLFLOW_EVENTS
+#: An alias was deleted: no trigger, but an environment's alias gone is drift (protected aliases).
+ALIAS_DELETED = "model_version_alias.deleted"
 #: Tag keys mlgate writes on versions whose tag events are not worth a delivery's work; of mlgate's
 #: keys only ``mlgate.gates`` (written by ``mlgate validate``) can trigger a promotion.
 TRIGGER_TAG_PREFIX_EXCEPTIONS = ("mlgate.gates",)
@@ -123,8 +125,9 @@ def mlflow_event_name(payload: Mapping[str, Any]) -> str | None:
 class RegistryEvent:
     """One registry event mlgate acts on.
 
-    ``event``: one of :data:`EVENTS`. ``model``/``version``: the model version it is about.
-    ``alias``: the alias set (``model_version_alias.created``). ``key``/``value``: the tag set
+    ``event``: one of :data:`EVENTS`. ``model``/``version``: the model version it is about
+    (``version`` is ``""`` for ``model_version_alias.deleted``, whose payload names only the model
+    and the alias). ``alias``: the alias set or deleted (``model_version_alias.*``). ``key``/``value``: the tag set
     (``model_version_tag.set``). ``tags``: the version's tags at creation (``model_version.created``).
     ``at``: MLflow's ISO 8601 timestamp of the event. MLflow names no user.
     """
@@ -141,6 +144,8 @@ class RegistryEvent:
     def describe(self) -> str:
         """One line: ``alias 'challenger' set on fraud version 3 at <time>``."""
         when = f" at {self.at}" if self.at else ""
+        if self.event == ALIAS_DELETED:
+            return f"alias {self.alias!r} deleted from {self.model}{when}"
         if self.alias is not None:
             return f"alias {self.alias!r} set on {self.model} version {self.version}{when}"
         if self.key is not None:
@@ -171,6 +176,8 @@ def normalize(event: str, payload: Mapping[str, Any]) -> RegistryEvent | Ignored
         return Ignored("malformed payload: data is not an object")
     at = payload.get("timestamp") if isinstance(payload.get("timestamp"), str) else ""
     try:
+        if event == ALIAS_DELETED:  # MLflow's payload: name and alias, no version
+            return RegistryEvent(event, _text(data, "name"), "", at, alias=_text(data, "alias"))
         model, version = _text(data, "name"), _text(data, "version")
         if not (version.isascii() and version.isdigit()) or len(version) > 18:
             # MLflow numbers versions 1, 2, ...; anything else would reach branch names and PR bodies
@@ -204,7 +211,7 @@ def triggered(cfg: Config, ev: RegistryEvent) -> list[Environment]:
         t = env.trigger
         if t is None:
             continue
-        if t.alias is not None and ev.alias == t.alias:
+        if t.alias is not None and ev.event == "model_version_alias.created" and ev.alias == t.alias:
             out.append(env)
         elif t.tag is not None:
             if ev.key == t.tag.key and ev.value == t.tag.value:

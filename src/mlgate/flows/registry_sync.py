@@ -109,6 +109,10 @@ def guard_alias(reader: Reader, registry: Registry, cfg: Config, env: Environmen
         dry: only look: a drift is returned as state ``drift`` (``text`` names held and deployed
             versions as ``<held>-><deployed>`` in ``record["pair"]``) and nothing is written.
 
+    An alias that holds no version is drift only when git deploys a version mlgate promoted to
+    ``env`` (its ``mlgate.promoted.<env>.at`` tag: the alias was set, then deleted); an environment
+    mlgate never promoted to is left alone.
+
     Returns:
         An :class:`Outcome`: ``in step``, ``put back`` (``cfg.protect_aliases``), ``drift reported``,
         ``undecided`` (git does not say which version runs: nothing is moved) or ``not guarded``
@@ -124,7 +128,7 @@ def guard_alias(reader: Reader, registry: Registry, cfg: Config, env: Environmen
     holder = registry.get_by_alias(model, alias)
     held = holder.version if holder is not None else None
     if held is None:
-        return Outcome("in step", f"{env.name}: alias {alias!r} holds no version", {})
+        return _missing_alias(reader, registry, cfg, env, cause=cause, dry=dry)
     deployed, where = deployed_version(reader, registry, model, env, prefer=held)
     if deployed is None:
         return Outcome("undecided", f"{env.name}: git does not say which version runs ({where}); alias {alias!r} "
@@ -145,6 +149,29 @@ def guard_alias(reader: Reader, registry: Registry, cfg: Config, env: Environmen
     registry.set_tags(model, held, {REVERTED_TAG.format(env=env.name): note[:1000]})
     record = {**base, "version": held, "deployed": deployed, "event": "alias drift", "allowed": False,
               "reasons": [why], "outcome": outcome, "cause": cause}
+    return Outcome(state, f"{env.name}: {note}", record)
+
+
+def _missing_alias(reader: Reader, registry: Registry, cfg: Config, env: Environment, *, cause: str,
+                   dry: bool) -> Outcome:
+    """:func:`guard_alias` for an alias that holds no version."""
+    model, alias = cfg.model, env.registry_alias
+    idle = Outcome("in step", f"{env.name}: alias {alias!r} holds no version", {})
+    deployed, where = deployed_version(reader, registry, model, env)
+    if deployed is None or f"mlgate.promoted.{env.name}.at" not in (registry.get_version(model, deployed).tags or {}):
+        return idle  # nothing deployed that mlgate promoted here: not mlgate's alias to set
+    why = f"alias {alias!r} holds no version ({cause}), but git deploys version {deployed} ({where})"
+    if dry:
+        return Outcome("drift", f"{env.name}: {why}", {"pair": f"none->{deployed}"})
+    if cfg.protect_aliases:
+        registry.set_alias(model, alias, deployed)
+        note = f"{why}; mlgate put it back on version {deployed}. Promote through git (mlgate promote, /promote)."
+        state, outcome = "put back", "alias put back"
+    else:
+        note = f"{why}; not put back (protect_aliases: false). Promote through git to deploy it."
+        state, outcome = "drift reported", "drift reported"
+    record = {"model": model, "environment": env.name, "alias": alias, "version": None, "deployed": deployed,
+              "event": "alias drift", "allowed": False, "reasons": [why], "outcome": outcome, "cause": cause}
     return Outcome(state, f"{env.name}: {note}", record)
 
 

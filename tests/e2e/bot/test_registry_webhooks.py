@@ -50,7 +50,7 @@ def mbot(fakes, mlflow_server, mlflow_client, tmp_path_factory):
     hooks = [w for w in mlflow_client.list_webhooks() if w.url == f"{b.url}/webhooks/mlflow"]
     assert "created" in first.stdout and "updated" in again.stdout and len(hooks) == 1  # idempotent
     assert sorted(str(e) for e in hooks[0].events) == [
-        "model_version.created", "model_version_alias.created", "model_version_tag.set"]
+        "model_version.created", "model_version_alias.created", "model_version_alias.deleted", "model_version_tag.set"]
     time.sleep(1.2)  # MLFLOW_WEBHOOK_CACHE_TTL=1: the server's cached webhook list expires
     yield b
     mlflow_client.delete_webhook(hooks[0].webhook_id)
@@ -215,6 +215,28 @@ def test_champion_moved_by_hand_is_put_back_on_what_git_deploys(mbot, fakes, mlf
         assert third.outcome.endswith(f"holds version {v1}, which git deploys"), third
     else:
         assert holder == v2 and rec["outcome"] == "drift reported" and "protect_aliases: false" in drift
+    assert gh.pulls(w["deploy"]) == []
+
+
+def test_champion_deleted_by_hand_is_put_back_on_what_mlgate_promoted_and_git_deploys(mbot, fakes, mlflow_client):
+    gh, _ = fakes
+    w = new_world(gh, mlflow_client)
+    v1 = register(mlflow_client, w)
+    mlflow_client.set_model_version_tag(w["model"], v1, "mlgate.promoted.production.at", "2027-01-15T08:00:00+00:00")
+    deploy_to_production(gh, mlflow_client, w, v1)  # as a landed promotion leaves it
+    handled(mbot, w["model"], "model_version_alias.created")  # the bot now knows the model's repository
+
+    mlflow_client.delete_registered_model_alias(w["model"], "champion")  # by hand, in the MLflow UI
+    eventually("champion back on v1", lambda: "champion" in mlflow_client.get_registered_model(w["model"]).aliases
+               and mlflow_client.get_model_version_by_alias(w["model"], "champion").version == v1, mbot)
+    [gone] = handled(mbot, w["model"], "model_version_alias.deleted")
+    assert "alias 'champion' holds no version" in gone.outcome and f"put it back on version {v1}" in gone.outcome
+    [rec] = [r for r in mbot.audit() if r.get("model") == w["model"] and r.get("event") == "alias drift"]
+    assert rec["deployed"] == v1 and rec["outcome"] == "alias put back" and rec["delivery"] == gone.id
+    assert rec["actor"] == "unknown (MLflow webhooks do not name the user)"
+    # the put-back is an alias event too: in step, nothing more
+    again = handled(mbot, w["model"], "model_version_alias.created", count=2)[1]
+    assert again.outcome.endswith(f"holds version {v1}, which git deploys"), again
     assert gh.pulls(w["deploy"]) == []
 
 

@@ -28,7 +28,7 @@ from mlgate.core.config import Config
 from mlgate.core.errors import ConfigError, MlgateError, UsageError
 from mlgate.core.events import Ignored, github_repo_problem, gitlab_path_problem
 from mlgate.core.promotion import Trigger
-from mlgate.core.registry_events import RegistryEvent, guarded, normalize, triggered
+from mlgate.core.registry_events import ALIAS_DELETED, RegistryEvent, guarded, normalize, triggered
 from mlgate.bot import promotion as promo
 from mlgate.bot.handlers.common import (
     CONFIG_FILE,
@@ -120,6 +120,16 @@ def _locked(ctx: HandlerContext, owner: str, model: str, env: str, run: Any) -> 
         ctx.store.release_lock(lock, owner)
 
 
+def _known_source(ctx: HandlerContext, model: str) -> tuple[str, str] | None:
+    """(forge, repository) of ``model`` from bot.yml ``models``, else from the models earlier
+    registry events named (:func:`_remember`: checked when they were written)."""
+    mapped = (getattr(ctx.settings, "models", None) or {}).get(model)
+    if not mapped:
+        mapped = (json.loads(ctx.store.kv_get(KNOWN_MODELS) or "{}") or {}).get(model)
+    forge, _, repo = str(mapped or "").partition(":")
+    return (forge, repo) if forge in ("github", "gitlab") and repo else None
+
+
 def _remember(ctx: HandlerContext, model: str, forge: str, repo: str) -> None:
     """Keep (model → repository) for the periodic check."""
     def change(known: Any) -> Any:
@@ -145,11 +155,14 @@ def handle_mlflow(delivery: Delivery, ctx: HandlerContext) -> str:
             raise MalformedPayload(ev.reason)
         return f"ignored: {ev.reason}"
     reg = _registry(ctx)
-    try:
-        info = reg.get_version(ev.model, ev.version)
-    except UsageError as e:
-        return f"ignored: {e}"
-    src = _source(ctx, ev.model, dict(info.tags or {}))
+    if ev.event == ALIAS_DELETED:  # no version to read the mlgate.source_* tags of: the models the bot knows
+        src = _known_source(ctx, ev.model)
+    else:
+        try:
+            info = reg.get_version(ev.model, ev.version)
+        except UsageError as e:
+            return f"ignored: {e}"
+        src = _source(ctx, ev.model, dict(info.tags or {}))
     if src is None:
         return (f"ignored: no repository governs {ev.model} (add it to models: in bot.yml, or train it with "
                 "mlgate train in CI, which tags mlgate.source_repo)")
