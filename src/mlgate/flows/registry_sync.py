@@ -128,17 +128,22 @@ def guard_alias(reader: Reader, registry: Registry, cfg: Config, env: Environmen
     holder = registry.get_by_alias(model, alias)
     held = holder.version if holder is not None else None
     if held is None:
-        return _missing_alias(reader, registry, cfg, env, cause=cause, dry=dry)
-    deployed, where = deployed_version(reader, registry, model, env, prefer=held)
-    if deployed is None:
-        return Outcome("undecided", f"{env.name}: git does not say which version runs ({where}); alias {alias!r} "
-                       f"left on version {held}", {**base, "version": held, "event": "alias drift", "allowed": False,
-                                                     "reasons": [where], "outcome": "undecided"})
-    if deployed == held:
-        return Outcome("in step", f"{env.name}: alias {alias!r} holds version {held}, which git deploys", {})
-    why = f"alias {alias!r} was moved to version {held} ({cause}), but git deploys version {deployed} ({where})"
+        deployed, where = deployed_version(reader, registry, model, env)
+        if deployed is None or f"mlgate.promoted.{env.name}.at" not in (registry.get_version(model, deployed).tags or {}):
+            # nothing deployed that mlgate promoted here: not mlgate's alias to set
+            return Outcome("in step", f"{env.name}: alias {alias!r} holds no version", {})
+        why = f"alias {alias!r} holds no version ({cause}), but git deploys version {deployed} ({where})"
+    else:
+        deployed, where = deployed_version(reader, registry, model, env, prefer=held)
+        if deployed is None:
+            return Outcome("undecided", f"{env.name}: git does not say which version runs ({where}); alias {alias!r} "
+                           f"left on version {held}", {**base, "version": held, "event": "alias drift",
+                                                         "allowed": False, "reasons": [where], "outcome": "undecided"})
+        if deployed == held:
+            return Outcome("in step", f"{env.name}: alias {alias!r} holds version {held}, which git deploys", {})
+        why = f"alias {alias!r} was moved to version {held} ({cause}), but git deploys version {deployed} ({where})"
     if dry:
-        return Outcome("drift", f"{env.name}: {why}", {"pair": f"{held}->{deployed}"})
+        return Outcome("drift", f"{env.name}: {why}", {"pair": f"{held or 'none'}->{deployed}"})
     if cfg.protect_aliases:
         registry.set_alias(model, alias, deployed)
         note = f"{why}; mlgate put it back on version {deployed}. Promote through git (mlgate promote, /promote)."
@@ -146,32 +151,10 @@ def guard_alias(reader: Reader, registry: Registry, cfg: Config, env: Environmen
     else:
         note = f"{why}; not put back (protect_aliases: false). Promote through git to deploy it."
         state, outcome = "drift reported", "drift reported"
-    registry.set_tags(model, held, {REVERTED_TAG.format(env=env.name): note[:1000]})
+    if held is not None:  # the version the alias was moved to says why it left (a deleted alias held none)
+        registry.set_tags(model, held, {REVERTED_TAG.format(env=env.name): note[:1000]})
     record = {**base, "version": held, "deployed": deployed, "event": "alias drift", "allowed": False,
               "reasons": [why], "outcome": outcome, "cause": cause}
-    return Outcome(state, f"{env.name}: {note}", record)
-
-
-def _missing_alias(reader: Reader, registry: Registry, cfg: Config, env: Environment, *, cause: str,
-                   dry: bool) -> Outcome:
-    """:func:`guard_alias` for an alias that holds no version."""
-    model, alias = cfg.model, env.registry_alias
-    idle = Outcome("in step", f"{env.name}: alias {alias!r} holds no version", {})
-    deployed, where = deployed_version(reader, registry, model, env)
-    if deployed is None or f"mlgate.promoted.{env.name}.at" not in (registry.get_version(model, deployed).tags or {}):
-        return idle  # nothing deployed that mlgate promoted here: not mlgate's alias to set
-    why = f"alias {alias!r} holds no version ({cause}), but git deploys version {deployed} ({where})"
-    if dry:
-        return Outcome("drift", f"{env.name}: {why}", {"pair": f"none->{deployed}"})
-    if cfg.protect_aliases:
-        registry.set_alias(model, alias, deployed)
-        note = f"{why}; mlgate put it back on version {deployed}. Promote through git (mlgate promote, /promote)."
-        state, outcome = "put back", "alias put back"
-    else:
-        note = f"{why}; not put back (protect_aliases: false). Promote through git to deploy it."
-        state, outcome = "drift reported", "drift reported"
-    record = {"model": model, "environment": env.name, "alias": alias, "version": None, "deployed": deployed,
-              "event": "alias drift", "allowed": False, "reasons": [why], "outcome": outcome, "cause": cause}
     return Outcome(state, f"{env.name}: {note}", record)
 
 
