@@ -153,6 +153,16 @@ class BotSettings(BaseModel):
             "mlgate.source_forge and mlgate.source_repo that `mlgate train` writes in CI."
         ),
     )
+    source_repositories: list[Annotated[str, Field(pattern=r"^(github|gitlab):\S+$")]] | None = Field(
+        None,
+        description=(
+            "Which repositories a model version's mlgate.source_forge / mlgate.source_repo tags may name "
+            "(anyone who may tag a version in MLflow can write them): shell-style patterns of FORGE:PATH "
+            "(Python fnmatch: * also matches /), e.g. github:acme/* or gitlab:ml/*; a version naming any "
+            "other is ignored. Unset: any "
+            "repository the bot's credentials reach. bot.yml models entries are always used."
+        ),
+    )
     reconcile_interval_seconds: float = Field(
         300.0, ge=0,
         description=(

@@ -38,7 +38,8 @@ def mbot(fakes, mlflow_server, mlflow_client, tmp_path_factory):
     gh, gl = fakes
     work = tmp_path_factory.mktemp("registry-bot")
     b = start_bot(work, gh.url, gl.url, mlflow_server,
-                  extra_yaml=f"reconcile_interval_seconds: 0\nmodels:\n  {GL_MODEL}: gitlab:{GL_REPO}\n",
+                  extra_yaml=f"reconcile_interval_seconds: 0\nmodels:\n  {GL_MODEL}: gitlab:{GL_REPO}\n"
+                             "source_repositories: ['github:acme/*']\n",
                   extra_env={"MLGATE_MLFLOW_WEBHOOK_SECRET": MLFLOW_SECRET})
     env = {"MLGATE_MLFLOW_WEBHOOK_SECRET": MLFLOW_SECRET, "PATH": str(VENV_BIN)}
     args = [str(VENV_BIN / "mlgate"), "bot", "register-mlflow-webhook", "--url", f"{b.url}/webhooks/mlflow",
@@ -97,7 +98,7 @@ def new_world(gh, client, *, protect: bool = True, trigger: str = "{alias: chall
     gh.add_repo(repo, {".mlgate.yml": yml})
     gh.set_permission(deploy, BOT, "write")
     client.create_registered_model(model)
-    return {"model": model, "repo": repo, "deploy": deploy, "fingerprint": gates_fingerprint(parse(yml))}
+    return {"model": model, "repo": repo, "deploy": deploy, "fingerprint": gates_fingerprint(parse(yml)), "yml": yml}
 
 
 def register(client, w: dict[str, Any], gates: str = "passed", forge: str | None = "github") -> str:
@@ -147,6 +148,22 @@ def test_challenger_on_a_passed_version_opens_one_promotion_pr_and_a_redelivery_
     assert len(gh.pulls(w["deploy"])) == 1
     assert len([x for x in mbot.audit() if x.get("model") == w["model"]]) == 1
     assert len(deliveries_for(mbot, w["model"], "model_version_alias.created")) == 1
+
+
+def test_tags_naming_a_repository_source_repositories_does_not_allow_open_nothing(mbot, fakes, mlflow_client):
+    # anyone who may tag a version in MLflow can write mlgate.source_repo: a repository outside
+    # bot.yml source_repositories (github:acme/*) is never read as the model's policy
+    gh, _ = fakes
+    w = new_world(gh, mlflow_client)
+    w["repo"] = f"mallory/{w['model']}"  # a policy of its own, with the same model and trigger
+    gh.add_repo(w["repo"], {".mlgate.yml": w["yml"]})
+    v = register(mlflow_client, w)
+    mlflow_client.set_registered_model_alias(w["model"], "challenger", v)
+    [d] = handled(mbot, w["model"], "model_version_alias.created")
+    assert d.outcome == (f"ignored: the version's tags name github:{w['repo']}, which bot.yml source_repositories "
+                         "does not allow (add the model to models: in bot.yml, or the repository to "
+                         "source_repositories)"), d
+    assert gh.pulls(w["deploy"]) == [] and "mlgate.requested.staging" not in tags_of(mlflow_client, w["model"], v)
 
 
 def test_a_tag_trigger_opens_the_promotion_pr_when_the_tag_is_set(mbot, fakes, mlflow_client):

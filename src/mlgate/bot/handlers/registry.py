@@ -18,6 +18,7 @@ the same guard for every model the bot knows (``reconcile_interval_seconds``).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from typing import Any
 
@@ -54,18 +55,24 @@ KNOWN_MODELS = "registry:models"
 UNKNOWN_ACTOR = "unknown (MLflow webhooks do not name the user)"
 
 
-def _source(ctx: HandlerContext, model: str, tags: dict[str, str]) -> tuple[str, str] | None:
-    """(forge, repository) whose ``.mlgate.yml`` governs ``model``: bot.yml ``models``, else the tags."""
+def _source(ctx: HandlerContext, model: str, tags: dict[str, str]) -> tuple[str, str] | str:
+    """(forge, repository) whose ``.mlgate.yml`` governs ``model``: bot.yml ``models``, else the
+    tags, when bot.yml ``source_repositories`` allows the repository they name; else why not."""
     mapped = (getattr(ctx.settings, "models", None) or {}).get(model)
     if mapped:
         forge, _, repo = mapped.partition(":")
         return forge, repo
     forge, repo = tags.get("mlgate.source_forge"), tags.get("mlgate.source_repo")
     if forge not in ("github", "gitlab") or not repo:
-        return None
+        return (f"no repository governs {model} (add it to models: in bot.yml, or train it with mlgate train in "
+                "CI, which tags mlgate.source_repo)")
     # a tag goes into API paths: only a name the forge could have (acme/../../orgs/x is no repository)
-    problem = github_repo_problem(repo) if forge == "github" else gitlab_path_problem(repo)
-    return None if problem else (forge, repo)
+    if github_repo_problem(repo) if forge == "github" else gitlab_path_problem(repo):
+        return f"the version's mlgate.source_repo {repo[:100]!r} is no {forge} repository name"
+    if not _allowed(ctx, forge, repo):
+        return (f"the version's tags name {forge}:{repo}, which bot.yml source_repositories does not allow "
+                f"(add the model to models: in bot.yml, or the repository to source_repositories)")
+    return forge, repo
 
 
 def _forge(ctx: HandlerContext, forge: str, repo: str) -> Forge:
@@ -120,13 +127,25 @@ def _locked(ctx: HandlerContext, owner: str, model: str, env: str, run: Any) -> 
         ctx.store.release_lock(lock, owner)
 
 
+def _allowed(ctx: HandlerContext, forge: str, repo: str) -> bool:
+    """Whether bot.yml ``source_repositories`` (shell-style patterns of ``FORGE:PATH``; unset: any)
+    lets a version's tags name this repository."""
+    patterns = getattr(ctx.settings, "source_repositories", None)
+    return patterns is None or any(fnmatch.fnmatchcase(f"{forge}:{repo}", p) for p in patterns)
+
+
+def _known(ctx: HandlerContext) -> dict[str, str]:
+    """Model -> ``forge:repository`` for every model the bot knows: those earlier registry events
+    named (:func:`_remember`) that ``source_repositories`` still allows, and bot.yml ``models``."""
+    known = {m: str(w) for m, w in (json.loads(ctx.store.kv_get(KNOWN_MODELS) or "{}") or {}).items()
+             if _allowed(ctx, *str(w).partition(":")[::2])}
+    known.update(getattr(ctx.settings, "models", None) or {})
+    return known
+
+
 def _known_source(ctx: HandlerContext, model: str) -> tuple[str, str] | None:
-    """(forge, repository) of ``model`` from bot.yml ``models``, else from the models earlier
-    registry events named (:func:`_remember`: checked when they were written)."""
-    mapped = (getattr(ctx.settings, "models", None) or {}).get(model)
-    if not mapped:
-        mapped = (json.loads(ctx.store.kv_get(KNOWN_MODELS) or "{}") or {}).get(model)
-    forge, _, repo = str(mapped or "").partition(":")
+    """(forge, repository) of ``model`` among :func:`_known`, or None."""
+    forge, _, repo = _known(ctx).get(model, "").partition(":")
     return (forge, repo) if forge in ("github", "gitlab") and repo else None
 
 
@@ -164,8 +183,9 @@ def handle_mlflow(delivery: Delivery, ctx: HandlerContext) -> str:
             return f"ignored: {e}"
         src = _source(ctx, ev.model, dict(info.tags or {}))
     if src is None:
-        return (f"ignored: no repository governs {ev.model} (add it to models: in bot.yml, or train it with "
-                "mlgate train in CI, which tags mlgate.source_repo)")
+        return f"ignored: no repository governs {ev.model} that the bot knows (add it to models: in bot.yml)"
+    if isinstance(src, str):
+        return f"ignored: {src}"
     forge_name, repo = src
     forge = _forge(ctx, forge_name, repo)
     cfg = _config(forge, repo)
@@ -237,8 +257,7 @@ def check_registry(ctx: HandlerContext) -> str:
     Returns what changed ("" when nothing did)."""
 
     def run() -> str:
-        known = dict(json.loads(ctx.store.kv_get(KNOWN_MODELS) or "{}") or {})
-        known.update(getattr(ctx.settings, "models", None) or {})
+        known = _known(ctx)
         if not known:
             return ""
         reg = _registry(ctx)
