@@ -185,6 +185,13 @@ class BotSettings(BaseModel):
     ui_cache_seconds: float = Field(
         10.0, ge=0, description="Seconds the dashboard reuses registry and .mlgate.yml reads (0: read every time)."
     )
+    ui_audit_records: int = Field(
+        20000, ge=100, le=1_000_000,
+        description=(
+            "How many of the newest audit records the dashboard keeps in memory and shows (its pages, "
+            "in-flight promotions and exports); `mlgate audit` exports them all."
+        ),
+    )
     # ---- background follow-up (a thread beside the workers; never on the event loop)
     canary_tick_seconds: float = Field(
         15.0, ge=0,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from typing import Any
 
 from mlgate.core import config as cfgmod
@@ -35,15 +36,18 @@ class StoreSources:
         self._redact = settings.redactor(os.environ)
         self._canaries = CanaryStore(store.engine)
         self._registries: dict[str, Registry] = {}
-        self._audit: list[dict] = []
+        # the newest ui_audit_records only: the audit table is append-only and never pruned, so a bot
+        # of some years would otherwise hold all of it in memory (mlgate audit exports everything)
+        self._audit: deque[dict] = deque(maxlen=settings.ui_audit_records)
         self._lock = threading.Lock()
 
     def audit_records(self) -> list[dict]:
-        """Every audit record, oldest first. Audit records are append-only (the database refuses
-        updates and deletes), so the records read before are kept and only newer ones are read."""
+        """The newest ``ui_audit_records`` audit records, oldest first. Audit records are append-only
+        (the database refuses updates and deletes), so the records read before are kept and only
+        newer ones are read."""
         with self._lock:
             last = self._audit[-1]["id"] if self._audit else 0
-            self._audit.extend(self.store.audit_records(after=last))
+            self._audit.extend(self.store.audit_records(after=last, newest=self._audit.maxlen))
             return list(self._audit)
 
     def canaries(self) -> list[CanaryRecord]:

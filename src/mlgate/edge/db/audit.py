@@ -34,15 +34,20 @@ class AuditLog:
                 audit_table.insert().values(recorded_at=now, record=json.dumps(self.redactor.value(record), sort_keys=True, default=str))
             )
 
-    def audit_records(self, after: int = 0) -> list[dict]:
+    def audit_records(self, after: int = 0, newest: int | None = None) -> list[dict]:
         """Every audit record, oldest first, each with ``id`` and ``recorded_at`` (ISO 8601) added.
 
         Args:
             after: only records whose id is greater (records are append-only, so a reader that
                 keeps what it read asks for the new ones only; the dashboard does).
+            newest: at most this many, the newest of them (still oldest first).
         """
+        query = sa.select(audit_table).where(audit_table.c.id > after)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(audit_table).where(audit_table.c.id > after).order_by(audit_table.c.id)).all()
+            if newest is None:
+                rows = conn.execute(query.order_by(audit_table.c.id)).all()
+            else:
+                rows = conn.execute(query.order_by(audit_table.c.id.desc()).limit(newest)).all()[::-1]
         out = []
         for r in rows:
             rec = json.loads(r.record)
