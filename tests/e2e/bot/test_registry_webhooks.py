@@ -360,6 +360,43 @@ def test_the_periodic_check_puts_back_an_alias_moved_while_no_webhook_reached_th
     store.close()
 
 
+def test_the_periodic_check_reports_a_drift_it_may_not_correct_once_and_puts_back_a_deleted_alias(
+        fakes, mlflow_server, mlflow_client, tmp_path):
+    from mlgate.bot.handlers.common import make_context
+    from mlgate.bot.handlers.registry import check_registry
+    from mlgate.bot.settings import BotSettings
+    from mlgate.edge.db.store import Store
+
+    gh, _ = fakes
+    report, protect = new_world(gh, mlflow_client, protect=False), new_world(gh, mlflow_client)
+    r1, r2, r3 = (register(mlflow_client, report, forge=None) for _ in range(3))
+    deploy_to_production(gh, mlflow_client, report, r1)
+    mlflow_client.set_registered_model_alias(report["model"], "champion", r2)  # while the bot is down
+    p1 = register(mlflow_client, protect, forge=None)
+    mlflow_client.set_model_version_tag(protect["model"], p1, "mlgate.promoted.production.at", "2027-01-15T08:00:00Z")
+    deploy_to_production(gh, mlflow_client, protect, p1)
+    mlflow_client.delete_registered_model_alias(protect["model"], "champion")  # while the bot is down
+    settings = BotSettings(github_api_url=gh.url, github_token=GH_TOKEN, tracking_uri=mlflow_server, bot_login=BOT,
+                           github_write_interval=0, database_url=f"sqlite:///{tmp_path}/bot.db",
+                           models={w["model"]: f"github:{w['repo']}" for w in (report, protect)})
+    store = Store(settings.database_url)
+    ctx = make_context(settings, store)
+
+    def drifts(w):
+        return [r for r in store.audit_records() if r.get("model") == w["model"] and r.get("event") == "alias drift"]
+
+    passes = [check_registry(ctx) for _ in range(6)]
+    assert passes[0] == "" and f"put it back on version {p1}" in passes[1] and "not put back" in passes[1], passes
+    assert passes[2:] == [""] * 4, passes  # reported once while the same drift lasts, not every other pass
+    assert mlflow_client.get_model_version_by_alias(protect["model"], "champion").version == p1
+    assert [r["outcome"] for r in drifts(protect)] == ["alias put back"] and drifts(protect)[0]["version"] is None
+    assert [r["outcome"] for r in drifts(report)] == ["drift reported"]
+    mlflow_client.set_registered_model_alias(report["model"], "champion", r3)  # another drift: reported again
+    assert check_registry(ctx) == "" and "not put back" in check_registry(ctx)
+    assert [r["version"] for r in drifts(report)] == [r2, r3]
+    store.close()
+
+
 def test_a_registry_event_finds_the_github_app_installation_of_the_models_repository(tmp_path):
     """Forge deliveries name their App installation; registry events do not: the bot asks GitHub
     (GET /repos/{owner}/{repo}/installation with the App's JWT) and reads the repository through it."""

@@ -235,18 +235,24 @@ def _promote(ctx: HandlerContext, delivery: Delivery, forge: Forge, forge_name: 
 def _debounced(ctx: HandlerContext, model: str, env: str, guard: Any) -> Outcome:
     """Act on a drift the periodic check sees at two passes in a row (the same held and deployed
     versions): between a promotion PR's merge and its webhook, the alias lags git for a moment,
-    and that is no hand move."""
+    and that is no hand move. A drift only reported (``protect_aliases: false``) is reported once
+    while it lasts, not at every other pass."""
     key = f"registry:drift:{model}:{env}"
     seen = guard(True)
+    mark = ctx.store.kv_get(key)
     if seen.state != "drift":
-        if ctx.store.kv_get(key):
+        if mark:
             ctx.store.kv_set(key, "")
         return seen
-    if ctx.store.kv_get(key) != seen.record["pair"]:
-        ctx.store.kv_set(key, seen.record["pair"])
+    pair = seen.record["pair"]
+    if mark == f"reported {pair}":
         return seen
-    ctx.store.kv_set(key, "")
-    return guard(False)
+    if mark != pair:
+        ctx.store.kv_set(key, pair)
+        return seen
+    out = guard(False)
+    ctx.store.kv_set(key, f"reported {pair}" if out.state == "drift reported" else "")
+    return out
 
 
 def check_registry(ctx: HandlerContext) -> str:
