@@ -229,6 +229,51 @@ def mlflow_server(pytestconfig: pytest.Config) -> str:
     return url
 
 
+# --------------------------------------------------------------------------- pip in fresh virtual environments
+#
+# The tests that install mlgate into fresh virtual environments (the CI runners' jobs under act
+# and gitlab-ci-local, the small installs) give pip a wheelhouse and no index. A pip install in
+# a fresh venv is CPU-bound: about 40 % of it evaluates every file link of the index pages it
+# reads (pydantic-core alone lists 15,000 files on PyPI), and the suite runs about twenty such
+# installs. The wheelhouse holds mlgate's dependencies with every extra a test installs, built
+# once per run with pip's ordinary resolution (so the jobs get what they would get from the
+# index), shared by the xdist workers; then each install resolves against ~100 local files and
+# runs offline. This is the environment the tests give the runner: the actions and templates
+# run their own pip commands unchanged.
+
+#: The extras the tests install into fresh virtual environments (the wine config's, the bot's).
+WHEELHOUSE_EXTRAS = "bot,evaluate,local"
+
+
+def _build_wheelhouse(dest: Path) -> None:
+    import tomllib
+
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]["requires"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--wheel-dir", str(dest),
+         f"{ROOT}[{WHEELHOUSE_EXTRAS}]", *build],
+        capture_output=True, text=True, timeout=900,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip wheel failed: {proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+    for own in dest.glob("mlgate-*.whl"):  # the tests install mlgate from its source, never a prebuilt wheel
+        own.unlink()
+
+
+@pytest.fixture(scope="session")
+def pip_offline(pytestconfig: pytest.Config) -> dict[str, str]:
+    """Environment variables that make pip install from this run's wheelhouse, without an index."""
+    d = shared_dir(pytestconfig)
+    dest = d / "wheelhouse"
+    with _file_lock(d / "wheelhouse.lock"):
+        if not (dest / ".complete").exists():
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir()
+            _build_wheelhouse(dest)
+            (dest / ".complete").touch()
+    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(dest)}
+
+
 # --------------------------------------------------------------------------- Prometheus
 
 PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"

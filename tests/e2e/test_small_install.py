@@ -4,8 +4,8 @@ status against a tracking server; ``pip install 'mlgate[bot]'`` is enough for ``
 A command that needs full MLflow (the embedded store, ``validate.evaluation``) exits 2 naming
 the extra to install, never with an ImportError or a traceback.
 
-Real installs: fresh virtual environments made with ``pip install <this repository>`` (pip's
-cache is warm: about 15-20 s each), one per extra for this module; a real ``mlflow server``; the
+Real installs: fresh virtual environments made with ``pip install <this repository>`` (from the
+run's wheelhouse, no index: the ``pip_offline`` fixture), one per extra for this module; a real ``mlflow server``; the
 bot against the spec-checked fake GitHub.
 """
 
@@ -31,15 +31,16 @@ _DROP = ("PYTHONPATH", "VIRTUAL_ENV", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_UR
 
 
 class Install:
-    """A fresh virtual environment with ``pip install <repo><extras>``."""
+    """A fresh virtual environment with ``pip install <repo><extras>``; ``pip_env`` (the ``pip_offline``
+    fixture) points pip at the run's wheelhouse."""
 
-    def __init__(self, root: Path, extras: str = ""):
+    def __init__(self, root: Path, pip_env: dict[str, str], extras: str = ""):
         self.root = root
         venv.EnvBuilder(with_pip=True).create(root)
         started = time.monotonic()
         spec = f"{ROOT}[{extras}]" if extras else str(ROOT)
         proc = subprocess.run([str(self.bin / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                               spec], capture_output=True, text=True, timeout=600, env=self.env())
+                               spec], capture_output=True, text=True, timeout=600, env=self.env(**pip_env))
         assert proc.returncode == 0, proc.stderr[-3000:]
         self.seconds = time.monotonic() - started
 
@@ -65,13 +66,13 @@ class Install:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Install:
-    return Install(tmp_path_factory.mktemp("small") / "base")
+def base(tmp_path_factory: pytest.TempPathFactory, pip_offline: dict[str, str]) -> Install:
+    return Install(tmp_path_factory.mktemp("small") / "base", pip_offline)
 
 
 @pytest.fixture(scope="module")
-def bot_install(tmp_path_factory: pytest.TempPathFactory) -> Install:
-    return Install(tmp_path_factory.mktemp("small") / "bot", "bot")
+def bot_install(tmp_path_factory: pytest.TempPathFactory, pip_offline: dict[str, str]) -> Install:
+    return Install(tmp_path_factory.mktemp("small") / "bot", pip_offline, "bot")
 
 
 @pytest.fixture

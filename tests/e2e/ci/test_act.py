@@ -47,8 +47,10 @@ def pip_cache_dir() -> str:
 
 
 def run_act(repo: Path, tmp: Path, published: Path, runner_bin: Path, github: FakeGitHub, tracking_uri: str,
-            pr_number: int = 7, stubs: bool = False) -> tuple[int, str]:
-    """``act pull_request`` in ``repo`` with a pull_request event; returns (exit code, log)."""
+            pip_env: dict[str, str], pr_number: int = 7, stubs: bool = False) -> tuple[int, str]:
+    """``act pull_request`` in ``repo`` with a pull_request event; returns (exit code, log).
+
+    ``pip_env`` (the ``pip_offline`` fixture) points the jobs' pip at the run's wheelhouse."""
     event = tmp / "event.json"
     event.write_text(json.dumps({
         "action": "synchronize", "number": pr_number,
@@ -58,7 +60,8 @@ def run_act(repo: Path, tmp: Path, published: Path, runner_bin: Path, github: Fa
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GITHUB_", "GITLAB_", "CI_", "MLGATE_", "MLFLOW_", "RUNNER_", "ACT"))}
     env.update(PATH=f"{runner_bin}:{env.get('PATH', '/usr/bin:/bin')}", XDG_CACHE_HOME=str(tmp / "cache"),
-               PIP_CACHE_DIR=pip_cache_dir(), PIP_DISABLE_PIP_VERSION_CHECK="1", MLGATE_VENV=str(tmp / "job-venv"))
+               PIP_CACHE_DIR=pip_cache_dir(), PIP_DISABLE_PIP_VERSION_CHECK="1", MLGATE_VENV=str(tmp / "job-venv"),
+               **pip_env)
     args = [
         tool("act"), "pull_request", "-e", str(event),
         "-P", "ubuntu-latest=-self-hosted", "--no-cache-server",
@@ -98,14 +101,15 @@ def github():
 
 
 def test_pull_request_trains_gates_comments_then_a_failing_gate_fails(
-    tmp_path: Path, published_mlgate: Path, runner_python: Path, github: FakeGitHub
+    tmp_path: Path, published_mlgate: Path, runner_python: Path, github: FakeGitHub,
+    pip_offline: dict[str, str]
 ) -> None:
     repo = model_repo(tmp_path / "repo", "https://github.com/acme/wine-model.git",
                       {".github/workflows/mlops.yml": WORKFLOW.read_text(encoding="utf-8")})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
 
     # 1. green: the example workflow as a user adds it
-    rc, log = run_act(repo, tmp_path, published_mlgate, runner_python, github, uri)
+    rc, log = run_act(repo, tmp_path, published_mlgate, runner_python, github, uri, pip_offline)
     assert rc == 0, log[-6000:]
     out = outputs(log)
     assert out["model-version"] == "1" and out["gates-passed"] == "true"
@@ -127,7 +131,7 @@ def test_pull_request_trains_gates_comments_then_a_failing_gate_fails(
 
     # 2. a gate the model cannot pass: the job fails and says which gate and by how much
     add_impossible_gate(repo, "accuracy_score", 0.999)
-    rc, log = run_act(repo, tmp_path, published_mlgate, runner_python, github, uri)
+    rc, log = run_act(repo, tmp_path, published_mlgate, runner_python, github, uri, pip_offline)
     assert rc != 0
     out = outputs(log)
     assert out["model-version"] == "2" and out["gates-passed"] == "false"
@@ -144,11 +148,13 @@ def test_pull_request_trains_gates_comments_then_a_failing_gate_fails(
 
 
 def test_hostile_inputs_are_refused_printed_literally_and_never_run(
-    tmp_path: Path, published_mlgate: Path, runner_python: Path, github: FakeGitHub
+    tmp_path: Path, published_mlgate: Path, runner_python: Path, github: FakeGitHub,
+    pip_offline: dict[str, str]
 ) -> None:
     repo = model_repo(tmp_path / "repo", "https://github.com/acme/wine-model.git",
                       {".github/workflows/injection.yml": (FIXTURES / "injection.yml").read_text(encoding="utf-8")})
-    rc, log = run_act(repo, tmp_path, published_mlgate, runner_python, github, f"sqlite:///{tmp_path / 'x.db'}")
+    rc, log = run_act(repo, tmp_path, published_mlgate, runner_python, github, f"sqlite:///{tmp_path / 'x.db'}",
+                      pip_offline)
     assert rc == 0, log[-4000:]  # every refusal is expected (continue-on-error), the jobs pass
     outcomes = re.findall(r"outcomes (.*)", log)
     assert len(outcomes) == 2, log[-4000:]
@@ -199,14 +205,16 @@ jobs:
 
 
 def test_setup_hosted_runs_setup_python_and_the_cache_then_the_same_install(
-    tmp_path: Path, published_mlgate: Path, runner_python: Path, github: FakeGitHub
+    tmp_path: Path, published_mlgate: Path, runner_python: Path, github: FakeGitHub,
+    pip_offline: dict[str, str]
 ) -> None:
     """The GitHub-hosted path: actions/setup-python (3.11) and actions/cache of pip's downloads
     (offline stubs standing in for the pinned actions, which only this action references), then
     the install script of actions/setup, into its virtual environment."""
     repo = model_repo(tmp_path / "repo", "https://github.com/acme/wine-model.git",
                       {".github/workflows/hosted.yml": HOSTED})
-    rc, log = run_act(repo, tmp_path, published_mlgate, runner_python, github, "http://127.0.0.1:9", stubs=True)
+    rc, log = run_act(repo, tmp_path, published_mlgate, runner_python, github, "http://127.0.0.1:9", pip_offline,
+                      stubs=True)
     assert rc == 0, log[-6000:]
     assert "setup-python stub called with python-version=3.11" in log
     assert re.search(r"cache stub called with path=\S+ key=mlgate-pip-Linux-py3\.\d+-[0-9a-f]{20}", log)

@@ -39,10 +39,14 @@ def seed_includes(repo: Path, published: Path, host: str = "gitlab.com", project
     shutil.copytree(published / "gitlab-templates" / "templates", dest / "templates")
 
 
-def run_gcl(repo: Path, *args: str, variables: dict[str, str] | None = None) -> tuple[int, str]:
+def run_gcl(repo: Path, *args: str, variables: dict[str, str] | None = None,
+            pip_env: dict[str, str] | None = None) -> tuple[int, str]:
+    """gitlab-ci-local in ``repo``; returns (exit code, log). ``pip_env`` (the ``pip_offline``
+    fixture) points the jobs' pip at the run's wheelhouse: the shell executor passes on its environment."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GITHUB_", "GITLAB_", "CI_", "MLGATE_", "MLFLOW_", "GCL_"))}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    env.update(pip_env or {})
     cmd = [tool("gitlab-ci-local"), "--force-shell-executor"]
     for k, v in (variables or {}).items():
         cmd += ["--variable", f"{k}={v}"]
@@ -63,7 +67,8 @@ def gitlab():
     assert server.problems == []
 
 
-def test_merge_request_pipeline_then_a_failing_gate(tmp_path: Path, published_mlgate: Path, gitlab: FakeGitLab) -> None:
+def test_merge_request_pipeline_then_a_failing_gate(tmp_path: Path, published_mlgate: Path, gitlab: FakeGitLab,
+                                                  pip_offline: dict[str, str]) -> None:
     repo = model_repo(tmp_path / "repo", "https://gitlab.com/acme/wine-model.git",
                       {".gitlab-ci.yml": EXAMPLE.read_text(encoding="utf-8")})
     seed_includes(repo, published_mlgate)
@@ -74,7 +79,7 @@ def test_merge_request_pipeline_then_a_failing_gate(tmp_path: Path, published_ml
           "MLGATE_INSTALL": str(published_mlgate), "MLGATE_VENV": str(tmp_path / "job-venv")}
 
     # 1. green: train, then validate (the promotion is a manual job on the default branch)
-    rc, log = run_gcl(repo, variables=mr)
+    rc, log = run_gcl(repo, variables=mr, pip_env=pip_offline)
     assert rc == 0, log[-6000:]
     assert re.search(r"PASS\s+mlgate-train", log) and re.search(r"PASS\s+mlgate-validate", log)
     # a virtual environment (never the runner's Python), mlgate from MLGATE_INSTALL, the wine
@@ -96,7 +101,7 @@ def test_merge_request_pipeline_then_a_failing_gate(tmp_path: Path, published_ml
 
     # 2. an impossible gate: mlgate-validate fails, naming the gate and by how much, and the note says so
     add_impossible_gate(repo, "accuracy_score", 0.999)
-    rc, log = run_gcl(repo, "mlgate-validate", variables=mr)
+    rc, log = run_gcl(repo, "mlgate-validate", variables=mr, pip_env=pip_offline)
     assert rc != 0
     assert re.search(r"FAIL\s+mlgate-validate", log)
     reason = re.compile(r"accuracy_score [0-9.]+ is below the minimum 0\.999 by [0-9.]+")

@@ -84,8 +84,9 @@ def gitops_repo(path: Path, remote: str, ci_files: dict[str, str], model: str, v
     return path, promotion
 
 
-def run_act_push(repo: Path, tmp: Path, published: Path, runner_bin: Path, tracking_uri: str) -> tuple[int, str]:
-    """``act push`` in ``repo`` (a push to main); returns (exit code, log)."""
+def run_act_push(repo: Path, tmp: Path, published: Path, runner_bin: Path, tracking_uri: str,
+                 pip_env: dict[str, str]) -> tuple[int, str]:
+    """``act push`` in ``repo`` (a push to main); returns (exit code, log). ``pip_env``: the ``pip_offline`` fixture."""
     event = tmp / "push.json"
     head = git("rev-parse", "HEAD", cwd=repo).strip()
     event.write_text(json.dumps({
@@ -97,7 +98,8 @@ def run_act_push(repo: Path, tmp: Path, published: Path, runner_bin: Path, track
            if not k.startswith(("GITHUB_", "GITLAB_", "CI_", "MLGATE_", "MLFLOW_", "RUNNER_", "ACT"))}
     env.update(PATH=f"{runner_bin}:{env.get('PATH', '/usr/bin:/bin')}", XDG_CACHE_HOME=str(tmp / "cache"),
                PIP_CACHE_DIR=pip_cache_dir(), PIP_DISABLE_PIP_VERSION_CHECK="1",
-               MLGATE_VENV=str(tmp / "job-venv"))  # the two runs share the job's virtual environment
+               MLGATE_VENV=str(tmp / "job-venv"),  # the two runs share the job's virtual environment
+               **pip_env)
     args = [tool("act"), "push", "-e", str(event), "-P", "ubuntu-latest=-self-hosted", "--no-cache-server",
             "--local-repository", f"{ACTIONS_REPO}@v1={published}",
             "--var", f"MLFLOW_TRACKING_URI={tracking_uri}"]
@@ -108,7 +110,7 @@ def run_act_push(repo: Path, tmp: Path, published: Path, runner_bin: Path, track
 
 
 def test_github_action_moves_the_alias_to_what_git_deploys_then_is_in_step(
-    tmp_path: Path, published_mlgate: Path, runner_python: Path, mlflow_server: str
+    tmp_path: Path, published_mlgate: Path, runner_python: Path, mlflow_server: str, pip_offline: dict[str, str]
 ) -> None:
     client, model, version = register(mlflow_server)
     repo, promotion = gitops_repo(tmp_path / "deployments", "https://github.com/acme/deployments.git",
@@ -116,7 +118,7 @@ def test_github_action_moves_the_alias_to_what_git_deploys_then_is_in_step(
                                   model, version)
     assert alias_version(client, model, "staging") is None
 
-    rc, log = run_act_push(repo, tmp_path, published_mlgate, runner_python, mlflow_server)
+    rc, log = run_act_push(repo, tmp_path, published_mlgate, runner_python, mlflow_server, pip_offline)
     assert rc == 0, log[-6000:]
     out = outputs(log)
     assert (out["moved"], out["in_step"], out["differs"], out["undecided"]) == ("1", "0", "0", "0"), out
@@ -129,7 +131,7 @@ def test_github_action_moves_the_alias_to_what_git_deploys_then_is_in_step(
     assert tags["mlgate.promoted.staging.commit"] == promotion
 
     # a second push run: in step, nothing changes
-    rc, log = run_act_push(repo, tmp_path, published_mlgate, runner_python, mlflow_server)
+    rc, log = run_act_push(repo, tmp_path, published_mlgate, runner_python, mlflow_server, pip_offline)
     assert rc == 0, log[-6000:]
     out = outputs(log)
     assert (out["moved"], out["in_step"]) == ("0", "1"), out
@@ -138,7 +140,7 @@ def test_github_action_moves_the_alias_to_what_git_deploys_then_is_in_step(
 
 
 def test_gitlab_template_checks_then_moves_the_alias_then_is_in_step(
-    tmp_path: Path, published_mlgate: Path, mlflow_server: str
+    tmp_path: Path, published_mlgate: Path, mlflow_server: str, pip_offline: dict[str, str]
 ) -> None:
     client, model, version = register(mlflow_server)
     repo, promotion = gitops_repo(tmp_path / "deployments", "https://gitlab.com/acme/deployments.git",
@@ -149,14 +151,14 @@ def test_gitlab_template_checks_then_moves_the_alias_then_is_in_step(
                 "MLGATE_INSTALL": str(published_mlgate), "MLGATE_VENV": str(tmp_path / "job-venv")}
 
     # check: true only reports, and fails the job because the registry and git disagree
-    rc, log = run_gcl(repo, "mlgate-reconcile", variables={**tracking, "MLGATE_CHECK": "true"})
+    rc, log = run_gcl(repo, "mlgate-reconcile", variables={**tracking, "MLGATE_CHECK": "true"}, pip_env=pip_offline)
     assert rc != 0 and re.search(r"FAIL\s+mlgate-reconcile", log), log[-4000:]
     assert f"mlgate: {model} staging: differs: git deploys v{version}" in log, log[-4000:]
     assert dotenv(repo, "mlgate-reconcile", "mlgate-reconcile.env")["differs"] == "1"
     assert alias_version(client, model, "staging") is None, "check moved an alias"
 
     # the push pipeline: the alias moves to what git deploys
-    rc, log = run_gcl(repo, variables=tracking)
+    rc, log = run_gcl(repo, variables=tracking, pip_env=pip_offline)
     assert rc == 0 and re.search(r"PASS\s+mlgate-reconcile", log), log[-4000:]
     assert f"mlgate: {model} staging: moved: git deploys v{version} (commit {promotion[:12]})" in log
     assert dotenv(repo, "mlgate-reconcile", "mlgate-reconcile.env") == {
@@ -166,7 +168,7 @@ def test_gitlab_template_checks_then_moves_the_alias_then_is_in_step(
     assert tags["mlgate.promoted.staging.commit"] == promotion
 
     # again: in step, nothing changes
-    rc, log = run_gcl(repo, variables=tracking)
+    rc, log = run_gcl(repo, variables=tracking, pip_env=pip_offline)
     assert rc == 0 and f"mlgate: {model} staging: in step: git deploys v{version}" in log, log[-4000:]
     assert dotenv(repo, "mlgate-reconcile", "mlgate-reconcile.env")["in_step"] == "1"
     assert client.get_model_version(model, version).tags == tags

@@ -92,9 +92,10 @@ def assert_venvs_inside(log: str, *roots: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def tried(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, runner_python: Path) -> dict[str, str]:
+def tried(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, runner_python: Path,
+          pip_offline: dict[str, str]) -> dict[str, str]:
     """README step 1 as the test provides it, then step 2 run exactly as written; the environment
-    steps 3 and 4 run in."""
+    steps 3 and 4 run in (pip: the run's wheelhouse and no index, the ``pip_offline`` fixture)."""
     try_dir = tmp_path_factory.mktemp("try")
     src = export_of_this_tree(try_dir / "mlgate")
     tools = try_dir / "tools"
@@ -108,7 +109,7 @@ def tried(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str, runner_p
     env.update(PATH=f"{runner_python}:{tools}:/usr/bin:/bin", TRY=str(try_dir), MLGATE_SRC=str(src),
                MLFLOW_TRACKING_URI=mlflow_server, XDG_CACHE_HOME=str(try_dir / "cache"),
                PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
-               PIP_DISABLE_PIP_VERSION_CHECK="1")
+               PIP_DISABLE_PIP_VERSION_CHECK="1", **pip_offline)
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block("repositories")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
