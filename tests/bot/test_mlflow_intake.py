@@ -56,8 +56,12 @@ def test_a_signed_delivery_is_stored_with_its_event_and_a_redelivery_is_a_duplic
 
 
 def test_events_mlgate_does_not_use_are_acknowledged_and_not_stored(bot):
-    r = mlflow_post(bot, {"entity": "model_version_alias", "action": "deleted", "data": {"name": "f", "alias": "a"}})
+    r = mlflow_post(bot, {"entity": "model_version_tag", "action": "deleted",
+                          "data": {"name": "f", "version": "1", "key": "k"}})
     assert r.status_code == 202 and r.headers["x-mlgate-status"] == "ignored" and bot.count() == 0
+    # an alias deleted is used (protected aliases come back): stored like the others
+    r = mlflow_post(bot, {"entity": "model_version_alias", "action": "deleted", "data": {"name": "f", "alias": "a"}})
+    assert r.status_code == 202 and r.headers["x-mlgate-status"] == "accepted" and bot.count() == 1
 
 
 def test_a_signed_body_that_names_no_event_is_400(bot):
