@@ -36,11 +36,12 @@ class Install:
 
     def __init__(self, root: Path, pip_env: dict[str, str], extras: str = ""):
         self.root = root
+        self.pip_env = pip_env
         venv.EnvBuilder(with_pip=True).create(root)
         started = time.monotonic()
         spec = f"{ROOT}[{extras}]" if extras else str(ROOT)
         proc = subprocess.run([str(self.bin / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                               spec], capture_output=True, text=True, timeout=600, env=self.env(**pip_env))
+                               spec], capture_output=True, text=True, timeout=600, env=self.env())
         assert proc.returncode == 0, proc.stderr[-3000:]
         self.seconds = time.monotonic() - started
 
@@ -49,9 +50,12 @@ class Install:
         return self.root / "bin"
 
     def env(self, **extra: str) -> dict[str, str]:
+        """This environment's bin first on PATH, and ``pip_env`` for every command: pip skipped
+        byte-compiling, so the first import writes the bytecode the later commands read."""
         e = {k: v for k, v in os.environ.items()
              if k not in _DROP and not k.startswith(("GITHUB_", "GITLAB_", "CI_"))}
         e["PATH"] = f"{self.bin}{os.pathsep}{e.get('PATH', '')}"
+        e.update(self.pip_env)
         e.update(extra)
         return e
 
