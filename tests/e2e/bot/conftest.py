@@ -156,6 +156,11 @@ def start_bot(workdir: Path, gh_url: str, gl_url: str, tracking_uri: str, extra_
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
+    # the start-up checks (a thread: GET /user of each forge, the tracking server) are over before a
+    # test counts the fakes' requests; a check slower than 30 s only loses that guarantee
+    checks_deadline = time.monotonic() + 30
+    while '"start-up checks done"' not in log.read_text() and time.monotonic() < checks_deadline:
+        time.sleep(0.05)
     return BotProcess(url=url, database_url=db, proc=proc, log=log, ui_url=ui_url)
 
 

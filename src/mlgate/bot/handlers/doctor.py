@@ -59,15 +59,19 @@ def startup_checks(settings: Any, store: Any, environ: Mapping[str, str] | None 
 
 
 def log_startup_checks(settings: Any, store: Any, log: Any) -> list[Check]:
-    """Run :func:`startup_checks` and log one line per check (event ``doctor``); never raises."""
+    """Run :func:`startup_checks` and log one line per check (event ``doctor``), then one line
+    ``start-up checks done`` with the count per status (whoever watches the log knows the checks'
+    requests are over); never raises."""
+    checks: list[Check] = []
     try:
         checks = startup_checks(settings, store)
     except Exception as e:  # a check's bug must not stop the bot: say so, serve anyway
         log.warning("doctor", check="bot", status=d.UNKNOWN, detail=f"{type(e).__name__}: {e}")
-        return []
     for c in checks:
         (log.info if c.status == d.OK else log.warning)("doctor", check=c.id, title=c.title, status=c.status,
                                                         detail=c.detail, fix=c.fix)
+    counts = {s: sum(c.status == s for c in checks) for s in (d.OK, d.FAIL, d.UNKNOWN)}
+    log.info("start-up checks done", passed=counts[d.OK], failed=counts[d.FAIL], unknown=counts[d.UNKNOWN])
     return checks
 
 
