@@ -178,7 +178,7 @@ def validate_seconds(venv: Path, project: Path, url: str, rounds: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2, help="installs per set (the fastest counts), default 2")
+    parser.add_argument("--rounds", type=int, default=3, help="installs per set (the fastest counts), default 3")
     parser.add_argument("--keep", type=Path, default=None, help="keep the venvs in this directory")
     args = parser.parse_args()
     mlflow_version = metadata.version("mlflow")
