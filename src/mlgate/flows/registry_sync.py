@@ -67,14 +67,15 @@ class Outcome:
 
 
 def deployed_version(reader: Reader, registry: Registry, model: str, env: Environment,
-                     prefer: str | None = None) -> tuple[str | None, str]:
+                     prefer: str | None = None, landed_only: bool = False) -> tuple[str | None, str]:
     """The version git deploys to ``env`` now, and where that was read (or why it is unknown).
 
     Reads ``env.gitops.path`` at the head of ``env.gitops.branch`` and compares it with the
     versions of ``model`` (those with a landed promotion to ``env`` first, then the
     :data:`MAX_CANDIDATES` newest): the first whose values the manifest already holds. ``prefer``
     (the version the alias holds) is tried first: two versions of the same artifact render the same
-    value, and then the alias is in step whichever of them it holds.
+    value, and then the alias is in step whichever of them it holds. ``landed_only``: only the
+    versions a promotion of mlgate landed in ``env`` (tag ``mlgate.promoted.<env>.at``).
     """
     g = env.gitops
     # the text goes into an MLflow tag that every registry reader sees: never a URL's credentials
@@ -85,7 +86,7 @@ def deployed_version(reader: Reader, registry: Registry, model: str, env: Enviro
     ordered = candidate_order(env.name, registry.versions(model))
     key = f"mlgate.promoted.{env.name}.at"
     landed = [v.version for v in ordered if key in v.tags]
-    tried = landed + [v.version for v in ordered if key not in v.tags][:MAX_CANDIDATES]
+    tried = landed if landed_only else landed + [v.version for v in ordered if key not in v.tags][:MAX_CANDIDATES]
     if prefer is not None:
         tried = [prefer] + [v for v in tried if v != prefer]
     for version in tried:
@@ -128,9 +129,8 @@ def guard_alias(reader: Reader, registry: Registry, cfg: Config, env: Environmen
     holder = registry.get_by_alias(model, alias)
     held = holder.version if holder is not None else None
     if held is None:
-        deployed, where = deployed_version(reader, registry, model, env)
-        if deployed is None or f"mlgate.promoted.{env.name}.at" not in (registry.get_version(model, deployed).tags or {}):
-            # nothing deployed that mlgate promoted here: not mlgate's alias to set
+        deployed, where = deployed_version(reader, registry, model, env, landed_only=True)
+        if deployed is None:  # git deploys no version mlgate promoted here: not mlgate's alias to set
             return Outcome("in step", f"{env.name}: alias {alias!r} holds no version", {})
         why = f"alias {alias!r} holds no version ({cause}), but git deploys version {deployed} ({where})"
     else:
