@@ -107,16 +107,15 @@ def make_engine(url: str, *, create: bool, setting: str = "database_url") -> tup
         kwargs["pool_size"] = 8
     try:
         engine = sa.create_engine(parsed, **kwargs)
-    except ModuleNotFoundError as e:
-        if e.name != "psycopg":
-            raise
-        raise UsageError(f"{setting} {safe_database_url(url)!r}: PostgreSQL needs psycopg, which comes with "
-                         "the bot: pip install 'mlgate[bot]'") from None
-    except ImportError as e:
-        raise UsageError(f"{setting} {safe_database_url(url)!r}: {LIBPQ_MISSING} "
-                         f"(psycopg: {str(e).splitlines()[-1].lstrip('- ')[:200]})") from None
-    except Exception as e:  # missing driver, bad options: the URL as written cannot work
-        raise UsageError(f"{setting} {safe_database_url(url)!r} cannot be used: {type(e).__name__}: "
+    except Exception as e:  # the URL as written cannot work: say why, never a traceback
+        shown = f"{setting} {safe_database_url(url)!r}"
+        if parsed.get_backend_name() == "postgresql" and isinstance(e, ModuleNotFoundError) and e.name == "psycopg":
+            raise UsageError(f"{shown}: PostgreSQL needs psycopg, which comes with the bot: "
+                             "pip install 'mlgate[bot]'") from None
+        if parsed.get_backend_name() == "postgresql" and type(e) is ImportError:
+            # psycopg imported, but found no libpq wrapper to load ("no pq wrapper available")
+            raise UsageError(f"{shown}: {LIBPQ_MISSING} (psycopg: {str(e).splitlines()[-1].lstrip('- ')[:200]})") from None
+        raise UsageError(f"{shown} cannot be used: {type(e).__name__}: "
                          f"{str(e).splitlines()[0][:200] if str(e) else ''}") from None
     if parsed.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", sqlite_pragmas)
