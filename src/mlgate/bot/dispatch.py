@@ -188,7 +188,6 @@ def delivery_error(e: Exception) -> BaseException:
     return forge_refusal(e) or e
 
 
-
 def _on_alert(delivery: Delivery, ctx: HandlerContext) -> str:
     from mlgate.bot.handlers import retrain  # lazily, as before: only bots that take alerts load it
 
@@ -201,6 +200,7 @@ _NOT_A_FORGE: dict[str, Callable[[Delivery, HandlerContext], str]] = {
     "mlflow": lambda delivery, ctx: registry.handle_mlflow(delivery, ctx),  # looked up at each call
     "alertmanager": _on_alert,
 }
+
 
 def handle(delivery: Delivery, ctx: HandlerContext) -> str:
     """Process one stored delivery; returns the outcome text shown by ``mlgate bot deliveries``.
